@@ -1,0 +1,38 @@
+# facetrain developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-all lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with facetrain installed (editable) and the dev tools
+
+demo: $(STAMP)  ## synthesize data, train softmax and L2-softmax, score both on the LFW protocol
+	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
+
+test: $(STAMP)  ## run the default test suite (slow tests excluded)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## run every test, slow ones included
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)  ## ruff check
+	$(BIN)/ruff check facetrain tests scripts
+
+bench: $(STAMP)  ## training/embedding throughput benchmarks (scripts/bench_*.py)
+	$(BIN)/python scripts/bench_train.py
+
+clean:  ## remove generated data and runs (keeps .venv)
+	rm -rf data runs outputs multirun

@@ -1,0 +1,45 @@
+"""`facetrain COMMAND [overrides]`: strip the command word and hand the rest to that command's Hydra app."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: facetrain COMMAND [hydra overrides] [-m] [--cfg job] [--help]
+
+commands:
+  train              train a backbone + head + loss      facetrain train loss=l2softmax alpha=50
+  eval PROTOCOL      score a model or features file      facetrain eval lfw model=runs/train/RUN
+  data synth         write the synthetic demo data       facetrain data synth synth.seed=1
+
+Sweeps: facetrain train -m loss=l2softmax alpha=8,16,32
+Config groups and keys of a command: facetrain train --help
+"""
+
+_POSITIONAL_KEY = {"eval": "protocol", "data": "action"}  # `eval lfw` -> protocol=lfw
+
+
+def _to_hydra_args(command: str, args: list[str]) -> list[str]:
+    key = _POSITIONAL_KEY.get(command)
+    if key and args and not args[0].startswith("-") and "=" not in args[0]:
+        return [f"{key}={args[0]}"] + args[1:]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    from facetrain.commands import data_main, eval_main, train_main
+
+    apps = {"train": train_main, "eval": eval_main, "data": data_main}
+    command = argv[0]
+    if command not in apps:
+        print(f"facetrain: error: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv = [f"facetrain {command}"] + _to_hydra_args(command, argv[1:])
+    apps[command]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""One thin Hydra entry point per command; the work lives in importable functions."""
+
+from __future__ import annotations
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from facetrain.config import CONFIG_PATH
+from facetrain.errors import FacetrainError, report_user_errors
+
+__all__ = ["data_main", "eval_main", "train_main"]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@report_user_errors
+def train_main(cfg: DictConfig) -> float:
+    from facetrain.train import train
+
+    metrics = train(cfg)
+    return float(metrics.get("train/loss", float("nan")))  # what a sweeper would minimise
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
+@report_user_errors
+def eval_main(cfg: DictConfig) -> None:
+    instantiate(cfg.protocol.evaluate)(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="data")
+@report_user_errors
+def data_main(cfg: DictConfig) -> None:
+    from facetrain.data.synth_command import synth
+
+    actions = {"synth": synth}
+    if cfg.action not in actions:
+        raise FacetrainError(f"unknown data action {cfg.action!r}; available: {', '.join(actions)}")
+    actions[cfg.action](cfg)

@@ -1,0 +1,51 @@
+"""Config helpers: OmegaConf resolvers, path resolution and validation of headline keys."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
+from omegaconf import OmegaConf
+
+from facetrain.errors import FacetrainError
+
+__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "register_resolvers"]
+
+# Hydra finds the configs through the package (configs/ is installed as facetrain.configs).
+CONFIG_PATH = "pkg://facetrain.configs"
+ALPHA_WORDS = ("auto", "trained")
+
+
+def register_resolvers() -> None:
+    """Register facetrain's resolvers once (`${ft.frac_of:N,f}` = round(N * f))."""
+    if not OmegaConf.has_resolver("ft.frac_of"):
+        OmegaConf.register_new_resolver("ft.frac_of", lambda n, f: int(round(float(n) * float(f))))
+
+
+def abs_path(path: str | Path) -> Path:
+    """A path relative to where the user ran facetrain (Hydra may change directory)."""
+    return Path(to_absolute_path(str(path)))
+
+
+def check_alpha(alpha) -> float | str:
+    """Validate the top-level `alpha`: a positive number, `auto` or `trained`."""
+    if isinstance(alpha, str):
+        word = alpha.strip().lower()
+        if word in ALPHA_WORDS:
+            return word
+        try:
+            alpha = float(word)
+        except ValueError:
+            raise FacetrainError(
+                f"alpha={alpha!r} is not a number; use a positive number (alpha=16), "
+                "alpha=auto (the eq. 9 lower bound) or alpha=trained (learned)"
+            ) from None
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha):
+        raise FacetrainError(f"alpha={alpha!r} is not valid; use a positive number, auto or trained")
+    if alpha <= 0:
+        raise FacetrainError(f"alpha={alpha} must be > 0 (it is the radius of the feature hypersphere)")
+    return float(alpha)
+
+
+register_resolvers()

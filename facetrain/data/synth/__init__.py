@@ -1,0 +1,17 @@
+"""Procedural synthetic faces written as CASIA-style training and LFW-style evaluation trees."""
+
+from facetrain.data.synth.identity import Identity, sample_identity
+from facetrain.data.synth.nuisance import Nuisance, sample_nuisance
+from facetrain.data.synth.render import render_face
+from facetrain.data.synth.trees import SynthSpec, lfw_pairs, write_synthetic_data
+
+__all__ = [
+    "Identity",
+    "Nuisance",
+    "SynthSpec",
+    "lfw_pairs",
+    "render_face",
+    "sample_identity",
+    "sample_nuisance",
+    "write_synthetic_data",
+]

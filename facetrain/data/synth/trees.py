@@ -1,0 +1,140 @@
+"""Write synthetic evaluation and training trees laid out exactly like CASIA-WebFace and LFW."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facetrain.data.synth.identity import sample_identity
+from facetrain.data.synth.names import person_names
+from facetrain.data.synth.nuisance import sample_nuisance
+from facetrain.data.synth.render import render_face
+from facetrain.errors import FacetrainError
+
+__all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
+
+_TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What `facetrain data synth` writes (see configs/data.yaml for the meaning of each field)."""
+
+    seed: int = 0
+    image_size: tuple[int, int] = (112, 96)  # (height, width)
+    train_identities: int = 400
+    train_min_images: int = 10
+    train_max_images: int = 60
+    lfw_folds: int = 10
+    lfw_pairs_per_fold: int = 100
+    lfw_identities_per_fold: int = 40
+    lfw_max_images: int = 6
+    jpeg_quality: int = 90
+
+
+def _render_person(args) -> int:
+    """Render all images of one person into `folder` (a worker-process task)."""
+    stream, seed, person, count, folder, pattern, size, quality = args
+    ident = sample_identity(np.random.default_rng([seed, stream, person]))
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(count):
+        rng = np.random.default_rng([seed, stream, person, k + 1])
+        image = render_face(ident, sample_nuisance(rng), rng, size=(size[1], size[0]))
+        image.save(folder / pattern.format(k + 1), quality=quality)
+    return count
+
+
+def _long_tail_counts(rng: np.random.Generator, n: int, low: int, high: int) -> list[int]:
+    """Images per person: many with few, a few with many (as in scraped celebrity data)."""
+    return [int(low + (high - low) * u**2.5) for u in rng.random(n)]
+
+
+def _render_all(tasks: list, workers: int, desc: str) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=sum(t[3] for t in tasks), desc=desc) as bar:
+        for done in pool.map(_render_person, tasks, chunksize=4):
+            bar.update(done)
+
+
+def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator
+              ) -> list[tuple]:
+    """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2)."""
+    pairs = []
+    for fold, names in enumerate(fold_names):
+        matched = [(a, i, j) for a in names for i in range(1, counts[a] + 1) for j in range(i + 1, counts[a] + 1)]
+        if len(matched) < n:
+            raise FacetrainError(f"fold {fold + 1} has only {len(matched)} matched pairs; raise lfw_max_images")
+        chosen = sorted(matched[k] for k in rng.choice(len(matched), n, replace=False))
+        mismatched: set[tuple] = set()
+        while len(mismatched) < n:
+            a, b = rng.choice(len(names), 2, replace=False)
+            na, nb = sorted((names[a], names[b]))
+            mismatched.add((na, int(rng.integers(1, counts[na] + 1)), nb, int(rng.integers(1, counts[nb] + 1))))
+        pairs += chosen + sorted(mismatched)
+    return pairs
+
+
+def _write_pairs(path: Path, pairs: list[tuple], folds: int, n: int) -> None:
+    lines = [f"{folds}\t{n}"] + ["\t".join(str(x) for x in p) for p in pairs]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
+    rng = np.random.default_rng([spec.seed, _EVAL])
+    people = spec.lfw_folds * spec.lfw_identities_per_fold
+    names = person_names(people, spec.seed + 1_000)
+    # LFW-like counts: most people have few images; everyone has at least two here so folds fill.
+    counts = dict(zip(names, _long_tail_counts(rng, people, 2, spec.lfw_max_images + 1), strict=True))
+    tasks = [(_EVAL, spec.seed, i, counts[name], out / name, name + "_{:04d}.jpg", spec.image_size, spec.jpeg_quality)
+             for i, name in enumerate(names)]
+    _render_all(tasks, workers, "synth lfw")
+    folds = [names[f::spec.lfw_folds] for f in range(spec.lfw_folds)]
+    _write_pairs(out / "pairs.txt", lfw_pairs(counts, folds, spec.lfw_pairs_per_fold, rng), spec.lfw_folds,
+                 spec.lfw_pairs_per_fold)
+    return sum(counts.values())
+
+
+def _write_casia(out: Path, spec: SynthSpec, workers: int) -> int:
+    rng = np.random.default_rng([spec.seed, _TRAIN])
+    counts = _long_tail_counts(rng, spec.train_identities, spec.train_min_images, spec.train_max_images + 1)
+    # CASIA-WebFace names its identity folders with 7-digit numbers and its images 001.jpg, 002.jpg, ...
+    tasks = [(_TRAIN, spec.seed, i, c, out / f"{i + 1:07d}", "{:03d}.jpg", spec.image_size, spec.jpeg_quality)
+             for i, c in enumerate(counts)]
+    _render_all(tasks, workers, "synth casia")
+    return sum(counts)
+
+
+def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite: bool = False) -> dict:
+    """Write `out/casia` (training) and `out/lfw` (evaluation + pairs.txt); return a summary.
+
+    A finished tree carries `synth.json`; an existing tree made with the same spec is kept as is.
+    """
+    marker = out / "synth.json"
+    wanted = {"spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()}}
+    if marker.exists() and not overwrite:
+        done = json.loads(marker.read_text())
+        if done.get("spec") == wanted["spec"]:
+            return done | {"reused": True}
+        raise FacetrainError(f"{out} holds synthetic data made with other settings; pass synth.overwrite=true "
+                             "to replace it or synth.out=... to write elsewhere")
+    if out.exists() and (overwrite or any(out.iterdir())):
+        if not overwrite and not marker.exists():
+            raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
+                                 "synth.overwrite=true")
+        for sub in ("casia", "lfw"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = wanted | {
+        "train_images": _write_casia(out / "casia", spec, workers),
+        "train_identities": spec.train_identities,
+        "lfw_images": _write_lfw(out / "lfw", spec, workers),
+        "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
+    }
+    marker.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,28 @@
+"""`facetrain data synth`: write the synthetic CASIA-style and LFW-style trees."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
+
+__all__ = ["synth"]
+
+
+def synth(cfg: DictConfig) -> dict:
+    s = cfg.synth
+    spec = SynthSpec(
+        seed=int(s.seed), image_size=(int(s.image_size[0]), int(s.image_size[1])),
+        train_identities=int(s.train_identities), train_min_images=int(s.train_min_images),
+        train_max_images=int(s.train_max_images), lfw_folds=int(s.lfw_folds),
+        lfw_pairs_per_fold=int(s.lfw_pairs_per_fold), lfw_identities_per_fold=int(s.lfw_identities_per_fold),
+        lfw_max_images=int(s.lfw_max_images), jpeg_quality=int(s.jpeg_quality),
+    )
+    out = abs_path(s.out)
+    summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
+    state = "already there" if summary.get("reused") else "written"
+    print(f"synthetic data {state}: {out}/casia ({summary['train_images']} images of "
+          f"{summary['train_identities']} people), {out}/lfw ({summary['lfw_images']} images, "
+          f"{summary['lfw_pairs']} pairs in pairs.txt)")
+    return summary

@@ -1,0 +1,51 @@
+"""Embed evaluation images with a backbone, batched, with the mirrored image's features combined."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from facetrain.data.image_io import read_image
+from facetrain.errors import FacetrainError
+
+__all__ = ["MIRROR_MODES", "embed_images"]
+
+MIRROR_MODES = ("sum", "concat", "none")
+
+
+class _ImageList(Dataset):
+    def __init__(self, root: Path, paths: Sequence[str], size: Sequence[int]):
+        self.root, self.paths, self.size = root, list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return read_image(self.root / self.paths[i], self.size)
+
+
+@torch.no_grad()
+def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: torch.device,
+                 mirror: str = "sum", batch_size: int = 256, num_workers: int = 0, progress: bool = True
+                 ) -> np.ndarray:
+    """float32 [N, D] (or [N, 2D] for `concat`): f(x) + f(flip(x)) by default (NormFace's mirror trick)."""
+    if mirror not in MIRROR_MODES:
+        raise FacetrainError(f"mirror={mirror!r} is not one of {', '.join(MIRROR_MODES)}")
+    backbone.eval().to(device)
+    loader = DataLoader(_ImageList(root, paths, backbone.input_size), batch_size=batch_size,
+                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    chunks = []
+    for images in tqdm(loader, desc="embed", disable=not progress, dynamic_ncols=True):
+        images = images.to(device, non_blocking=True)
+        feats = backbone(images).float()
+        if mirror != "none":
+            flipped = backbone(images.flip(-1)).float()
+            feats = feats + flipped if mirror == "sum" else torch.cat([feats, flipped], dim=1)
+        chunks.append(feats.cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
