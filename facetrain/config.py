@@ -18,9 +18,9 @@ ALPHA_WORDS = ("auto", "trained")
 
 
 def register_resolvers() -> None:
-    """Register facetrain's resolvers once (`${ft.frac_of:N,f}` = round(N * f))."""
+    """Register facetrain's resolvers once: `${ft.frac_of:N,a,b}` = round(N * a / b)."""
     if not OmegaConf.has_resolver("ft.frac_of"):
-        OmegaConf.register_new_resolver("ft.frac_of", lambda n, f: int(round(float(n) * float(f))))
+        OmegaConf.register_new_resolver("ft.frac_of", lambda n, a, b: int(round(float(n) * float(a) / float(b))))
 
 
 def abs_path(path: str | Path) -> Path:

@@ -26,8 +26,20 @@ def report_user_errors(fn: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except FacetrainError as err:
-            print(f"facetrain: error: {err}", file=sys.stderr)
+        except Exception as err:
+            user_error = _user_error_in(err)
+            if user_error is None:
+                raise
+            print(f"facetrain: error: {user_error}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper
+
+
+def _user_error_in(err: BaseException | None) -> FacetrainError | None:
+    """The FacetrainError itself, or the one Hydra's instantiate wrapped (it raises `from` the cause)."""
+    while err is not None:
+        if isinstance(err, FacetrainError):
+            return err
+        err = err.__cause__
+    return None

@@ -29,13 +29,16 @@ class SmallFaceCNN(nn.Module):
         embedding_dim: size of the output embedding.
         input_size: (height, width) of the input crops; the FC input follows from it.
         channels: output channels of each stage; each stage halves the resolution.
+        feature_bn: batch-normalize the embedding (Face-ResNet's fc5 has no such layer, so
+            feature norms stay free to vary with image quality, as l2-softmax.md fig. 1 shows).
     """
 
     def __init__(
         self,
         embedding_dim: int = 128,
         input_size: Sequence[int] = (112, 96),
-        channels: Sequence[int] = (32, 64, 128, 256),
+        channels: Sequence[int] = (16, 32, 64, 128),
+        feature_bn: bool = False,
     ):
         super().__init__()
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -52,7 +55,7 @@ class SmallFaceCNN(nn.Module):
         for _ in channels:
             h, w = (h + 1) // 2, (w + 1) // 2
         self.fc = nn.Linear(c_in * h * w, self.embedding_dim)
-        self.bn_out = nn.BatchNorm1d(self.embedding_dim)
+        self.bn_out = nn.BatchNorm1d(self.embedding_dim) if feature_bn else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.features(self.norm(images))

@@ -60,7 +60,10 @@ def _resume(path: Path, parts, optimizer, scheduler, scaler) -> int:
     for name, module in parts.items():
         module.load_state_dict(state["model"][name])
     optimizer.load_state_dict(state["optimizer"])
+    configured = {k: getattr(scheduler, k) for k in ("milestones", "gamma") if hasattr(scheduler, k)}
     restore_scheduler(scheduler, state["scheduler"])
+    for key, value in configured.items():  # the config's schedule wins (e.g. a run extended on resume)
+        setattr(scheduler, key, value)
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and torch.cuda.is_available():

@@ -33,8 +33,8 @@ class SynthSpec:
     train_max_images: int = 60
     lfw_folds: int = 10
     lfw_pairs_per_fold: int = 100
-    lfw_identities_per_fold: int = 40
-    lfw_max_images: int = 6
+    lfw_identities_per_fold: int = 50
+    lfw_max_images: int = 8
     jpeg_quality: int = 90
 
 

@@ -1,0 +1,112 @@
+"""The CLI as users type it: the README's command lines verbatim (shrunk only by appended overrides)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import run_cli
+from facetrain.cli import main
+
+SHRINK = ["device=cpu", "iterations=3", "batch_size=8", "log_every=1", "data.num_workers=0", "progress=false",
+          "embedding_dim=16", "backbone.channels=[4,8,8,16]"]
+
+
+@pytest.fixture
+def workdir(tmp_path, tiny_data):
+    """A fresh working directory whose default data is the tiny synthetic tree."""
+    return tmp_path, {"FACETRAIN_DATA": str(tiny_data)}
+
+
+def _error_line(proc):
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("facetrain: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_top_level_help(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert all(cmd in out for cmd in ("train", "eval PROTOCOL", "data synth"))
+
+
+def test_train_help_shows_config_groups(workdir):
+    cwd, env = workdir
+    out = run_cli("train", "--help", cwd=cwd, env=env).stdout
+    for group in ("backbone:", "head:", "loss:", "data:", "optim:", "schedule:"):
+        assert group in out
+    assert "l2softmax" in out
+
+
+def test_cfg_job_prints_without_running(workdir):
+    cwd, env = workdir
+    cfg = yaml.safe_load(run_cli("train", "--cfg", "job", "loss=l2softmax", "alpha=50", cwd=cwd, env=env).stdout)
+    assert cfg["alpha"] == 50 and cfg["head"]["_target_"] == "facetrain.heads.L2ScaleHead"
+    assert not (cwd / "runs").exists()
+
+
+def test_train_then_eval_verbatim(workdir):
+    cwd, env = workdir
+    run_cli("train", "loss=l2softmax", "alpha=50", *SHRINK, cwd=cwd, env=env)
+    (run,) = (cwd / "runs" / "train").iterdir()
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "tb").is_dir()
+    assert yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["alpha"] == 50
+    out = run_cli("eval", "lfw", cwd=cwd, env=env).stdout  # verbatim: the newest run, the demo's LFW tree
+    assert "LFW" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0 <= metrics["lfw/acc_mean"] <= 1 and "lfw/acc_std" in metrics and "train/loss" in metrics
+    (evaldir,) = (cwd / "runs" / "eval" / "lfw").iterdir()
+    features = np.load(evaldir / "features_lfw.npz")
+    assert features["features"].shape[0] == len(features["paths"])
+    # the features file alone scores the same
+    run_cli("eval", "lfw", f"features={evaldir / 'features_lfw.npz'}", "hydra.run.dir=again", cwd=cwd, env=env)
+    again = json.loads((cwd / "again" / "metrics.json").read_text())
+    assert again["lfw/acc_mean"] == metrics["lfw/acc_mean"]
+
+
+def test_multirun_sweep_of_alpha(workdir):
+    cwd, env = workdir
+    run_cli("train", "-m", "loss=l2softmax", "alpha=8,16,32", *SHRINK, "hydra.sweep.dir=sweep", cwd=cwd, env=env)
+    jobs = sorted((cwd / "sweep").glob("*_*"), key=lambda p: int(p.name.split("_")[0]))
+    assert len(jobs) == 3
+    alphas = [json.loads((j / "metrics.json").read_text())["train/alpha"] for j in jobs]
+    assert alphas == [8, 16, 32]
+
+
+def test_missing_data_folder(workdir):
+    cwd, env = workdir
+    line = _error_line(run_cli("train", "paths.data=/no/such/place", *SHRINK, cwd=cwd, env=env, check=False))
+    assert "/no/such/place/synth/casia does not exist" in line and "facetrain data synth" in line
+
+
+@pytest.mark.parametrize("alpha", ["-1", "0", "abc"])
+def test_bad_alpha(workdir, alpha):
+    cwd, env = workdir
+    line = _error_line(run_cli("train", "loss=l2softmax", f"alpha={alpha}", *SHRINK, cwd=cwd, env=env, check=False))
+    assert "alpha" in line
+
+
+def test_pairs_line_naming_a_missing_image(workdir, tiny_data):
+    cwd, env = workdir
+    lfw = cwd / "lfw"
+    shutil.copytree(tiny_data / "synth" / "lfw", lfw)
+    name, number = (lfw / "pairs.txt").read_text().splitlines()[1].split("\t")[:2]
+    (lfw / name / f"{name}_{int(number):04d}.jpg").unlink()
+    line = _error_line(run_cli("eval", "lfw", f"data.root={lfw}", "model=nowhere", cwd=cwd, env=env, check=False))
+    assert f"{name}_{int(number):04d}.jpg" in line and "missing" in line
+
+
+def test_eval_without_any_model(workdir):
+    cwd, env = workdir
+    line = _error_line(run_cli("eval", "lfw", cwd=cwd, env=env, check=False))
+    assert "facetrain train" in line
+
+
+def test_unknown_command(workdir):
+    cwd, env = workdir
+    proc = run_cli("fly", cwd=cwd, env=env, check=False)
+    assert proc.returncode == 2 and "unknown command" in proc.stderr

@@ -1,0 +1,93 @@
+"""LFW View 2: the real pairs.txt parses; 10-fold accuracy equals a plain re-computation."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_curve
+
+from conftest import PROTOCOLS
+from facetrain.errors import FacetrainError
+from facetrain.eval import best_threshold, kfold_accuracy, parse_lfw_pairs
+
+REAL_PAIRS = PROTOCOLS / "lfw" / "pairs.txt"
+needs_real = pytest.mark.skipif(not REAL_PAIRS.exists(), reason="../shared/protocols/lfw/pairs.txt not present")
+
+
+@needs_real
+def test_real_pairs_file():
+    pairs = parse_lfw_pairs(REAL_PAIRS)
+    assert len(pairs) == 6000 and pairs.folds == 10 and pairs.per_fold == 300
+    for f in range(10):
+        in_fold = pairs.same[pairs.fold == f]
+        assert len(in_fold) == 600 and in_fold[:300].all() and not in_fold[300:].any()
+    assert pairs.left[0] == "Abel_Pacheco/Abel_Pacheco_0001.jpg"
+    assert pairs.right[0] == "Abel_Pacheco/Abel_Pacheco_0004.jpg"
+    assert len(pairs.images) == 7701  # distinct images, as the protocols README states
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "pairs.txt"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, where", [
+    ("2\t1\nA\t1\t2\nA\t1\tB\t1\nC\t1\t2\nC\t1\n", ":5:"),        # mismatched line with 2 fields
+    ("1\t1\nA\t1\tB\t2\nA\t1\t2\n", ":2:"),                       # a mismatched line where a matched one belongs
+    ("1\t1\nA\tx\t2\nA\t1\tB\t1\n", ":2:"),                       # not a number
+    ("1\t2\nA\t1\t2\nA\t1\tB\t1\n", "promises"),                  # too few lines
+    ("ten\t300\n", ":1:"),                                         # bad header
+])
+def test_malformed_pairs_name_file_and_line(tmp_path, text, where):
+    with pytest.raises(FacetrainError, match=where):
+        parse_lfw_pairs(_write(tmp_path, text))
+
+
+def test_crlf_and_trailing_blank_lines(tmp_path):
+    pairs = parse_lfw_pairs(_write(tmp_path, "1\t1\r\nA\t1\t2\r\nA\t1\tB\t3\r\n\r\n"))
+    assert pairs.right == ["A/A_0002.jpg", "B/B_0003.jpg"] and list(pairs.same) == [True, False]
+
+
+def _naive_kfold(scores, same, fold):
+    """Straightforward: try every midpoint threshold in a Python loop, keep the first best."""
+    accs = []
+    for f in range(fold.max() + 1):
+        tr_s, tr_y = scores[fold != f], same[fold != f]
+        uniq = sorted(set(tr_s.tolist()))
+        cands = [uniq[0] - 1e-6] + [(a + b) / 2 for a, b in zip(uniq, uniq[1:])] + [uniq[-1] + 1e-6]
+        best, best_acc = None, -1.0
+        for t in cands:
+            acc = np.mean((tr_s > t) == tr_y)
+            if acc > best_acc:
+                best, best_acc = t, acc
+        accs.append(np.mean((scores[fold == f] > best) == same[fold == f]))
+    return np.array(accs)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kfold_equals_naive_recomputation(seed):
+    rng = np.random.default_rng(seed)
+    fold = np.repeat(np.arange(10), 60)
+    same = np.tile(np.r_[np.ones(30, bool), np.zeros(30, bool)], 10)
+    scores = np.round(rng.normal(same * 0.8, 0.5), 2)  # rounding makes ties, the tricky case
+    result = kfold_accuracy(scores, same, fold)
+    np.testing.assert_allclose(result.accuracies, _naive_kfold(scores, same, fold))
+    assert result.std == pytest.approx(np.std(result.accuracies))
+
+
+def test_best_training_accuracy_matches_sklearn_roc():
+    rng = np.random.default_rng(5)
+    same = rng.random(500) < 0.5
+    scores = rng.normal(same * 1.0, 1.0)
+    _, acc = best_threshold(scores, same)
+    fpr, tpr, _ = roc_curve(same, scores, drop_intermediate=False)
+    p, n = same.sum(), (~same).sum()
+    assert acc == pytest.approx(np.max((tpr * p + (1 - fpr) * n) / len(same)))
+
+
+def test_separable_and_random_scores():
+    fold = np.repeat(np.arange(10), 100)
+    same = np.tile(np.r_[np.ones(50, bool), np.zeros(50, bool)], 10)
+    assert kfold_accuracy(same * 1.0 + 0.01 * np.arange(1000) / 1000, same, fold).mean == 1.0
+    rng = np.random.default_rng(0)
+    chance = kfold_accuracy(rng.random(1000), rng.permutation(same), fold).mean
+    assert 0.4 < chance < 0.6

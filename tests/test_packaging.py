@@ -1,0 +1,20 @@
+"""The explicit package list in pyproject.toml must name every package (configs/ is mapped in)."""
+
+import tomllib
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_every_package_is_listed():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "facetrain").rglob("__init__.py")}
+    assert found | {"facetrain.configs"} == listed
+
+
+def test_configs_ship_with_the_package():
+    import importlib.resources
+
+    files = importlib.resources.files("facetrain.configs")
+    assert files.joinpath("train.yaml").is_file() and files.joinpath("loss", "l2softmax.yaml").is_file()
+    assert Path(str(files)).resolve() == (REPO / "configs").resolve()

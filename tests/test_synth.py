@@ -1,0 +1,56 @@
+"""Synthetic data: deterministic for a seed, laid out like CASIA-WebFace and LFW."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from conftest import TINY_SPEC
+from facetrain.data import FaceFolder
+from facetrain.data.synth import SynthSpec, write_synthetic_data
+from facetrain.errors import FacetrainError
+from facetrain.eval import parse_lfw_pairs
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_bytes(tiny_data, tmp_path):
+    write_synthetic_data(tmp_path / "again", TINY_SPEC, workers=2)
+    assert _digest(tiny_data / "synth") == _digest(tmp_path / "again")
+
+
+def test_other_seed_other_faces(tiny_data, tmp_path):
+    other = SynthSpec(**(TINY_SPEC.__dict__ | {"seed": 4}))
+    write_synthetic_data(tmp_path / "other", other, workers=1)
+    a = (tiny_data / "synth" / "casia" / "0000001" / "001.jpg").read_bytes()
+    assert a != (tmp_path / "other" / "casia" / "0000001" / "001.jpg").read_bytes()
+
+
+def test_layouts(tiny_data):
+    casia = tiny_data / "synth" / "casia"
+    assert sorted(p.name for p in casia.iterdir()) == [f"{i:07d}" for i in range(1, 7)]
+    data = FaceFolder(casia, input_size=(112, 96))
+    assert data.num_classes == 6 and 24 <= len(data) <= 36
+    image, label = data[0]
+    assert image.shape == (3, 112, 96) and image.dtype.__str__() == "torch.uint8" and label == 0
+    lfw = tiny_data / "synth" / "lfw"
+    pairs = parse_lfw_pairs(lfw / "pairs.txt")
+    assert pairs.folds == 10 and len(pairs) == 40
+    assert all((lfw / p).is_file() for p in pairs.images)
+    names = {p.name for p in lfw.iterdir() if p.is_dir()}
+    for f in range(10):  # folds never share people, as in LFW View 2
+        in_f = {p.split("/")[0] for p, k in zip(pairs.left + pairs.right, np.r_[pairs.fold, pairs.fold]) if k == f}
+        out_f = {p.split("/")[0] for p, k in zip(pairs.left + pairs.right, np.r_[pairs.fold, pairs.fold]) if k != f}
+        assert not in_f & out_f and in_f <= names
+
+
+def test_existing_tree_with_other_settings_is_kept(tiny_data):
+    other = SynthSpec(**(TINY_SPEC.__dict__ | {"train_identities": 7}))
+    with pytest.raises(FacetrainError, match="overwrite"):
+        write_synthetic_data(tiny_data / "synth", other)
+    assert write_synthetic_data(tiny_data / "synth", TINY_SPEC)["reused"]

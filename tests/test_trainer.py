@@ -1,0 +1,74 @@
+"""Trainer: exact resume, checkpoint contract, metrics.json and TensorBoard scalars."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from omegaconf import open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from facetrain.train import train, trainer
+
+
+def _weights(run_dir):
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return state, {f"{part}.{k}": v for part, sd in state["model"].items() for k, v in sd.items()}
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(train_cfg, tmp_path, monkeypatch):
+    args = ("iterations=6", "checkpoint_every=3", "loss=l2softmax", "alpha=trained")
+    train(train_cfg(*args, run_dir=tmp_path / "full"))
+
+    real_flip = trainer.random_hflip
+
+    def crash_at_4(images, seed, iteration):  # the process dies during iteration 4
+        if iteration == 4:
+            raise _Crash
+        return real_flip(images, seed, iteration)
+
+    cfg = train_cfg(*args, run_dir=tmp_path / "resumed")
+    monkeypatch.setattr(trainer, "random_hflip", crash_at_4)
+    with pytest.raises(_Crash):
+        train(cfg)
+    monkeypatch.setattr(trainer, "random_hflip", real_flip)
+    assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 3
+    with open_dict(cfg):
+        cfg.resume = True
+    train(cfg)
+    full_state, full = _weights(tmp_path / "full")
+    resumed_state, resumed = _weights(tmp_path / "resumed")
+    assert resumed_state["iteration"] == full_state["iteration"] == 6
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    # and the weights did move: training happened
+    first = train_cfg("iterations=1", run_dir=tmp_path / "one")
+    train(first)
+    assert not torch.equal(_weights(tmp_path / "one")[1]["backbone.fc.weight"], full["backbone.fc.weight"])
+
+
+def test_checkpoint_contract(train_cfg, tmp_path):
+    train(train_cfg("loss=l2softmax", "alpha=auto", run_dir=tmp_path / "r"))
+    state, _ = _weights(tmp_path / "r")
+    assert {"model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config"} <= state.keys()
+    assert set(state["model"]) == {"backbone", "head", "loss"}
+    assert yaml.safe_load(state["config"])["alpha"] == "auto"
+    assert not list((tmp_path / "r" / "checkpoints").glob(".*tmp"))  # no half-written leftovers
+
+
+def test_metrics_and_tensorboard(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    train(train_cfg("loss=l2softmax", "alpha=8", run_dir=run))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train/iterations"] == 4 and metrics["train/alpha"] == 8
+    assert 0 <= metrics["train/acc"] <= 1 and metrics["train/loss"] > 0
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss/softmax", "train/acc", "train/lr", "train/feat_norm_mean",
+            "train/feat_norm_std", "train/alpha", "train/alpha_bound"} <= tags
