@@ -30,9 +30,6 @@ def eval_main(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="data")
 @report_user_errors
 def data_main(cfg: DictConfig) -> None:
-    from facetrain.data.synth_command import synth
-
-    actions = {"synth": synth}
-    if cfg.action not in actions:
-        raise FacetrainError(f"unknown data action {cfg.action!r}; available: {', '.join(actions)}")
-    actions[cfg.action](cfg)
+    if cfg.action not in cfg.actions:
+        raise FacetrainError(f"unknown data action {cfg.action!r}; available: {', '.join(cfg.actions)}")
+    instantiate(cfg.actions[cfg.action])(cfg)

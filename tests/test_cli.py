@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-
 from conftest import run_cli
+
 from facetrain.cli import main
 
 SHRINK = ["device=cpu", "iterations=3", "batch_size=8", "log_every=1", "data.num_workers=0", "progress=false",
@@ -110,3 +110,14 @@ def test_unknown_command(workdir):
     cwd, env = workdir
     proc = run_cli("fly", cwd=cwd, env=env, check=False)
     assert proc.returncode == 2 and "unknown command" in proc.stderr
+
+
+def test_data_synth_command(workdir):
+    cwd, env = workdir
+    tiny = ["synth.train_identities=3", "synth.train_min_images=2", "synth.train_max_images=3",
+            "synth.lfw_pairs_per_fold=1", "synth.lfw_identities_per_fold=2", "synth.lfw_max_images=3", "synth.workers=1"]
+    out = run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout
+    assert "written" in out and (cwd / "mine" / "lfw" / "pairs.txt").is_file()
+    assert "already there" in run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout
+    line = _error_line(run_cli("data", "fly", cwd=cwd, env=env, check=False))
+    assert "unknown data action 'fly'" in line and "synth" in line

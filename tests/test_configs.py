@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import REPO, compose_config
 from hydra.utils import instantiate
 
-from conftest import REPO, compose_config
 from facetrain.train.build import build_parts
 
 GROUPS = ["backbone", "head", "loss", "data", "optim", "schedule"]

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import PROTOCOLS
 from sklearn.metrics import roc_curve
 
-from conftest import PROTOCOLS
 from facetrain.errors import FacetrainError
 from facetrain.eval import best_threshold, kfold_accuracy, parse_lfw_pairs
 
@@ -53,7 +53,7 @@ def _naive_kfold(scores, same, fold):
     for f in range(fold.max() + 1):
         tr_s, tr_y = scores[fold != f], same[fold != f]
         uniq = sorted(set(tr_s.tolist()))
-        cands = [uniq[0] - 1e-6] + [(a + b) / 2 for a, b in zip(uniq, uniq[1:])] + [uniq[-1] + 1e-6]
+        cands = [uniq[0] - 1e-6] + [(a + b) / 2 for a, b in zip(uniq, uniq[1:], strict=False)] + [uniq[-1] + 1e-6]
         best, best_acc = None, -1.0
         for t in cands:
             acc = np.mean((tr_s > t) == tr_y)

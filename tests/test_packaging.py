@@ -1,8 +1,8 @@
 """The explicit package list in pyproject.toml must name every package (configs/ is mapped in)."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from conftest import REPO
 
 

@@ -4,8 +4,8 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from conftest import TINY_SPEC
+
 from facetrain.data import FaceFolder
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.errors import FacetrainError
@@ -43,9 +43,11 @@ def test_layouts(tiny_data):
     assert pairs.folds == 10 and len(pairs) == 40
     assert all((lfw / p).is_file() for p in pairs.images)
     names = {p.name for p in lfw.iterdir() if p.is_dir()}
+    people = [p.split("/")[0] for p in pairs.left + pairs.right]
+    folds = np.r_[pairs.fold, pairs.fold]
     for f in range(10):  # folds never share people, as in LFW View 2
-        in_f = {p.split("/")[0] for p, k in zip(pairs.left + pairs.right, np.r_[pairs.fold, pairs.fold]) if k == f}
-        out_f = {p.split("/")[0] for p, k in zip(pairs.left + pairs.right, np.r_[pairs.fold, pairs.fold]) if k != f}
+        in_f = {p for p, k in zip(people, folds, strict=True) if k == f}
+        out_f = {p for p, k in zip(people, folds, strict=True) if k != f}
         assert not in_f & out_f and in_f <= names
 
 

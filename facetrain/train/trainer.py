@@ -94,7 +94,7 @@ def train(cfg: DictConfig) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
     start = _resume(ckpt_path, parts, optimizer, scheduler, scaler) if cfg.resume else 0
-    iterations, seed = int(cfg.iterations), int(cfg.seed)
+    iterations, seed, flip = int(cfg.iterations), int(cfg.seed), bool(cfg.data.hflip)
     loader = DataLoader(
         dataset,
         batch_sampler=IterationBatchSampler(len(dataset), int(cfg.batch_size), seed, start),
@@ -110,7 +110,9 @@ def train(cfg: DictConfig) -> dict:
     with tqdm(total=iterations, initial=start, desc="train", disable=not cfg.progress, dynamic_ncols=True) as bar:
         for images, labels in loader if start < iterations else []:
             iteration += 1
-            images = random_hflip(images.to(device, non_blocking=True), seed, iteration)
+            images = images.to(device, non_blocking=True)
+            if flip:
+                images = random_hflip(images, seed, iteration)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=use_amp):
                 embeddings = parts["backbone"](images)
