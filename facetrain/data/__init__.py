@@ -1,15 +1,19 @@
-"""Datasets, samplers, augmentation and the synthetic-face generator."""
+"""Datasets, samplers, augmentation, alignment, packing and the synthetic-face generator."""
 
 from facetrain.data.augment import random_hflip
 from facetrain.data.folder import IMAGE_EXTENSIONS, FaceFolder, FolderIndex, scan_identity_folders
+from facetrain.data.idx_digits import IdxDigits
 from facetrain.data.image_io import read_image
+from facetrain.data.packed import PackedFaces
 from facetrain.data.sampler import IterationBatchSampler
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "FaceFolder",
     "FolderIndex",
+    "IdxDigits",
     "IterationBatchSampler",
+    "PackedFaces",
     "random_hflip",
     "read_image",
     "scan_identity_folders",

@@ -1,75 +1,52 @@
-"""FaceFolder: a tree of identity folders of images (CASIA-WebFace, MS-Celeb-1M, synthetic)."""
+"""FaceFolder: a tree of identity folders of images (CASIA-WebFace, MS-Celeb-1M, synthetic, your own)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from facetrain.config import abs_path
+from facetrain.data.file_index import IMAGE_EXTENSIONS, FolderIndex, load_index, scan_identity_folders
+from facetrain.data.identity_dataset import IdentityDataset
 from facetrain.data.image_io import read_image
-from facetrain.errors import FacetrainError
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "FaceFolder", "scan_identity_folders"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-
-@dataclass(frozen=True)
-class FolderIndex:
-    """Relative image paths, their integer labels, and the identity name of each label."""
-
-    paths: list[str]
-    labels: list[int]
-    classes: list[str]
-
-
-def scan_identity_folders(root: Path) -> FolderIndex:
-    """List `root/<identity>/<image>` files; labels follow the sorted identity names."""
-    if not root.is_dir():
-        raise FacetrainError(
-            f"data folder {root} does not exist; run `facetrain data synth` for the demo data "
-            "or point data.root=... at a folder of identity folders"
-        )
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(
-            f.name for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()
-        )
-        paths += [f"{name}/{f}" for f in files]
-        labels += [label] * len(files)
-    if not paths:
-        raise FacetrainError(
-            f"no images found under {root}; expected {root}/<identity>/<image>.jpg "
-            f"(extensions: {', '.join(IMAGE_EXTENSIONS)})"
-        )
-    return FolderIndex(paths=paths, labels=labels, classes=classes)
-
-
-class FaceFolder(Dataset):
-    """Images of a folder-of-identities tree as (uint8 [3, H, W] tensor, label).
+class FaceFolder(IdentityDataset):
+    """Images of `root/<identity>/<image>` as (uint8 [3, H, W] tensor, label).
 
     Args:
         root: the tree's top folder (relative paths are taken from where facetrain was run).
-        input_size: (height, width) every image is resized to.
+        input_size: (height, width) every image is brought to.
+        fit: `resize` (aligned crops) or `crop` (centre crop to the aspect ratio, then resize).
+        cache_dir: where the file index is cached (None: scan every time).
+        verify: decode every image once at index time and drop the unreadable ones (cached).
+        workers: processes for `verify`.
+        progress: progress bars while indexing.
+        **selection: identity selection, see `IdentityDataset`.
     """
 
-    def __init__(self, root: str | Path, input_size: Sequence[int] = (112, 96)):
+    def __init__(self, root: str | Path, input_size: Sequence[int] = (112, 96), fit: str = "resize",
+                 cache_dir: str | Path | None = None, verify: bool = False, workers: int = 2,
+                 progress: bool = True, **selection):
+        super().__init__(**selection)
         self.root = abs_path(root)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.index = scan_identity_folders(self.root)
+        self.fit = fit
+        index = load_index(self.root, abs_path(cache_dir) if cache_dir else None, bool(verify), int(workers),
+                           bool(progress))
+        self.bad_at_index = list(index.bad)
+        keep = self._select(index.labels, index.classes)
+        # numpy bytes, not a list of str: DataLoader workers would otherwise copy the list page by
+        # page as reference counts change (a known copy-on-read blow-up for millions of paths).
+        self.paths = np.array([index.paths[k] for k in keep], dtype=np.bytes_)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.index.classes)
+    def _name(self, j: int) -> str:
+        return self.paths[j].decode()
 
-    def __len__(self) -> int:
-        return len(self.index.paths)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = read_image(self.root / self.index.paths[i], self.input_size)
-        return image, self.index.labels[i]
+    def _load(self, j: int) -> torch.Tensor:
+        return read_image(self.root / self._name(j), self.input_size, self.fit)

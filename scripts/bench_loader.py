@@ -1,0 +1,153 @@
+"""Images/s of torchvision's ImageFolder vs facetrain's folder loader vs its pack loaders, on the same JPEGs.
+
+    .venv/bin/python scripts/bench_loader.py                       # 20,000 JPEGs at 250x250 and at 112x96
+    .venv/bin/python scripts/bench_loader.py --images 2000 --batches 5   # a quick look
+
+Writes a synthetic CASIA-style tree per source size (identity folders of JPEGs; kept between runs),
+packs it (raw and jpeg), then reads random batches through a DataLoader with the same batch size,
+worker count and transforms (decode -> uint8 tensor -> resize to the input size). Files are in the
+page cache (just written or read by the warm-up), so the numbers measure CPU, not the disk. Memory
+is the proportional set size (PSS) of the main process plus its workers at the end of each run, so
+pages shared between them (a pack's memory map) are counted once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from facetrain.data import FaceFolder, PackedFaces
+from facetrain.data.pack import pack_tree
+
+
+def _write_person(args) -> int:
+    folder, person, count, size, seed = args
+    rng = np.random.default_rng([seed, person])
+    base = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8).astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    for k in range(count):
+        noisy = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+        image = Image.fromarray(noisy).resize((w, h), Image.Resampling.BICUBIC)
+        detail = rng.integers(-12, 13, (h, w, 3))  # texture, so JPEG sizes resemble photos
+        image = Image.fromarray(np.clip(np.asarray(image, dtype=np.int16) + detail, 0, 255).astype(np.uint8))
+        image.save(folder / f"{k + 1:03d}.jpg", quality=90)
+    return count
+
+
+def make_tree(root: Path, images: int, identities: int, size: tuple[int, int], workers: int) -> Path:
+    """A CASIA-style tree (0000001/001.jpg, ...) of `images` JPEGs; reused when already complete."""
+    marker = root / ".complete.json"
+    spec = {"images": images, "identities": identities, "size": list(size)}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return root
+    counts = np.full(identities, images // identities)
+    counts[: images % identities] += 1
+    tasks = [(root / f"{i + 1:07d}", i, int(c), size, 0) for i, c in enumerate(counts)]
+    with ProcessPoolExecutor(workers) as pool:
+        total = sum(pool.map(_write_person, tasks, chunksize=8))
+    marker.write_text(json.dumps(spec))
+    print(f"wrote {total} JPEGs of {identities} identities at {size[0]}x{size[1]} to {root}")
+    return root
+
+
+def _pss_mib(pid: int) -> float:
+    """PSS of a process and its children (the DataLoader workers), MiB."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total / 1024
+
+
+def measure(dataset, batch: int, batches: int, workers: int, seed: int = 0) -> dict:
+    """Images/s over `batches` random batches, after one warm-up batch (worker start-up excluded)."""
+    g = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, generator=g, num_workers=workers,
+                        drop_last=True, persistent_workers=False, prefetch_factor=4 if workers else None)
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        images, _ = next(it)
+        n += images.shape[0]
+    seconds = time.perf_counter() - t0
+    memory = _pss_mib(os.getpid())
+    del it
+    return {"images_per_s": n / seconds, "seconds": seconds, "pss_mib": memory}
+
+
+def _dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/facetrain-bench-loader"))
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--identities", type=int, default=500)
+    parser.add_argument("--sizes", default="250x250,112x96", help="source JPEG sizes, HxW, comma-separated")
+    parser.add_argument("--input-size", default="112x96", help="HxW the loaders deliver")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per loader")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the same for every loader)")
+    parser.add_argument("--loaders", default="imagefolder,folder,pack_raw,pack_jpeg")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # each worker decodes one image at a time, as in training
+    h, w = (int(v) for v in args.input_size.split("x"))
+    rows = []
+    for spec in args.sizes.split(","):
+        size = tuple(int(v) for v in spec.split("x"))
+        tree = make_tree(args.out / f"tree-{spec}", args.images, args.identities, size, max(1, args.workers))
+        packs = {}
+        for fmt in ("raw", "jpeg"):
+            pack_dir = args.out / f"pack-{spec}-{fmt}-{h}x{w}"
+            t0 = time.perf_counter()
+            if not (pack_dir / "pack.json").exists():
+                pack_tree(tree, pack_dir, fmt, (h, w), workers=max(1, args.workers), progress=False)
+            packs[fmt] = (pack_dir, time.perf_counter() - t0)
+        make = {
+            "imagefolder": lambda t=tree: datasets.ImageFolder(
+                str(t), transform=v2.Compose([v2.PILToTensor(), v2.Resize((h, w), antialias=True)])),
+            "folder": lambda t=tree: FaceFolder(t, (h, w), cache_dir=args.out / "cache", progress=False),
+            "pack_raw": lambda p=packs: PackedFaces(p["raw"][0], (h, w)),
+            "pack_jpeg": lambda p=packs: PackedFaces(p["jpeg"][0], (h, w)),
+        }
+        for name in args.loaders.split(","):
+            result = measure(make[name](), args.batch, args.batches, args.workers)
+            pack = packs.get(name.removeprefix("pack_")) if name.startswith("pack_") else None
+            disk = _dir_mib(pack[0]) if pack else _dir_mib(tree)
+            rows.append({"source": spec, "loader": name, **result, "disk_mib": disk,
+                         "pack_s": pack[1] if pack else 0.0})
+            print(json.dumps(rows[-1]))
+    print(f"\nbatch {args.batch}, {args.workers} workers, input {h}x{w}, {args.batches} timed batches "
+          f"(cpu count {os.cpu_count()})")
+    print(f"{'source':>8}  {'loader':<12} {'img/s':>8} {'x ImageFolder':>14} {'PSS MiB':>8} {'disk MiB':>9}")
+    for r in rows:
+        ref = next((x["images_per_s"] for x in rows if x["source"] == r["source"] and x["loader"] == "imagefolder"),
+                   float("nan"))
+        print(f"{r['source']:>8}  {r['loader']:<12} {r['images_per_s']:8.0f} {r['images_per_s'] / ref:14.1f} "
+              f"{r['pss_mib']:8.0f} {r['disk_mib']:9.0f}")
+
+
+if __name__ == "__main__":
+    main()
