@@ -10,6 +10,7 @@ commands:
   train              train a backbone + head + loss      facetrain train loss=l2softmax alpha=50
   eval PROTOCOL      score a model or features file      facetrain eval lfw model=runs/train/RUN
   data synth         write the synthetic demo data       facetrain data synth synth.seed=1
+  export             backbone -> TorchScript or ONNX     facetrain export model=runs/train/RUN format=onnx
 
 Sweeps: facetrain train -m loss=l2softmax alpha=8,16,32
 Config groups and keys of a command: facetrain train --help
@@ -30,9 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return
-    from facetrain.commands import data_main, eval_main, train_main
+    from facetrain.commands import data_main, eval_main, export_main, train_main
 
-    apps = {"train": train_main, "eval": eval_main, "data": data_main}
+    apps = {"train": train_main, "eval": eval_main, "data": data_main, "export": export_main}
     command = argv[0]
     if command not in apps:
         print(f"facetrain: error: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from facetrain.config import CONFIG_PATH
 from facetrain.errors import FacetrainError, report_user_errors
 
-__all__ = ["data_main", "eval_main", "train_main"]
+__all__ = ["data_main", "eval_main", "export_main", "train_main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
@@ -33,3 +33,11 @@ def data_main(cfg: DictConfig) -> None:
     if cfg.action not in cfg.actions:
         raise FacetrainError(f"unknown data action {cfg.action!r}; available: {', '.join(cfg.actions)}")
     instantiate(cfg.actions[cfg.action])(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@report_user_errors
+def export_main(cfg: DictConfig) -> None:
+    from facetrain.export import export_from_config
+
+    export_from_config(cfg)

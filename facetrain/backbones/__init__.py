@@ -1,6 +1,21 @@
 """Backbones: image -> embedding. Each knows its input size and nothing about classes."""
 
+from facetrain.backbones.face_resnet import FaceResNet, FaceResUnit
 from facetrain.backbones.input_norm import InputNorm
+from facetrain.backbones.iresnet import IBasicBlock, IResNet
+from facetrain.backbones.lenet_pp import LeNetPP
 from facetrain.backbones.small_cnn import SmallFaceCNN
+from facetrain.backbones.sphereface import SphereFace
+from facetrain.backbones.torchvision_trunks import TorchvisionTrunk
 
-__all__ = ["InputNorm", "SmallFaceCNN"]
+__all__ = [
+    "FaceResNet",
+    "FaceResUnit",
+    "IBasicBlock",
+    "IResNet",
+    "InputNorm",
+    "LeNetPP",
+    "SmallFaceCNN",
+    "SphereFace",
+    "TorchvisionTrunk",
+]

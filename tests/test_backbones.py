@@ -1,0 +1,214 @@
+"""Backbones: parameter counts against the reference numbers, shapes per input size, a training step,
+channels_last, torch.compile, and ImageNet weights read from a local file only."""
+
+import pytest
+import torch
+import torchvision
+from conftest import compose_config
+from hydra.utils import instantiate
+from torch import nn
+
+from facetrain.backbones import FaceResNet, IResNet, LeNetPP, SphereFace, TorchvisionTrunk
+from facetrain.backbones.torchvision_trunks import imagenet_weights_file
+from facetrain.errors import FacetrainError
+
+SIZES = [(112, 96), (112, 112), (128, 128)]
+BIG = ["resnet101", "resnext101", "iresnet50", "iresnet100"]  # seconds per step on 2 CPU cores
+SMALL = ["face_resnet27", "sphereface20", "lenet_pp"]
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# /work/shared/reference/architectures-and-losses.md §1-3 and §5 (counted from the Caffe prototxts
+# and insightface's iresnet.py), restated in each class's docstring with the derivation.
+PAPER_COUNTS = [
+    (FaceResNet, {"input_size": (112, 96)}, 27_536_800),
+    (FaceResNet, {"input_size": (112, 112)}, 28_847_520),
+    (FaceResNet, {"input_size": (128, 128)}, 31_731_104),
+    (SphereFace, {"input_size": (112, 96)}, 22_666_944),
+    (SphereFace, {"input_size": (112, 112)}, 24_501_952),
+    (SphereFace, {"input_size": (128, 128)}, 28_434_112),
+    (LeNetPP, {}, 797_604),
+    (IResNet, {"input_size": (112, 112), "layers": (3, 4, 14, 3)}, 43_590_848),
+    (IResNet, {"input_size": (112, 112), "layers": (3, 13, 30, 3)}, 65_156_160),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, expected", PAPER_COUNTS,
+                         ids=[f"{c.__name__}-{k.get('layers', '')}{k.get('input_size', '')}" for c, k, _ in PAPER_COUNTS])
+def test_parameter_count_matches_the_original_network(cls, kwargs, expected):
+    with torch.device("meta"):  # shapes only: no memory, no init time
+        assert n_params(cls(**kwargs)) == expected
+
+
+def test_face_resnet_has_27_convs_and_frozen_caffe_biases_dropped():
+    model = FaceResNet()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 27 and sum(c.bias is None for c in convs) == 22  # 2*(1+2+5+3) residual convs
+    assert len([m for m in SphereFace().modules() if isinstance(m, nn.Conv2d)]) == 20
+
+
+@pytest.mark.parametrize("arch, reference", [
+    ("resnet101", lambda: torchvision.models.resnet101()),
+    ("resnext101_32x4d", lambda: torchvision.models.resnet.ResNet(
+        torchvision.models.resnet.Bottleneck, [3, 4, 23, 3], groups=32, width_per_group=4)),
+])
+def test_torchvision_trunk_count_is_torchvision_minus_fc_plus_fc512(arch, reference):
+    with torch.device("meta"):
+        tv = reference()
+        ours = TorchvisionTrunk(arch=arch, embedding_dim=512)
+    trunk = n_params(tv) - n_params(tv.fc)
+    assert n_params(ours) == trunk + 2048 * 512 + 512
+    assert trunk == {"resnet101": 42_500_160, "resnext101_32x4d": 42_128_704}[arch]  # reference §5
+
+
+def _build(option: str, *overrides: str) -> nn.Module:
+    return instantiate(compose_config("train", [f"backbone={option}", "embedding_dim=64", *overrides]).backbone)
+
+
+def _images(model: nn.Module, batch: int = 2, device: str = "cpu") -> torch.Tensor:
+    shape = (batch, getattr(model, "in_channels", 3), *model.input_size)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("option", BIG + SMALL)
+def test_output_shape_at_every_input_size(option, size):
+    """On the meta device: shapes are propagated (and checked by every layer) without any arithmetic."""
+    with torch.device("meta"):
+        model = _build(option, f"input_size=[{size[0]},{size[1]}]").eval()
+        out = model(_images(model, device="meta"))
+    assert model.input_size == size
+    assert out.shape == (2, 2 if option == "lenet_pp" else 64)
+
+
+@pytest.mark.parametrize("size, grid", [((112, 112), (7, 7)), ((112, 96), (7, 6)), ((128, 128), (8, 8))])
+def test_iresnet_fc_input_follows_the_input_size(size, grid):
+    with torch.device("meta"):
+        model = IResNet(input_size=size, layers=(1, 1, 1, 1)).eval()  # same strides as IResNet-50/100
+        assert model(_images(model, device="meta")).shape == (2, 512)
+    assert model.feature_map == (512, *grid) and model.fc.in_features == 512 * grid[0] * grid[1]
+
+
+@pytest.mark.parametrize("stem, grid", [("face", 7), ("imagenet", 4)])
+def test_face_stem_keeps_a_7x7_final_map_at_112(stem, grid):
+    with torch.device("meta"):
+        model = TorchvisionTrunk(arch="resnet101", input_size=(112, 112), stem=stem).eval()
+        pre_pool = nn.Sequential(*list(model.trunk.children())[:-2])(model.norm(_images(model, device="meta")))
+    assert pre_pool.shape[-2:] == (grid, grid)
+
+
+def _train_step(model: nn.Module) -> None:
+    model.train()
+    classifier = nn.Linear(model.embedding_dim, 3)
+    params = list(model.parameters()) + list(classifier.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    loss = nn.functional.cross_entropy(classifier(model(_images(model))), torch.tensor([0, 2]))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    moved = [not torch.equal(a, b) for a, b, p in zip(before, model.parameters(), model.parameters(), strict=True)
+             if p.requires_grad]
+    assert all(moved), "every trainable parameter gets a gradient step"
+
+
+@pytest.mark.parametrize("option", ["face_resnet27", "lenet_pp"])
+def test_one_training_step(option):
+    _train_step(_build(option))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["sphereface20", *BIG])
+def test_one_training_step_big(option):
+    _train_step(_build(option))
+
+
+TINY = {  # each family at a small width: same code paths, a fraction of the time
+    "face_resnet": lambda: FaceResNet(embedding_dim=16, channels=(4, 8, 8, 16, 16)),
+    "sphereface": lambda: SphereFace(embedding_dim=16, channels=(8, 8, 16, 16)),
+    "lenet_pp": lambda: LeNetPP(),
+    "iresnet": lambda: IResNet(embedding_dim=16, layers=(1, 1, 1, 1)),
+    "torchvision": lambda: TorchvisionTrunk(arch="resnet18", embedding_dim=16, input_size=(64, 64)),
+}
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_channels_last_gives_the_same_embeddings(family):
+    torch.manual_seed(0)
+    model = TINY[family]().eval()
+    images = _images(model)
+    with torch.no_grad():
+        expected = model(images)
+        model = model.to(memory_format=torch.channels_last)
+        got = model(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_input_norm_runs_once_inside_the_backbone():
+    model = TINY["face_resnet"]().eval()
+    images = _images(model)
+    with torch.no_grad():
+        assert torch.equal(model(images), model(images.float()))  # uint8 or 0..255 float, same result
+        assert torch.allclose(model.norm(torch.tensor([0, 255])), torch.tensor([-127.5 / 128, 127.5 / 128]))
+
+
+def test_whole_backbone_compiles_into_one_graph():
+    """fullgraph=True fails on any graph break; aot_eager skips the C++ build (seconds, not a minute)."""
+    model = LeNetPP().eval()
+    images = _images(model)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(images), model(images))
+
+
+@pytest.mark.slow
+def test_inductor_compiled_training_step():
+    torch.manual_seed(0)
+    model = TINY["iresnet"]()
+    compiled = torch.compile(model)
+    images = _images(model, batch=4)
+    loss = compiled(images).square().mean()
+    loss.backward()
+    torch.testing.assert_close(loss, model(images).square().mean(), rtol=1e-4, atol=1e-5)
+
+
+def test_pretrained_weights_come_from_the_torch_home_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(FacetrainError, match="resnet18-.*pth.*no download"):
+        TorchvisionTrunk(arch="resnet18", pretrained=True)
+    source = torchvision.models.resnet18()
+    path = imagenet_weights_file("resnet18", "IMAGENET1K_V1")
+    assert path.parent == tmp_path / "hub" / "checkpoints"
+    path.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), path)
+    model = TorchvisionTrunk(arch="resnet18", pretrained=True)
+    assert torch.equal(model.trunk.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    own = tmp_path / "own.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, own)
+    model = TorchvisionTrunk(arch="resnet18", pretrained=True, weights_path=str(own))
+    assert torch.equal(model.trunk.conv1.weight, source.conv1.weight)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"arch": "resnext101_32x4d", "pretrained": True}, "no ImageNet weights for resnext101_32x4d"),
+    ({"arch": "resnet18", "pretrained": True, "weights_path": "/nonexistent.pth"}, "does not exist"),
+    ({"arch": "resnet18", "pretrained": True, "weights": "IMAGENET9K"}, "has no weights 'IMAGENET9K'"),
+    ({"arch": "squeezenet1_0"}, "not a torchvision ResNet"),
+    ({"arch": "resnet18", "stem": "tiny"}, "stem='tiny'"),
+])
+def test_trunk_configuration_errors_name_the_fix(kwargs, message):
+    with pytest.raises(FacetrainError, match=message):
+        TorchvisionTrunk(**kwargs)
+
+
+def test_wrong_input_is_refused_in_one_sentence():
+    with pytest.raises(FacetrainError, match="input_size"):
+        FaceResNet(input_size=(112,))
+    with pytest.raises(FacetrainError, match="too small"):
+        FaceResNet(input_size=(20, 20))
+    with pytest.raises(FacetrainError, match="backbone.in_channels=3"):
+        LeNetPP()(torch.zeros(1, 3, 28, 28, dtype=torch.uint8))
