@@ -18,7 +18,8 @@ def train_main(cfg: DictConfig) -> float:
     from facetrain.train import train
 
     metrics = train(cfg)
-    return float(metrics.get("train/loss", float("nan")))  # what a sweeper would minimise
+    loss = metrics.get("train/loss")
+    return float("nan") if loss is None else float(loss)  # what a sweeper would minimise
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")

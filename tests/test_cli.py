@@ -115,7 +115,8 @@ def test_unknown_command(workdir):
 def test_data_synth_command(workdir):
     cwd, env = workdir
     tiny = ["synth.train_identities=3", "synth.train_min_images=2", "synth.train_max_images=3",
-            "synth.lfw_pairs_per_fold=1", "synth.lfw_identities_per_fold=2", "synth.lfw_max_images=3", "synth.workers=1"]
+            "synth.lfw_pairs_per_fold=1", "synth.lfw_identities_per_fold=2", "synth.lfw_max_images=3", "synth.workers=1",
+            "synth.ytf_splits=0", "synth.ijba_splits=0", "synth.blufr_trials=0"]
     out = run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout
     assert "written" in out and (cwd / "mine" / "lfw" / "pairs.txt").is_file()
     assert "already there" in run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout

@@ -1,22 +1,48 @@
-"""Evaluation: the embedder, the features file, and one module per protocol."""
+"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A)."""
 
+from facetrain.eval.blufr import evaluate_blufr
+from facetrain.eval.blufr_lists import BlufrLists, parse_blufr_lists
 from facetrain.eval.embedder import embed_images
 from facetrain.eval.features import Features, load_features, save_features
+from facetrain.eval.identification import cmc, open_set, split_probes
+from facetrain.eval.ijba import evaluate_ijba
+from facetrain.eval.ijba_protocol import load_split, read_comparisons, read_templates
 from facetrain.eval.lfw import evaluate_lfw, lfw_metrics
 from facetrain.eval.lfw_pairs import LfwPairs, lfw_image_path, parse_lfw_pairs
+from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
+from facetrain.eval.templates import pool_templates
 from facetrain.eval.verification import best_threshold, cosine_scores, kfold_accuracy
+from facetrain.eval.ytf import evaluate_ytf
+from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
 
 __all__ = [
+    "BlufrLists",
     "Features",
     "LfwPairs",
+    "YtfPairs",
     "best_threshold",
+    "cmc",
     "cosine_scores",
+    "eer",
     "embed_images",
+    "evaluate_blufr",
+    "evaluate_ijba",
     "evaluate_lfw",
+    "evaluate_ytf",
     "kfold_accuracy",
     "lfw_image_path",
     "lfw_metrics",
     "load_features",
+    "load_split",
+    "open_set",
+    "parse_blufr_lists",
     "parse_lfw_pairs",
+    "parse_ytf_splits",
+    "pool_templates",
+    "read_comparisons",
+    "read_templates",
+    "roc_auc",
     "save_features",
+    "split_probes",
+    "tar_at_far",
 ]

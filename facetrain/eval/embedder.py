@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from facetrain.data.image_io import read_image
 from facetrain.errors import FacetrainError
+from facetrain.eval.face_crop import read_face
 
 __all__ = ["MIRROR_MODES", "embed_images"]
 
@@ -20,25 +21,44 @@ MIRROR_MODES = ("sum", "concat", "none")
 
 
 class _ImageList(Dataset):
-    def __init__(self, root: Path, paths: Sequence[str], size: Sequence[int]):
-        self.root, self.paths, self.size = root, list(paths), size
+    """Whole images, or (with boxes) face crops around each box with a margin."""
+
+    def __init__(self, root: Path, paths: Sequence[str], size: Sequence[int],
+                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0):
+        self.root, self.paths, self.size, self.boxes, self.margin = root, list(paths), size, boxes, margin
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return read_image(self.root / self.paths[i], self.size)
+        if self.boxes is None:
+            return read_image(self.root / self.paths[i], self.size)
+        return read_face(self.root / self.paths[i], self.boxes[i], self.margin, self.size)
 
 
 @torch.no_grad()
 def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: torch.device,
-                 mirror: str = "sum", batch_size: int = 256, num_workers: int = 0, progress: bool = True
-                 ) -> np.ndarray:
-    """float32 [N, D] (or [N, 2D] for `concat`): f(x) + f(flip(x)) by default (NormFace's mirror trick)."""
+                 mirror: str = "sum", batch_size: int = 256, num_workers: int = 0, progress: bool = True,
+                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0) -> np.ndarray:
+    """float32 [N, D] (or [N, 2D] for `concat`): f(x) + f(flip(x)) by default (NormFace's mirror trick).
+
+    Args:
+        backbone: the network (any module with `input_size`), taking uint8 images.
+        root: the evaluation root; `paths` are relative to it.
+        paths: image files.
+        device: where to run.
+        mirror: `sum`, `concat` or `none`.
+        batch_size, num_workers, progress: loader settings.
+        boxes: (x, y, w, h) face boxes, one per path, to crop (IJB-A); None = whole images.
+        margin: the crop grows by this fraction of the box on every side.
+
+    Returns:
+        the features, one row per path.
+    """
     if mirror not in MIRROR_MODES:
         raise FacetrainError(f"mirror={mirror!r} is not one of {', '.join(MIRROR_MODES)}")
     backbone.eval().to(device)
-    loader = DataLoader(_ImageList(root, paths, backbone.input_size), batch_size=batch_size,
+    loader = DataLoader(_ImageList(root, paths, backbone.input_size, boxes, margin), batch_size=batch_size,
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     chunks = []
     for images in tqdm(loader, desc="embed", disable=not progress, dynamic_ncols=True):

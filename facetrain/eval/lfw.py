@@ -1,80 +1,109 @@
-"""`facetrain eval lfw`: the 6,000-pair LFW View 2 protocol (10-fold accuracy, threshold from 9 folds)."""
+"""`facetrain eval lfw`: the 6,000-pair LFW View 2 protocol (10-fold accuracy, threshold from 9 folds), plus ROC numbers."""
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
+import numpy as np
 from omegaconf import DictConfig
-from sklearn.metrics import roc_auc_score
 
 from facetrain.config import abs_path
-from facetrain.errors import FacetrainError
-from facetrain.eval.embedder import embed_images
-from facetrain.eval.features import Features, load_features, save_features
+from facetrain.eval.feature_source import ImageSet, gather_features
+from facetrain.eval.features import Features
 from facetrain.eval.lfw_pairs import LfwPairs, parse_lfw_pairs
-from facetrain.eval.model_source import load_backbone, resolve_model
+from facetrain.eval.norm_sets import norm_set_pairs, norm_sets
+from facetrain.eval.pair_scoring import fold_pca_scores, pair_scores
+from facetrain.eval.plots import roc_from_scores
+from facetrain.eval.publish import publish
 from facetrain.eval.report import format_table, pct
-from facetrain.eval.verification import cosine_scores, kfold_accuracy
-from facetrain.train.device import pick_device
-from facetrain.train.metrics_file import update_metrics
+from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
+from facetrain.eval.verification import best_threshold
 
-__all__ = ["evaluate_lfw", "lfw_metrics"]
-
-log = logging.getLogger(__name__)
+__all__ = ["evaluate_lfw", "lfw_metrics", "lfw_scores"]
 
 
-def _check_images(root: Path, images: list[str], pairs_file: Path) -> None:
-    if not root.is_dir():
-        raise FacetrainError(f"LFW folder {root} does not exist; run `facetrain data synth` for the demo data "
-                             "or set data.root=... to your LFW images")
-    missing = [p for p in images if not (root / p).is_file()]
-    if missing:
-        raise FacetrainError(f"{pairs_file} names {len(missing)} image(s) missing under {root} "
-                             f"(first: {missing[0]}); is data.root the LFW folder for these pairs?")
+def lfw_scores(left: np.ndarray, right: np.ndarray, fold: np.ndarray, metric: str = "cosine", pca: float = 0
+               ) -> np.ndarray:
+    """[folds, P] scores: row f scores every pair as seen from fold f (they differ only with per-fold PCA)."""
+    if pca:
+        return fold_pca_scores(left, right, fold, pca, metric)
+    return np.broadcast_to(pair_scores(left, right, metric), (len(np.unique(fold)), len(left)))
 
 
-def lfw_metrics(pairs: LfwPairs, feats: Features) -> dict[str, float]:
-    """All LFW numbers from features of the protocol's images."""
+def _kfold(scores: np.ndarray, same: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per fold: the threshold from the other folds, the test accuracy; and each pair's correctness."""
+    accs, thrs, correct = [], [], np.zeros(len(same), dtype=bool)
+    for row, f in enumerate(np.unique(fold)):
+        test = fold == f
+        thr, _ = best_threshold(scores[row][~test], same[~test])
+        correct[test] = (scores[row][test] > thr) == same[test]
+        accs.append(correct[test].mean())
+        thrs.append(thr)
+    return np.array(accs), np.array(thrs), correct
+
+
+def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0,
+                fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """All LFW numbers from features of the protocol's images; also the pooled out-of-fold scores.
+
+    Accuracy: mean and population std (ddof=0) of the 10 held-out fold accuracies. AUC, EER and TAR@FAR
+    use each pair's held-out score (identical to the plain score unless PCA is on).
+    """
     left, right = feats.select(pairs.left), feats.select(pairs.right)
-    scores = cosine_scores(left, right)
-    folds = kfold_accuracy(scores, pairs.same, pairs.fold)
-    return {
-        "lfw/acc_mean": folds.mean,
-        "lfw/acc_std": folds.std,
-        "lfw/threshold_mean": float(folds.thresholds.mean()),
-        "lfw/auc": float(roc_auc_score(pairs.same, scores)),
-        "lfw/pairs": float(len(pairs)),
+    fold_ids = np.unique(pairs.fold)
+    scores = lfw_scores(left, right, pairs.fold, metric, pca)
+    accs, thrs, correct = _kfold(scores, pairs.same, pairs.fold)
+    held_out = scores[np.searchsorted(fold_ids, pairs.fold), np.arange(len(pairs))]
+    metrics = {
+        "lfw/acc_mean": float(accs.mean()), "lfw/acc_std": float(accs.std()),
+        "lfw/acc_stderr": float(accs.std(ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else float("nan"),
+        "lfw/threshold_mean": float(thrs.mean()), "lfw/auc": roc_auc(pairs.same, held_out),
+        "lfw/eer": eer(pairs.same, held_out), "lfw/pairs": float(len(pairs)),
     }
+    for far in fars:
+        metrics[f"lfw/tar@far={far:g}"] = tar_at_far(pairs.same, held_out, far, far_readoff).tar
+    if norm_set_count:
+        norms = {p: float(n) for p, n in zip(feats.paths, np.linalg.norm(feats.features, axis=1), strict=True)}
+        image_sets = dict(zip(pairs.images, norm_sets(np.array([norms[p] for p in pairs.images]), norm_set_count),
+                              strict=True))
+        a, b = np.array([image_sets[p] for p in pairs.left]), np.array([image_sets[p] for p in pairs.right])
+        for key, mask in norm_set_pairs(a, b, norm_set_count).items():
+            metrics[f"lfw/norm_sets/{key}/acc"] = float(correct[mask].mean()) if mask.any() else float("nan")
+            metrics[f"lfw/norm_sets/{key}/pairs"] = float(mask.sum())
+    return metrics, held_out
 
 
-def _features(cfg: DictConfig, pairs: LfwPairs, root: Path, out_dir: Path) -> tuple[Features, Path | None]:
-    """Features from a file, or by embedding the images with the model; also says which run it came from."""
-    if cfg.features:
-        return load_features(abs_path(cfg.features)), None
-    _check_images(root, pairs.images, abs_path(cfg.protocol.pairs))
-    checkpoint = resolve_model(str(cfg.model), abs_path(cfg.paths.runs))
-    log.info("embedding %d images with %s", len(pairs.images), checkpoint)
-    feats = embed_images(load_backbone(checkpoint), root, pairs.images, pick_device(cfg.device),
-                         mirror=cfg.mirror, batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers),
-                         progress=bool(cfg.progress))
-    save_features(out_dir / "features_lfw.npz", feats, pairs.images)
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-    return Features(feats, pairs.images), run_dir
+def _keep_available(pairs: LfwPairs, available: set[str]) -> LfwPairs:
+    keep = np.array([a in available and b in available for a, b in zip(pairs.left, pairs.right, strict=True)])
+    pick = np.flatnonzero(keep)
+    return LfwPairs([pairs.left[i] for i in pick], [pairs.right[i] for i in pick], pairs.same[keep],
+                    pairs.fold[keep], pairs.folds, pairs.per_fold)
+
+
+def _table(metrics: dict[str, float], fars, norm_set_count: int) -> str:
+    far_cols = [f"TAR@FAR={far:g} %" for far in fars]
+    rows = [["LFW", int(metrics["lfw/pairs"]), pct(metrics["lfw/acc_mean"], metrics["lfw/acc_std"]),
+             pct(metrics["lfw/auc"]), pct(metrics["lfw/eer"])] + [pct(metrics[f"lfw/tar@far={f:g}"]) for f in fars]]
+    text = format_table(["protocol", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %", *far_cols], rows)
+    if norm_set_count:
+        sets = [k.split("/")[2] for k in metrics if k.endswith("/acc") and "/norm_sets/" in k]
+        text += "\n\n" + format_table(["norm sets", "pairs", "accuracy %"], [
+            [s, int(metrics[f"lfw/norm_sets/{s}/pairs"]), pct(metrics[f"lfw/norm_sets/{s}/acc"])] for s in sets])
+    return text
 
 
 def evaluate_lfw(cfg: DictConfig) -> dict[str, float]:
-    """Score a model (or a features file) on LFW; print the table; write metrics.json."""
-    pairs = parse_lfw_pairs(abs_path(cfg.protocol.pairs))
-    out_dir = abs_path(cfg.run_dir)
-    feats, model_run = _features(cfg, pairs, abs_path(cfg.data.root), out_dir)
-    metrics = lfw_metrics(pairs, feats)
-    update_metrics(out_dir, metrics)
-    if model_run is not None:
-        update_metrics(model_run, metrics)  # the training run's metrics.json gains its LFW numbers
-    print(format_table(
-        ["protocol", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %"],
-        [["LFW", len(pairs), pct(metrics["lfw/acc_mean"], metrics["lfw/acc_std"]), pct(metrics["lfw/auc"])]],
-    ))
-    print(f"metrics: {out_dir / 'metrics.json'}" + (f" and {model_run / 'metrics.json'}" if model_run else ""))
-    return metrics
+    """Score a model (or a features file) on LFW; print the table; write metrics.json and the ROC."""
+    pairs_file = abs_path(cfg.protocol.pairs)
+    pairs = parse_lfw_pairs(pairs_file)
+    origins = {}
+    for i in range(len(pairs) - 1, -1, -1):  # the first line naming an image wins
+        origins[pairs.left[i]] = origins[pairs.right[i]] = f"{pairs_file}:{i + 2}"
+    source = gather_features(cfg, ImageSet(abs_path(cfg.data.root), pairs.images, origins=origins), "lfw")
+    kept = _keep_available(pairs, set(source.features.paths)) if source.missing else pairs
+    fars = tuple(float(f) for f in cfg.protocol.fars)
+    n_sets = int(cfg.analysis.norm_sets)
+    metrics, scores = lfw_metrics(kept, source.features, str(cfg.protocol.metric), float(cfg.protocol.pca), fars,
+                                  str(cfg.protocol.far_readoff), n_sets)
+    metrics["lfw/pairs_dropped"] = float(len(pairs) - len(kept))
+    return publish(cfg, "lfw", metrics, _table(metrics, fars, n_sets), {"LFW": roc_from_scores(kept.same, scores)},
+                   source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
@@ -11,7 +12,9 @@ from torch import nn
 from facetrain.errors import FacetrainError
 from facetrain.train.checkpoint import find_checkpoint, load_checkpoint
 
-__all__ = ["load_backbone", "resolve_model"]
+__all__ = ["EMBEDDING_STAGES", "HeadedBackbone", "load_backbone", "load_embedder", "resolve_model"]
+
+EMBEDDING_STAGES = ("backbone", "head")
 
 
 def resolve_model(model: str, runs_dir: Path) -> Path:
@@ -25,11 +28,45 @@ def resolve_model(model: str, runs_dir: Path) -> Path:
     return found[-1]
 
 
-def load_backbone(checkpoint: Path) -> nn.Module:
-    """Rebuild the backbone from the config stored in the checkpoint and load its weights."""
+class HeadedBackbone(nn.Module):
+    """Backbone followed by the training head (e.g. L2 x alpha): embeddings "after the head"."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.input_size, self.embedding_dim = backbone.input_size, backbone.embedding_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+
+def _state(checkpoint: Path) -> dict:
     state = load_checkpoint(checkpoint)
     if "config" not in state or "model" not in state:
         raise FacetrainError(f"{checkpoint} is not a facetrain checkpoint (no `config`/`model` entries)")
-    backbone = instantiate(OmegaConf.create(state["config"]).backbone)
+    return state
+
+
+def load_embedder(checkpoint: Path, stage: str = "backbone") -> tuple[nn.Module, int]:
+    """The network that makes evaluation embeddings, and the iteration it was saved at.
+
+    Args:
+        checkpoint: a facetrain checkpoint.
+        stage: `backbone` (the deployed descriptor, default) or `head` (after the training head).
+    """
+    if stage not in EMBEDDING_STAGES:
+        raise FacetrainError(f"embedding={stage!r} is not one of {', '.join(EMBEDDING_STAGES)}")
+    state = _state(checkpoint)
+    cfg = OmegaConf.create(state["config"])
+    backbone = instantiate(cfg.backbone)
     backbone.load_state_dict(state["model"]["backbone"])
-    return backbone
+    if stage == "head":
+        head = instantiate(cfg.head, num_classes=state.get("num_classes"))
+        head.load_state_dict(state["model"]["head"])
+        backbone = HeadedBackbone(backbone, head)
+    return backbone, int(state.get("iteration", 0))
+
+
+def load_backbone(checkpoint: Path) -> nn.Module:
+    """Rebuild the backbone from the config stored in the checkpoint and load its weights."""
+    return load_embedder(checkpoint, "backbone")[0]

@@ -10,19 +10,24 @@ __all__ = ["RunningMeans", "batch_stats"]
 
 
 class RunningMeans:
-    """Sums of named scalars since the last `pop()`."""
+    """Sums of named scalars since the last `pop()`.
+
+    Tensors are summed where they live, so a CUDA run syncs with the host only when `pop()` reads
+    the means (every `log_every` iterations), not on every step.
+    """
 
     def __init__(self):
-        self._sums: dict[str, float] = defaultdict(float)
+        self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = defaultdict(int)
 
-    def add(self, values: dict[str, float]) -> None:
+    def add(self, values: dict[str, torch.Tensor | float]) -> None:
         for key, value in values.items():
-            self._sums[key] += float(value)
+            value = torch.as_tensor(value).detach().double()
+            self._sums[key] = self._sums[key] + value if key in self._sums else value
             self._counts[key] += 1
 
     def pop(self) -> dict[str, float]:
-        means = {k: self._sums[k] / self._counts[k] for k in self._sums}
+        means = {k: float(self._sums[k]) / self._counts[k] for k in self._sums}
         self._sums.clear()
         self._counts.clear()
         return means

@@ -1,25 +1,31 @@
-"""Write synthetic evaluation and training trees laid out exactly like CASIA-WebFace and LFW."""
+"""Write synthetic training and evaluation trees laid out exactly like CASIA-WebFace, LFW (+ BLUFR lists), YTF and IJB-A."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from facetrain.data.synth.blufr_lists import write_blufr_lists
 from facetrain.data.synth.identity import sample_identity
+from facetrain.data.synth.ijba_tree import write_ijba
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.render import render_face
+from facetrain.data.synth.ytf_tree import write_ytf
 from facetrain.errors import FacetrainError
 
 __all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
 
 _TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
+_OPTIONAL = ("blufr_", "ytf_", "ijba_")  # spec fields of the optional evaluation trees
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,17 @@ class SynthSpec:
     lfw_identities_per_fold: int = 50
     lfw_max_images: int = 8
     jpeg_quality: int = 90
+    # optional evaluation trees (0 = not written, so existing casia/lfw trees stay byte-identical)
+    blufr_trials: int = 0
+    ytf_splits: int = 0
+    ytf_pairs_per_split: int = 25
+    ytf_identities_per_split: int = 20
+    ytf_max_videos: int = 4
+    ytf_frames: int = 6
+    ijba_splits: int = 0
+    ijba_subjects: int = 60
+    ijba_templates: int = 3
+    ijba_impostor_ratio: int = 5
 
 
 def _render_person(args) -> int:
@@ -59,6 +76,17 @@ def _render_all(tasks: list, workers: int, desc: str) -> None:
     with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=sum(t[3] for t in tasks), desc=desc) as bar:
         for done in pool.map(_render_person, tasks, chunksize=4):
             bar.update(done)
+
+
+def _run_tasks(workers: int, fn: Callable, tasks: list, total: int, desc: str) -> list:
+    """fn over tasks in worker processes, results in task order (so the output is deterministic)."""
+    results = []
+    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=total, desc=desc) as bar:
+        for result in pool.map(fn, tasks, chunksize=2):
+            results.append(result)
+            bar.update(min(total // max(len(tasks), 1), total - bar.n))
+        bar.update(total - bar.n)
+    return results
 
 
 def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator
@@ -109,32 +137,79 @@ def _write_casia(out: Path, spec: SynthSpec, workers: int) -> int:
     return sum(counts)
 
 
-def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite: bool = False) -> dict:
-    """Write `out/casia` (training) and `out/lfw` (evaluation + pairs.txt); return a summary.
+def _spec_dict(spec: SynthSpec, prefixes: tuple[str, ...] | None = None) -> dict:
+    """The spec as JSON-able values: the base fields (casia/lfw), or the fields of one optional tree."""
+    items = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()}
+    if prefixes is None:
+        return {k: v for k, v in items.items() if not k.startswith(_OPTIONAL)}
+    return {k: v for k, v in items.items() if k.startswith(prefixes) or k in ("seed", "image_size", "jpeg_quality")}
 
-    A finished tree carries `synth.json`; an existing tree made with the same spec is kept as is.
+
+def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite: bool = False) -> dict:
+    """Write `out/casia` (training), `out/lfw` (evaluation + pairs.txt) and the optional trees; return a summary.
+
+    A finished tree carries `synth.json`; an existing tree made with the same spec is kept as is. The
+    optional trees (BLUFR lists, YTF, IJB-A) carry their own marker, so adding one later leaves casia/lfw alone.
     """
     marker = out / "synth.json"
-    wanted = {"spec": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()}}
+    wanted = {"spec": _spec_dict(spec)}
     if marker.exists() and not overwrite:
         done = json.loads(marker.read_text())
-        if done.get("spec") == wanted["spec"]:
-            return done | {"reused": True}
-        raise FacetrainError(f"{out} holds synthetic data made with other settings; pass synth.overwrite=true "
-                             "to replace it or synth.out=... to write elsewhere")
-    if out.exists() and (overwrite or any(out.iterdir())):
-        if not overwrite and not marker.exists():
-            raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
-                                 "synth.overwrite=true")
-        for sub in ("casia", "lfw"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        marker.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = wanted | {
-        "train_images": _write_casia(out / "casia", spec, workers),
-        "train_identities": spec.train_identities,
-        "lfw_images": _write_lfw(out / "lfw", spec, workers),
-        "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
+        if done.get("spec") != wanted["spec"]:
+            raise FacetrainError(f"{out} holds synthetic data made with other settings; pass synth.overwrite=true "
+                                 "to replace it or synth.out=... to write elsewhere")
+        summary = done | {"reused": True}
+    else:
+        if out.exists() and (overwrite or any(out.iterdir())):
+            if not overwrite and not marker.exists():
+                raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
+                                     "synth.overwrite=true")
+            for sub in ("casia", "lfw"):
+                shutil.rmtree(out / sub, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = wanted | {
+            "train_images": _write_casia(out / "casia", spec, workers),
+            "train_identities": spec.train_identities,
+            "lfw_images": _write_lfw(out / "lfw", spec, workers),
+            "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
+        }
+        marker.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary | _write_optional_trees(out, spec, workers, overwrite)
+
+
+def _lfw_counts(lfw: Path) -> dict[str, int]:
+    """Images per person of an LFW-layout tree (what BLUFR's image list enumerates)."""
+    return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(lfw.iterdir()) if d.is_dir()}
+
+
+def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: bool) -> dict:
+    """BLUFR lists over the LFW tree, the YTF tree and the IJB-A tree, each when asked for (count > 0)."""
+    run = partial(_run_tasks, workers)
+    writers = {
+        "blufr_lfw": (spec.blufr_trials, ("blufr_",), lambda d: write_blufr_lists(
+            d, _lfw_counts(out / "lfw"), spec.seed, spec.blufr_trials)),
+        "ytf": (spec.ytf_splits, ("ytf_",), lambda d: write_ytf(
+            d, spec.seed, spec.ytf_splits, spec.ytf_pairs_per_split, spec.ytf_identities_per_split,
+            spec.ytf_max_videos, spec.ytf_frames, spec.image_size, spec.jpeg_quality, run)),
+        "ijba": (spec.ijba_splits, ("ijba_",), lambda d: write_ijba(
+            d, spec.seed, spec.ijba_splits, spec.ijba_subjects, spec.ijba_templates, spec.ijba_impostor_ratio,
+            spec.jpeg_quality, run)),
     }
-    marker.write_text(json.dumps(summary, indent=2) + "\n")
+    summary: dict = {}
+    for name, (enabled, prefixes, write) in writers.items():
+        if not enabled:
+            continue
+        folder, wanted = out / name, _spec_dict(spec, prefixes)
+        marker = folder / "synth.json"
+        if marker.exists() and not overwrite:
+            done = json.loads(marker.read_text())
+            if done.get("spec") == wanted:
+                summary |= done["summary"]
+                continue
+            raise FacetrainError(f"{folder} was made with other settings; pass synth.overwrite=true to replace it")
+        shutil.rmtree(folder, ignore_errors=True)
+        result = write(folder)
+        marker.write_text(json.dumps({"spec": wanted, "summary": result}, indent=2) + "\n")
+        summary |= result
     return summary

@@ -1,0 +1,23 @@
+"""Feature norm vs. quality (l2-softmax.md fig. 1a): split items into norm quantile sets, score each pair of sets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facetrain.errors import FacetrainError
+
+__all__ = ["norm_set_pairs", "norm_sets"]
+
+
+def norm_sets(norms: np.ndarray, n: int) -> np.ndarray:
+    """Set index 1..n of each item: 1 = the lowest-norm n-quantile (terciles for n = 3), n = the highest."""
+    if n < 2:
+        raise FacetrainError(f"analysis.norm_sets={n} must be 0 (off) or at least 2")
+    edges = np.quantile(norms, np.linspace(0, 1, n + 1)[1:-1])
+    return 1 + np.searchsorted(edges, norms, side="right")
+
+
+def norm_set_pairs(set_a: np.ndarray, set_b: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Masks of the pairs whose two sides fall in sets x and y (x <= y), keyed `x-y` as in fig. 1a."""
+    lo, hi = np.minimum(set_a, set_b), np.maximum(set_a, set_b)
+    return {f"{x}-{y}": (lo == x) & (hi == y) for x in range(1, n + 1) for y in range(x, n + 1)}

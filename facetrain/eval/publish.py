@@ -1,0 +1,53 @@
+"""The end of every protocol: print the table, write metrics.json (eval run and model run), ROC PNG, TensorBoard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.eval.feature_source import ProtocolFeatures
+from facetrain.eval.plots import RocCurve, log_roc_to_tensorboard, save_roc_png
+from facetrain.train.metrics_file import update_metrics
+
+__all__ = ["publish"]
+
+_TITLES = {"lfw": "LFW", "blufr": "LFW BLUFR", "ytf": "YouTube Faces", "ijba": "IJB-A 1:1"}
+
+
+def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, curves: Mapping[str, RocCurve],
+            source: ProtocolFeatures) -> dict[str, float]:
+    """Report a protocol's results everywhere they belong; returns `metrics`.
+
+    Args:
+        cfg: the eval config (run_dir, plots).
+        name: protocol name (`lfw`, `ytf`, ...): file names and TensorBoard tag.
+        metrics: flat `name/...` keys, plain floats.
+        table: the printed table.
+        curves: ROC curves to plot (label -> (FAR, TAR)).
+        source: where the features came from (the model's run gains the metrics and the TensorBoard image).
+    """
+    out_dir = abs_path(cfg.run_dir)
+    update_metrics(out_dir, metrics)
+    run: Path | None = source.model_run
+    if run is not None:
+        update_metrics(run, metrics)  # the training run's metrics.json gains the protocol's numbers
+    png = None
+    if cfg.plots and curves:
+        title = f"{_TITLES.get(name, name)} ROC"
+        png = save_roc_png(out_dir / f"roc_{name}.png", curves, title)
+        if run is not None:
+            log_roc_to_tensorboard(run, f"eval/{name}_roc", curves, title, source.iteration,
+                                   {k: v for k, v in metrics.items() if k.endswith(("_mean", "auc", "eer"))})
+    print(table)
+    if not cfg.features:
+        rows = len(source.features.paths)
+        print(f"features: {rows} images, {source.embedded} embedded now, {rows - source.embedded} from the cache")
+    if source.missing:
+        print(f"allow_missing: {len(source.missing)} image(s) missing or unusable were dropped "
+              f"(first: {source.missing[0]})")
+    print(f"metrics: {out_dir / 'metrics.json'}" + (f" and {run / 'metrics.json'}" if run else "")
+          + (f"; ROC: {png}" if png else ""))
+    return metrics
