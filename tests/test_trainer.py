@@ -8,6 +8,7 @@ import yaml
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from facetrain.errors import FacetrainError
 from facetrain.train import train, trainer
 
 
@@ -72,3 +73,8 @@ def test_metrics_and_tensorboard(train_cfg, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss/softmax", "train/acc", "train/lr", "train/feat_norm_mean",
             "train/feat_norm_std", "train/alpha", "train/alpha_bound"} <= tags
+
+
+def test_a_diverging_run_stops_with_a_clear_error(train_cfg, tmp_path):
+    with pytest.raises(FacetrainError, match="optim.lr"):
+        train(train_cfg("optim.lr=1e30", "iterations=4", run_dir=tmp_path / "r"))

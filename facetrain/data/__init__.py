@@ -5,6 +5,7 @@ from facetrain.data.folder import IMAGE_EXTENSIONS, FaceFolder, FolderIndex, sca
 from facetrain.data.idx_digits import IdxDigits
 from facetrain.data.image_io import read_image
 from facetrain.data.packed import PackedFaces
+from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.sampler import IterationBatchSampler
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "FolderIndex",
     "IdxDigits",
     "IterationBatchSampler",
+    "PKBatchSampler",
     "PackedFaces",
     "random_hflip",
     "read_image",

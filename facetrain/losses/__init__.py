@@ -1,6 +1,41 @@
-"""Losses: loss(features, labels) -> LossOutput. A loss owns its class weights."""
+"""Losses: loss(features, labels) -> LossOutput. A loss owns its class weights (or agents, centers, radius)."""
 
+from facetrain.losses.agent_distortion import AgentDistortion
+from facetrain.losses.arcface import ArcFaceLoss
+from facetrain.losses.c_contrastive import CContrastiveLoss
+from facetrain.losses.c_triplet import CTripletLoss
+from facetrain.losses.center import CenterLoss
+from facetrain.losses.combined import CombinedLoss
+from facetrain.losses.contrastive import ContrastiveLoss
+from facetrain.losses.cosface import CosFaceLoss
+from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+from facetrain.losses.normface import NormFaceLoss
+from facetrain.losses.normface_bound import normface_loss_bound
 from facetrain.losses.output import LossOutput
+from facetrain.losses.range_loss import RangeLoss
+from facetrain.losses.ring import RingLoss
 from facetrain.losses.softmax import SoftmaxLoss
+from facetrain.losses.sphereface import SphereFaceLoss, psi, sphereface_lambda
+from facetrain.losses.triplet import TripletLoss
 
-__all__ = ["LossOutput", "SoftmaxLoss"]
+__all__ = [
+    "AgentDistortion",
+    "ArcFaceLoss",
+    "CContrastiveLoss",
+    "CTripletLoss",
+    "CenterLoss",
+    "CombinedLoss",
+    "ContrastiveLoss",
+    "CosFaceLoss",
+    "LossOutput",
+    "MarginSoftmaxLoss",
+    "NormFaceLoss",
+    "RangeLoss",
+    "RingLoss",
+    "SoftmaxLoss",
+    "SphereFaceLoss",
+    "TripletLoss",
+    "normface_loss_bound",
+    "psi",
+    "sphereface_lambda",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from tqdm import tqdm
 
 from facetrain.config import abs_path, check_alpha
 from facetrain.data.augment import random_hflip
+from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.sampler import IterationBatchSampler
 from facetrain.errors import FacetrainError
-from facetrain.train.build import build_parts
+from facetrain.train.build import build_optimizer, build_parts
 from facetrain.train.checkpoint import load_checkpoint, restore_scheduler, save_checkpoint
 from facetrain.train.device import pick_device
 from facetrain.train.metrics_file import update_metrics
@@ -72,6 +74,28 @@ def _resume(path: Path, parts, optimizer, scheduler, scaler) -> int:
     return int(state["iteration"])
 
 
+def _batch_sampler(dataset, loss, batch_size: int, seed: int, start: int):
+    """P x K identity-balanced batches when the loss asks for them (`samples_per_identity`), else shuffled ones."""
+    k = int(getattr(loss, "samples_per_identity", 0) or 0)
+    if not k:
+        return IterationBatchSampler(len(dataset), batch_size, seed, start)
+    labels = getattr(dataset, "labels", None)
+    if labels is None and hasattr(dataset, "index"):
+        labels = dataset.index.labels
+    if labels is None:
+        raise FacetrainError(f"{type(dataset).__name__} does not expose its labels, which P x K batches need")
+    return PKBatchSampler(labels, batch_size, k, seed, start)
+
+
+def _check_finite(loss: float, iteration: int, window: int) -> None:
+    """Stop a diverged run with a sentence, instead of training on NaNs and writing nulls."""
+    if not math.isfinite(loss):
+        raise FacetrainError(
+            f"the training loss became {loss} within the {window} iterations before iteration {iteration}; "
+            "lower the learning rate (optim.lr=...) or check the data"
+        )
+
+
 def _log_scalars(writer: SummaryWriter, bar: tqdm, means: dict, extra: dict, iteration: int) -> None:
     for key, value in (means | extra).items():
         writer.add_scalar(f"train/{key}", value, iteration)
@@ -86,9 +110,11 @@ def train(cfg: DictConfig) -> dict:
     torch.manual_seed(int(cfg.seed))
     device = pick_device(cfg.device)
     dataset = instantiate(cfg.data.dataset)
+    if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory
+        dataset.write_report(run_dir)
     log.info("training data: %d images of %d identities from %s", len(dataset), dataset.num_classes, dataset.root)
     parts = build_parts(cfg, dataset.num_classes).to(device)
-    optimizer = instantiate(cfg.optim)(parts.parameters())
+    optimizer = build_optimizer(cfg, parts)
     scheduler = instantiate(cfg.schedule)(optimizer)
     use_amp = bool(cfg.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -97,7 +123,7 @@ def train(cfg: DictConfig) -> dict:
     iterations, seed, flip = int(cfg.iterations), int(cfg.seed), bool(cfg.data.hflip)
     loader = DataLoader(
         dataset,
-        batch_sampler=IterationBatchSampler(len(dataset), int(cfg.batch_size), seed, start),
+        batch_sampler=_batch_sampler(dataset, parts["loss"], int(cfg.batch_size), seed, start),
         num_workers=int(cfg.data.num_workers),
         pin_memory=device.type == "cuda",
     )
@@ -122,10 +148,11 @@ def train(cfg: DictConfig) -> dict:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            meter.add({k: v.item() for k, v in batch_stats(out, embeddings, labels).items()})
+            meter.add(batch_stats(out, embeddings, labels))
             bar.update(1)
             if iteration % int(cfg.log_every) == 0 or iteration == iterations:
                 last = meter.pop()
+                _check_finite(last["loss"], iteration, int(cfg.log_every))
                 extra = {"lr": optimizer.param_groups[0]["lr"]} | parts["head"].scalars() | parts["loss"].scalars()
                 _log_scalars(writer, bar, last, extra, iteration)
             if iteration % int(cfg.checkpoint_every) == 0 or iteration == iterations:
@@ -136,7 +163,7 @@ def train(cfg: DictConfig) -> dict:
     seconds = time.perf_counter() - t0
     done = iteration - start
     metrics = {f"train/{k}": v for k, v in last.items() if "/" not in k or k.startswith("loss/")}
-    metrics |= {f"train/{k}": v for k, v in parts["head"].scalars().items()}
+    metrics |= {f"train/{k}": v for k, v in (parts["head"].scalars() | parts["loss"].scalars()).items()}
     metrics |= {"train/iterations": iteration, "train/seconds": seconds,
                 "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0}
     log.info("finished %d iterations in %.1f s; run directory %s", iteration, seconds, run_dir)

@@ -1,0 +1,66 @@
+"""CTripletLoss: triplet loss against per-class agents, max(0, m + d_{i,y} - d_{i,k}) (normface.md eq. 11)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facetrain.errors import FacetrainError
+from facetrain.losses.agent_distortion import AgentDistortion
+from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
+from facetrain.losses.output import LossOutput
+
+__all__ = ["CTripletLoss"]
+
+_NEGATIVES = ("hardest", "all")
+
+
+class CTripletLoss(nn.Module):
+    """C-triplet on squared normalized distances to agents; optionally "C-triplet + center".
+
+    Args:
+        embedding_dim: feature size.
+        num_classes: number of training identities (one agent each).
+        margin: m (0.8, the paper's recommendation).
+        negatives: `hardest` (per sample, the nearest wrong agent — the released `hardest_only`) or
+            `all` (the mean hinge over every wrong agent).
+        pull_weight: weight of the "+ center" term of table 2, mean_i d_{i,y_i}, which keeps pulling
+            a feature toward its agent even when the triplet is satisfied (0 = plain C-triplet).
+        agent_lr_mult, agent_wd_mult: lr and weight-decay multipliers of the agents (released: 1, 0).
+    """
+
+    term_name = "c_triplet"
+
+    def __init__(self, embedding_dim: int, num_classes: int, margin: float = 0.8, negatives: str = "hardest",
+                 pull_weight: float = 0.0, agent_lr_mult: float = 1.0, agent_wd_mult: float = 0.0):
+        super().__init__()
+        if negatives not in _NEGATIVES:
+            raise FacetrainError(f"loss.negatives={negatives!r} is not one of {', '.join(_NEGATIVES)}")
+        self.agents = unit_ball_agents(num_classes, embedding_dim)
+        self.margin, self.negatives, self.pull_weight = float(margin), negatives, float(pull_weight)
+        self.distortion = AgentDistortion()
+        self._multipliers = {"agents": (float(agent_lr_mult), float(agent_wd_mult))}
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        d = squared_agent_distances(features.float(), self.agents)
+        d_own = d.gather(1, labels.view(-1, 1))
+        own = torch.zeros_like(d, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
+        hinge = (self.margin + d_own - d).clamp_min(0.0).masked_fill(own, 0.0)
+        if self.negatives == "hardest":
+            nearest_wrong = d.detach().masked_fill(own, float("inf")).argmin(dim=1, keepdim=True)
+            triplet = hinge.gather(1, nearest_wrong).mean()
+        else:
+            triplet = hinge.sum(dim=1).mean() / max(d.shape[1] - 1, 1)
+        pull = d_own.mean()
+        if self.training:
+            self.distortion.update(d_own.detach().squeeze(1), labels)
+        terms = {self.term_name: triplet.detach()}
+        if self.pull_weight:
+            terms["agent_pull"] = pull.detach()
+        return LossOutput(total=triplet + self.pull_weight * pull, terms=terms, logits=-d.detach())
+
+    def param_multipliers(self) -> dict[str, tuple[float, float]]:
+        return dict(self._multipliers)
+
+    def scalars(self) -> dict[str, float]:
+        return {"distortion_bound": float(self.distortion.value)}

@@ -1,0 +1,63 @@
+"""ContrastiveLoss on in-batch pairs: d^2 for positives, max(0, m - d^2) for negatives (normface.md eq. 7)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facetrain.errors import FacetrainError
+from facetrain.losses.output import LossOutput
+from facetrain.losses.pair_mining import pair_masks, squared_normalized_distances
+
+__all__ = ["ContrastiveLoss"]
+
+_MINING = ("all", "hard")
+
+
+class ContrastiveLoss(nn.Module):
+    """Contrastive loss on L2-normalized features with squared distances.
+
+    The positive and negative parts are each averaged over their selected pairs and then added, so
+    the many negatives of a P x K batch do not drown the few positives.
+
+    Args:
+        embedding_dim: feature size (unused).
+        num_classes: number of classes (unused).
+        margin: m, on the squared normalized distance (in [0, 4]).
+        mining: `all` pairs, or `hard`: for each anchor its farthest positive and nearest negative.
+        samples_per_identity: K of the P x K batches this loss asks the trainer for.
+    """
+
+    term_name = "contrastive"
+
+    def __init__(self, embedding_dim: int | None = None, num_classes: int | None = None, margin: float = 1.0,
+                 mining: str = "all", samples_per_identity: int = 4):
+        super().__init__()
+        if mining not in _MINING:
+            raise FacetrainError(f"loss.mining={mining!r} is not one of {', '.join(_MINING)}")
+        self.margin, self.mining = float(margin), mining
+        self.samples_per_identity = int(samples_per_identity)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        d = squared_normalized_distances(features)
+        pos, neg = pair_masks(labels)
+        if self.mining == "hard":
+            pos, neg = _hardest(d, pos, largest=True), _hardest(d, neg, largest=False)
+        zero = features.sum() * 0.0  # keeps the graph when a batch has no pair of a kind
+        pos_term = d[pos].mean() if pos.any() else zero
+        neg_term = (self.margin - d[neg]).clamp_min(0.0).mean() if neg.any() else zero
+        loss = pos_term + neg_term
+        return LossOutput(total=loss, terms={self.term_name: loss.detach()})
+
+    def scalars(self) -> dict[str, float]:
+        return {}
+
+
+def _hardest(d: torch.Tensor, mask: torch.Tensor, largest: bool) -> torch.Tensor:
+    """Keep, per row (anchor) that has any pair in `mask`, only its extreme-distance pair."""
+    fill = float("-inf") if largest else float("inf")
+    masked = d.detach().masked_fill(~mask, fill)
+    idx = masked.argmax(dim=1) if largest else masked.argmin(dim=1)
+    keep = torch.zeros_like(mask)
+    keep[torch.arange(len(d), device=d.device), idx] = True
+    return keep & mask

@@ -1,0 +1,62 @@
+"""RangeLoss: alpha * L_intra + beta * L_inter over the classes of a batch (loss-design-review.md eqs. 4-6; Zhang et al.)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facetrain.losses.output import LossOutput
+
+__all__ = ["RangeLoss"]
+
+
+class RangeLoss(nn.Module):
+    """Range loss's two terms (eq. 4 adds them to softmax; combine through `CombinedLoss`).
+
+    - intra (eq. 5): for each class in the batch, k / sum_{j<=k} 1/D_j — the harmonic mean of its k
+      largest pairwise squared distances — summed over classes.
+    - inter (eq. 6): max(margin - D_center, 0), D_center the smallest squared distance between two
+      class means in the batch.
+
+    Defaults follow the third-party Caffe port (no official code): k = 2, alpha (intra) = 1e-4,
+    beta (inter) = 1e-3, margin = 2e4 (squared distances of un-normalized features). Needs several
+    images per class in a batch, so it asks for an identity-balanced P x K batch.
+
+    Args:
+        embedding_dim: feature size (unused).
+        num_classes: number of classes (unused).
+        k: how many of the largest intra-class distances enter the harmonic mean.
+        alpha, beta: weights of the intra and inter terms.
+        margin: m of eq. 6.
+        samples_per_identity: K of the P x K batches this loss asks the trainer for.
+    """
+
+    def __init__(self, embedding_dim: int | None = None, num_classes: int | None = None, k: int = 2,
+                 alpha: float = 1e-4, beta: float = 1e-3, margin: float = 2e4, samples_per_identity: int = 4):
+        super().__init__()
+        self.k, self.alpha, self.beta, self.margin = int(k), float(alpha), float(beta), float(margin)
+        self.samples_per_identity = int(samples_per_identity)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        features = features.float()
+        intra, means = features.sum() * 0.0, []
+        for c in torch.unique(labels):
+            x = features[labels == c]
+            means.append(x.mean(dim=0))
+            if len(x) < 2:
+                continue
+            i, j = torch.triu_indices(len(x), len(x), offset=1, device=x.device)
+            dist = (x[i] - x[j]).pow(2).sum(dim=1)
+            top = dist.topk(min(self.k, len(dist))).values.clamp_min(1e-12)
+            intra = intra + len(top) / (1.0 / top).sum()
+        inter = features.sum() * 0.0
+        if len(means) > 1:
+            centers = torch.stack(means)
+            i, j = torch.triu_indices(len(centers), len(centers), offset=1, device=centers.device)
+            closest = (centers[i] - centers[j]).pow(2).sum(dim=1).min()
+            inter = (self.margin - closest).clamp_min(0.0)
+        total = self.alpha * intra + self.beta * inter
+        return LossOutput(total=total, terms={"intra": intra.detach(), "inter": inter.detach()})
+
+    def scalars(self) -> dict[str, float]:
+        return {}
