@@ -110,9 +110,10 @@ def train(cfg: DictConfig) -> dict:
     torch.manual_seed(int(cfg.seed))
     device = pick_device(cfg.device)
     dataset = instantiate(cfg.data.dataset)
-    if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory
+    if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory (and log)
         dataset.write_report(run_dir)
-    log.info("training data: %d images of %d identities from %s", len(dataset), dataset.num_classes, dataset.root)
+    else:
+        log.info("training data: %d images of %d classes", len(dataset), dataset.num_classes)
     parts = build_parts(cfg, dataset.num_classes).to(device)
     optimizer = build_optimizer(cfg, parts)
     scheduler = instantiate(cfg.schedule)(optimizer)
