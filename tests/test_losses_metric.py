@@ -45,6 +45,18 @@ def test_contrastive_hard_mining_by_hand():
     assert out.total.item() == pytest.approx(sum(pos) / 6 + sum(neg) / 6, rel=1e-5)
 
 
+def test_contrastive_semihard_mining_by_hand():
+    p, m = _points(), 1.5
+    pos = [_d(p[i], p[j]) for i, j in itertools.permutations(range(6), 2) if LABELS[i] == LABELS[j]]
+    neg = []
+    for i in range(6):
+        far = max(_d(p[i], p[j]) for j in range(6) if j != i and LABELS[j] == LABELS[i])
+        neg += [m - _d(p[i], p[j]) for j in range(6) if LABELS[j] != LABELS[i] and far < _d(p[i], p[j]) < m]
+    assert neg, "the hand-built points must have semi-hard negatives for this test to mean something"
+    out = ContrastiveLoss(margin=m, mining="semihard")(_feats(), torch.tensor(LABELS))
+    assert out.total.item() == pytest.approx(sum(pos) / len(pos) + sum(neg) / len(neg), rel=1e-5)
+
+
 def _triplet_by_hand(mining: str, m: float) -> float:
     p = _points()
     d = [[_d(a, b) for b in p] for a in p]
@@ -74,7 +86,8 @@ def test_triplet_mining_by_hand(mining):
     assert out.total.item() > 0
 
 
-@pytest.mark.parametrize("loss", [ContrastiveLoss(), ContrastiveLoss(mining="hard"), TripletLoss(),
+@pytest.mark.parametrize("loss", [ContrastiveLoss(), ContrastiveLoss(mining="hard"),
+                                  ContrastiveLoss(mining="semihard"), TripletLoss(),
                                   TripletLoss(mining="hard"), TripletLoss(mining="all")], ids=repr)
 def test_pair_losses_survive_batches_without_pairs(loss):
     x = torch.randn(2, 4, requires_grad=True)

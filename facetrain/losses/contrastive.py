@@ -11,7 +11,7 @@ from facetrain.losses.pair_mining import pair_masks, squared_normalized_distance
 
 __all__ = ["ContrastiveLoss"]
 
-_MINING = ("all", "hard")
+_MINING = ("all", "hard", "semihard")
 
 
 class ContrastiveLoss(nn.Module):
@@ -24,7 +24,11 @@ class ContrastiveLoss(nn.Module):
         embedding_dim: feature size (unused).
         num_classes: number of classes (unused).
         margin: m, on the squared normalized distance (in [0, 4]).
-        mining: `all` pairs, or `hard`: for each anchor its farthest positive and nearest negative.
+        mining: `all` pairs; `hard`: for each anchor its farthest positive and nearest negative;
+            `semihard`: all positives, and for each anchor the negatives farther than its farthest
+            positive yet inside the margin (they still cost something but are not harder than the
+            anchor's own identity — FaceNet's semi-hard idea for pairs; anchors without a positive
+            contribute no negative).
         samples_per_identity: K of the P x K batches this loss asks the trainer for.
     """
 
@@ -43,6 +47,10 @@ class ContrastiveLoss(nn.Module):
         pos, neg = pair_masks(labels)
         if self.mining == "hard":
             pos, neg = _hardest(d, pos, largest=True), _hardest(d, neg, largest=False)
+        elif self.mining == "semihard":
+            farthest_pos = d.detach().masked_fill(~pos, float("-inf")).amax(dim=1, keepdim=True)
+            neg = neg & (d.detach() > farthest_pos.masked_fill(~pos.any(1, keepdim=True), float("inf"))) & (
+                d.detach() < self.margin)
         zero = features.sum() * 0.0  # keeps the graph when a batch has no pair of a kind
         pos_term = d[pos].mean() if pos.any() else zero
         neg_term = (self.margin - d[neg]).clamp_min(0.0).mean() if neg.any() else zero
