@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from facetrain.errors import FacetrainError
 from facetrain.losses.output import LossOutput
-from facetrain.losses.pair_mining import pair_masks, squared_normalized_distances
+from facetrain.losses.pair_mining import InBatchPairLoss, pair_masks, squared_normalized_distances
 
 __all__ = ["ContrastiveLoss"]
 
 _MINING = ("all", "hard", "semihard")
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(InBatchPairLoss):
     """Contrastive loss on L2-normalized features with squared distances.
 
     The positive and negative parts are each averaged over their selected pairs and then added, so
@@ -33,14 +31,11 @@ class ContrastiveLoss(nn.Module):
     """
 
     term_name = "contrastive"
+    minings = _MINING
 
     def __init__(self, embedding_dim: int | None = None, num_classes: int | None = None, margin: float = 1.0,
                  mining: str = "all", samples_per_identity: int = 4):
-        super().__init__()
-        if mining not in _MINING:
-            raise FacetrainError(f"loss.mining={mining!r} is not one of {', '.join(_MINING)}")
-        self.margin, self.mining = float(margin), mining
-        self.samples_per_identity = int(samples_per_identity)
+        super().__init__(margin, mining, samples_per_identity)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         d = squared_normalized_distances(features)
@@ -56,9 +51,6 @@ class ContrastiveLoss(nn.Module):
         neg_term = (self.margin - d[neg]).clamp_min(0.0).mean() if neg.any() else zero
         loss = pos_term + neg_term
         return LossOutput(total=loss, terms={self.term_name: loss.detach()})
-
-    def scalars(self) -> dict[str, float]:
-        return {}
 
 
 def _hardest(d: torch.Tensor, mask: torch.Tensor, largest: bool) -> torch.Tensor:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from facetrain.errors import FacetrainError
 from facetrain.losses.output import LossOutput
-from facetrain.losses.pair_mining import pair_masks, squared_normalized_distances
+from facetrain.losses.pair_mining import InBatchPairLoss, pair_masks, squared_normalized_distances
 
 __all__ = ["TripletLoss"]
 
 _MINING = ("semihard", "hard", "all")
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(InBatchPairLoss):
     """Triplet loss on L2-normalized features with squared distances (FaceNet's setting; margin 0.2).
 
     Mining, on the batch's own distances:
@@ -33,14 +31,11 @@ class TripletLoss(nn.Module):
     """
 
     term_name = "triplet"
+    minings = _MINING
 
     def __init__(self, embedding_dim: int | None = None, num_classes: int | None = None, margin: float = 0.2,
                  mining: str = "semihard", samples_per_identity: int = 4):
-        super().__init__()
-        if mining not in _MINING:
-            raise FacetrainError(f"loss.mining={mining!r} is not one of {', '.join(_MINING)}")
-        self.margin, self.mining = float(margin), mining
-        self.samples_per_identity = int(samples_per_identity)
+        super().__init__(margin, mining, samples_per_identity)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         d = squared_normalized_distances(features)
@@ -75,6 +70,3 @@ class TripletLoss(nn.Module):
         losses = (self.margin + d[:, :, None] - d[:, None, :])[triplets].clamp_min(0.0)
         active = losses > 0
         return losses[active].mean() if active.any() else losses.sum() * 0.0
-
-    def scalars(self) -> dict[str, float]:
-        return {}
