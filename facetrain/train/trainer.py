@@ -130,8 +130,10 @@ def train(cfg: DictConfig) -> dict:
     )
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1)
     meter, last = RunningMeans(), {}
-    save = lambda it: save_checkpoint(  # noqa: E731
-        ckpt_path, _checkpoint_state(parts, optimizer, scheduler, scaler, it, cfg, dataset.num_classes))
+
+    def save(it: int) -> None:
+        save_checkpoint(ckpt_path, _checkpoint_state(parts, optimizer, scheduler, scaler, it, cfg, dataset.num_classes))
+
     parts.train()
     t0, iteration = time.perf_counter(), start
     with tqdm(total=iterations, initial=start, desc="train", disable=not cfg.progress, dynamic_ncols=True) as bar:
@@ -163,7 +165,7 @@ def train(cfg: DictConfig) -> dict:
     writer.close()
     seconds = time.perf_counter() - t0
     done = iteration - start
-    metrics = {f"train/{k}": v for k, v in last.items() if "/" not in k or k.startswith("loss/")}
+    metrics = {f"train/{k}": v for k, v in last.items()}
     metrics |= {f"train/{k}": v for k, v in (parts["head"].scalars() | parts["loss"].scalars()).items()}
     metrics |= {"train/iterations": iteration, "train/seconds": seconds,
                 "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0}
