@@ -12,6 +12,7 @@ from torch import nn
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
+from facetrain.run import load_embedder, resolve_checkpoint
 
 __all__ = ["EXPORT_FORMATS", "default_export_path", "export_backbone", "export_from_config", "load_exported",
            "max_relative_difference"]
@@ -105,13 +106,11 @@ def export_from_config(cfg: DictConfig) -> Path:
     Returns:
         The written file.
     """
-    from facetrain.eval.model_source import load_backbone, resolve_model
-
     fmt = str(cfg.format)
     if fmt not in EXPORT_FORMATS:
         raise FacetrainError(f"format={fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
-    checkpoint = resolve_model(str(cfg.model), abs_path(cfg.paths.runs))
-    backbone = load_backbone(checkpoint).eval()
+    checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
+    backbone = load_embedder(checkpoint).embedder.eval()
     out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
     export_backbone(backbone, fmt, out)
     log.info("exported the backbone of %s to %s (%s)", checkpoint, out, fmt)

@@ -29,13 +29,13 @@ def test_option_builds(group, option, tiny_data, tmp_path):
     extra = _data_overrides(option, tiny_data, tmp_path) if group == "data" else []
     cfg = compose_config("train", [f"paths.data={tiny_data}", f"run_dir={tmp_path}", f"{group}={option}", *extra])
     dataset = instantiate(cfg.data.dataset)
-    parts = build_parts(cfg, dataset.num_classes)
-    optimizer = instantiate(cfg.optim)(parts.parameters())
+    model, loss = build_parts(cfg, dataset.num_classes)
+    optimizer = instantiate(cfg.optim)([*model.parameters(), *loss.parameters()])
     instantiate(cfg.schedule)(optimizer)
     images = torch.stack([dataset[i][0] for i in range(2)])
-    if getattr(parts["backbone"], "in_channels", 3) == 1:  # LeNet++ reads grey digits: feed grey images
+    if getattr(model.backbone, "in_channels", 3) == 1:  # LeNet++ reads grey digits: feed grey images
         images = images.float().mean(1, keepdim=True)
-    out = parts["loss"](parts["head"](parts["backbone"](images)), torch.tensor([0, 1]))
+    out = loss(model(images)[1], torch.tensor([0, 1]))
     assert out.total.ndim == 0 and torch.isfinite(out.total)
 
 

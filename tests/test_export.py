@@ -9,7 +9,6 @@ from conftest import REPO, compose_config, run_cli, tiny_train_overrides
 
 from facetrain.backbones import FaceResNet, IResNet, LeNetPP
 from facetrain.errors import FacetrainError
-from facetrain.eval.model_source import load_backbone
 from facetrain.export import (
     default_export_path,
     example_images,
@@ -17,6 +16,7 @@ from facetrain.export import (
     export_from_config,
     load_exported,
 )
+from facetrain.run import load_embedder
 from facetrain.train import train
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
@@ -70,7 +70,7 @@ def test_export_command_writes_the_trained_backbone(trained_run, tmp_path):
     proc = run_cli("export", f"model={trained_run}", "format=torchscript", f"out={out}",
                    f"hydra.run.dir={tmp_path / 'hydra'}", cwd=tmp_path)
     assert str(out) in proc.stdout
-    _check_same_embeddings(load_backbone(trained_run / "checkpoints" / "last.pt").eval(), out, "torchscript")
+    _check_same_embeddings(load_embedder(trained_run / "checkpoints" / "last.pt").embedder.eval(), out, "torchscript")
 
 
 @needs_onnx

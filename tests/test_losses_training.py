@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.errors import FacetrainError
 from facetrain.losses import CombinedLoss
-from facetrain.train import load_checkpoint, train
-from facetrain.train.build import build_parts, param_groups
+from facetrain.run import load_checkpoint
+from facetrain.train import train
+from facetrain.train.build import build_parts, named_parts, param_groups
 
 LOSSES = sorted(p.stem for p in (REPO / "configs" / "loss").glob("*.yaml"))
 
@@ -67,11 +68,11 @@ def test_pk_sampler_is_balanced_and_resumable():
 
 
 def test_trainer_uses_pk_batches_for_pair_losses(train_cfg, tmp_path, monkeypatch):
-    from facetrain.train import trainer
+    from facetrain.train import loader
 
     seen = []
-    real = trainer._batch_sampler
-    monkeypatch.setattr(trainer, "_batch_sampler", lambda *a: seen.append(real(*a)) or seen[-1])
+    real = loader.batch_sampler
+    monkeypatch.setattr(loader, "batch_sampler", lambda *a: seen.append(real(*a)) or seen[-1])
     train(train_cfg("loss=triplet", "iterations=2", run_dir=tmp_path / "r"))
     assert isinstance(seen[0], PKBatchSampler) and seen[0].k == 4
 
@@ -91,15 +92,16 @@ def _evaluate(cfg, checkpoint=None) -> tuple[float | None, float]:
 
     dataset = instantiate(cfg.data.dataset)
     torch.manual_seed(int(cfg.seed))
-    parts = build_parts(cfg, dataset.num_classes)
+    model, loss = build_parts(cfg, dataset.num_classes)
+    parts = named_parts(model, loss)
     if checkpoint is not None:
         for name, state in load_checkpoint(checkpoint)["model"].items():
             parts[name].load_state_dict(state)
-    parts.eval()
+    model.eval(), loss.eval()
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     labels = torch.as_tensor(dataset.labels)
     with torch.no_grad():
-        out = parts["loss"](parts["head"](parts["backbone"](images)), labels)
+        out = loss(model(images)[1], labels)
     acc = None if out.logits is None else (out.logits.argmax(1) == labels).float().mean().item()
     return acc, out.total.item()
 

@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facetrain.errors import FacetrainError
-from facetrain.train import train, trainer
+from facetrain.train import step, train
 
 
 def _weights(run_dir):
@@ -21,11 +22,16 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_gives_the_weights_of_an_uninterrupted_run(train_cfg, tmp_path, monkeypatch):
-    args = ("iterations=6", "checkpoint_every=3", "loss=l2softmax", "alpha=trained")
+SCHEDULES = sorted(p.stem for p in (REPO / "configs" / "schedule").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_resume_gives_the_weights_of_an_uninterrupted_run(schedule, train_cfg, tmp_path, monkeypatch):
+    args = ("iterations=6", "checkpoint_every=3", "loss=l2softmax", "alpha=trained", f"schedule={schedule}",
+            "schedule.milestones=[2,4]" if schedule == "multistep" else "seed=0")
     train(train_cfg(*args, run_dir=tmp_path / "full"))
 
-    real_flip = trainer.random_hflip
+    real_flip = step.random_hflip
 
     def crash_at_4(images, seed, iteration):  # the process dies during iteration 4
         if iteration == 4:
@@ -33,10 +39,10 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(train_cfg, tmp_path, m
         return real_flip(images, seed, iteration)
 
     cfg = train_cfg(*args, run_dir=tmp_path / "resumed")
-    monkeypatch.setattr(trainer, "random_hflip", crash_at_4)
+    monkeypatch.setattr(step, "random_hflip", crash_at_4)
     with pytest.raises(_Crash):
         train(cfg)
-    monkeypatch.setattr(trainer, "random_hflip", real_flip)
+    monkeypatch.setattr(step, "random_hflip", real_flip)
     assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 3
     with open_dict(cfg):
         cfg.resume = True
@@ -47,6 +53,9 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(train_cfg, tmp_path, m
     assert full.keys() == resumed.keys()
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
+    assert full_state["scheduler"] == resumed_state["scheduler"]
+    assert [g["lr"] for g in full_state["optimizer"]["param_groups"]] == \
+        [g["lr"] for g in resumed_state["optimizer"]["param_groups"]]
     # and the weights did move: training happened
     first = train_cfg("iterations=1", run_dir=tmp_path / "one")
     train(first)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from facetrain.data.alignment import warp_face
 from facetrain.data.file_index import scan_identity_folders
 from facetrain.data.landmarks import read_landmarks
 from facetrain.errors import FacetrainError
+from facetrain.run.atomic import atomic_write
 
 __all__ = ["align", "align_tree"]
 
@@ -39,10 +39,8 @@ def _align_chunk(args) -> list[tuple[str, str]]:
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
             failed.append((rel, str(err) or type(err).__name__))
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        face.save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, dst)  # a killed run never leaves a half-written crop, so resuming can trust what exists
+        # a killed run never leaves a half-written crop, so resuming can trust what exists
+        atomic_write(dst, lambda tmp, face=face: face.save(tmp, format="JPEG", quality=quality))
     return failed
 
 

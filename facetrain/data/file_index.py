@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facetrain.errors import FacetrainError
+from facetrain.run.atomic import atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "load_index", "scan_identity_folders", "tree_fingerprint"]
 
@@ -115,10 +116,8 @@ def _write_cache(path: Path, fingerprint: str, index: FolderIndex) -> None:
         files[label].append(p.split("/", 1)[1])
     saved = {"version": _CACHE_VERSION, "fingerprint": fingerprint, "classes": index.classes, "files": files,
              "bad": index.bad, "verified": index.verified}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(saved, separators=(",", ":")))
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    text = json.dumps(saved, separators=(",", ":"))
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # a concurrent reader never sees half a file
 
 
 def _drop_bad(index: FolderIndex, bad: list[tuple[str, str]]) -> FolderIndex:

@@ -10,7 +10,6 @@ Either way a sample is located by (shard, offset, length) in `index.npy`; no fil
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from facetrain.config import abs_path
 from facetrain.data.file_index import scan_identity_folders
 from facetrain.data.image_io import ImageReadError, decode_image, read_image
 from facetrain.errors import FacetrainError
+from facetrain.run.atomic import atomic_write
 
 __all__ = ["INDEX_DTYPE", "PACK_FORMATS", "pack", "pack_tree"]
 
@@ -81,7 +81,7 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
 
     Args:
         src: a folder of identity folders (usually the aligned tree).
-        out: the pack folder to write (written as `out.tmp` and renamed when complete).
+        out: the pack folder to write (written under a hidden temporary name, renamed when complete).
         fmt: `raw` (decoded crops at `size`) or `jpeg` (original bytes).
         size: (height, width) of `raw` crops; `jpeg` keeps the files' own size.
         fit: how `raw` brings images to `size` (`resize` or `crop`), as the training loader does.
@@ -98,11 +98,18 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
         if not overwrite:
             raise FacetrainError(f"{out} exists; pass pack.overwrite=true to replace it or pack.out=... elsewhere")
         shutil.rmtree(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     tree = scan_identity_folders(src, progress=progress)
     size = (int(size[0]), int(size[1]))
+    meta: dict = {}
+    # the pack appears under its name only once complete: a killed run leaves no half pack to train on
+    atomic_write(out, lambda tmp: meta.update(_write_pack(tmp, src, tree, fmt, size, fit, shard_mb, workers, chunk,
+                                                          progress)))
+    return meta
+
+
+def _write_pack(tmp: Path, src: Path, tree, fmt: str, size: tuple[int, int], fit: str, shard_mb: float,
+                workers: int, chunk: int, progress: bool) -> dict:
+    tmp.mkdir(parents=True)
     tasks = [(src, tree.paths[i : i + chunk], fmt, size, fit) for i in range(0, len(tree.paths), chunk)]
     writer = _ShardWriter(tmp, "u8" if fmt == "raw" else "jpg.bin", int(float(shard_mb) * 2**20))
     records, paths, bad = [], [], list(tree.bad)
@@ -128,7 +135,6 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
             "classes": tree.classes, "shards": writer.shards, "bad": sorted(bad),
             "bytes": int(sum(r[3] for r in records))}
     (tmp / META_NAME).write_text(json.dumps(meta) + "\n")
-    os.replace(tmp, out)
     return meta
 
 

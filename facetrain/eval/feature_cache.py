@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from facetrain.run.atomic import atomic_write
 
 __all__ = ["cache_file", "cached_features", "file_fingerprint"]
 
@@ -66,10 +67,8 @@ def cached_features(path: Path, keys: Sequence[str], fingerprints: Sequence[str]
         stored[keys[i]] = (fingerprints[i], new[j])
     rows = np.stack([stored[k][1] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), np.float32)
     if todo:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
         names = list(stored)
-        np.savez(tmp, paths=np.array(names, dtype=str), fingerprints=np.array([stored[n][0] for n in names], dtype=str),
-                 features=np.stack([stored[n][1] for n in names]).astype(np.float32))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(
+            tmp, paths=np.array(names, dtype=str), fingerprints=np.array([stored[n][0] for n in names], dtype=str),
+            features=np.stack([stored[n][1] for n in names]).astype(np.float32)))
     return rows, len(todo)

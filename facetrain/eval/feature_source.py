@@ -18,8 +18,7 @@ from facetrain.errors import FacetrainError
 from facetrain.eval.embedder import embed_images
 from facetrain.eval.feature_cache import cache_file, cached_features, file_fingerprint
 from facetrain.eval.features import Features, load_features, save_features
-from facetrain.eval.model_source import load_embedder, resolve_model
-from facetrain.train.device import pick_device
+from facetrain.run import load_embedder, pick_device, resolve_checkpoint, run_of_checkpoint
 
 __all__ = ["ImageSet", "ProtocolFeatures", "gather_features"]
 
@@ -85,8 +84,7 @@ def _from_file(cfg: DictConfig, images: ImageSet) -> ProtocolFeatures:
 def _cache_dir(cfg: DictConfig, checkpoint: Path) -> Path:
     if cfg.cache_dir:
         return abs_path(cfg.cache_dir)
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / "eval_cache"
+    return (run_of_checkpoint(checkpoint) or checkpoint.parent) / "eval_cache"
 
 
 def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFeatures:
@@ -109,15 +107,15 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     _refuse_or_drop(cfg, images, [images.keys[i] for i in bad_idx], "are missing or have no usable face box")
     bad = set(bad_idx)
     idx = [i for i in range(len(images.keys)) if i not in bad]
-    checkpoint = resolve_model(str(cfg.model), abs_path(cfg.paths.runs))
-    model, iteration = load_embedder(checkpoint, str(cfg.embedding))
+    checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
+    trained = load_embedder(checkpoint, str(cfg.embedding))
     margin = float(cfg.protocol.get("margin", 0.0))
     files = [images.file(i) for i in idx]
     boxes = [images.boxes[i] for i in idx] if images.boxes is not None else None
 
     def embed(todo: list[int]) -> np.ndarray:
         log.info("embedding %d images with %s", len(todo), checkpoint)
-        return embed_images(model, images.root, [files[j] for j in todo], pick_device(cfg.device), mirror=cfg.mirror,
+        return embed_images(trained.embedder, images.root, [files[j] for j in todo], pick_device(cfg.device), mirror=cfg.mirror,
                             batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers),
                             progress=bool(cfg.progress), boxes=None if boxes is None else [boxes[j] for j in todo],
                             margin=margin)
@@ -132,5 +130,5 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     else:
         feats, embedded = embed(list(range(len(keys)))), len(keys)
     save_features(abs_path(cfg.run_dir) / f"features_{name}.npz", feats, keys)
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-    return ProtocolFeatures(Features(feats, keys), [images.keys[i] for i in bad_idx], run, iteration, embedded)
+    return ProtocolFeatures(Features(feats, keys), [images.keys[i] for i in bad_idx], run_of_checkpoint(checkpoint),
+                            trained.iteration, embedded)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrain.errors import FacetrainError
+from facetrain.run.atomic import atomic_write
 
 __all__ = ["Features", "load_features", "save_features"]
 
@@ -30,10 +30,8 @@ class Features:
 
 
 def save_features(path: Path, features: np.ndarray, paths: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, features=np.asarray(features, dtype=np.float32), paths=np.array(list(paths), dtype=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez(tmp, features=np.asarray(features, dtype=np.float32),
+                                            paths=np.array(list(paths), dtype=str)))
 
 
 def load_features(path: Path) -> Features:

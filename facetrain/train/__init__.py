@@ -1,16 +1,7 @@
-"""Training: the loop, device choice, checkpoints and the metrics file."""
+"""Training: the state, one train_step, the hooks around it, and the loop that runs them."""
 
-from facetrain.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from facetrain.train.device import pick_device
-from facetrain.train.metrics_file import read_metrics, update_metrics
+from facetrain.train.state import TrainState, build_state
+from facetrain.train.step import train_step
 from facetrain.train.trainer import train
 
-__all__ = [
-    "find_checkpoint",
-    "load_checkpoint",
-    "pick_device",
-    "read_metrics",
-    "save_checkpoint",
-    "train",
-    "update_metrics",
-]
+__all__ = ["TrainState", "build_state", "train", "train_step"]

@@ -1,4 +1,4 @@
-"""Build the trainable parts (backbone, head, loss) and their optimizer from a composed config."""
+"""Build what training optimizes — the FaceModel (backbone + head) and the loss — and its optimizer and schedule."""
 
 from __future__ import annotations
 
@@ -6,23 +6,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-__all__ = ["build_backbone", "build_optimizer", "build_parts", "param_groups"]
+from facetrain.run import FaceModel, build_face_model
+
+__all__ = ["build_optimizer", "build_parts", "build_scheduler", "named_parts", "param_groups"]
 
 
-def build_backbone(cfg: DictConfig) -> nn.Module:
-    return instantiate(cfg.backbone)
+def build_parts(cfg: DictConfig, num_classes: int) -> tuple[FaceModel, nn.Module]:
+    """(backbone + head, loss). The head and loss get `num_classes` (and the loss `embedding_dim`) here,
+    from the data, so no config has to repeat them."""
+    model = build_face_model(cfg, num_classes)
+    loss = instantiate(cfg.loss, embedding_dim=model.embedding_dim, num_classes=num_classes)
+    return model, loss
 
 
-def build_parts(cfg: DictConfig, num_classes: int) -> nn.ModuleDict:
-    """backbone -> head -> loss, in one ModuleDict so their state dicts travel together.
-
-    The head and loss get `num_classes` (and the loss `embedding_dim`) here, from the data,
-    so no config has to repeat them.
-    """
-    backbone = build_backbone(cfg)
-    head = instantiate(cfg.head, num_classes=num_classes)
-    loss = instantiate(cfg.loss, embedding_dim=backbone.embedding_dim, num_classes=num_classes)
-    return nn.ModuleDict({"backbone": backbone, "head": head, "loss": loss})
+def named_parts(model: FaceModel, loss: nn.Module) -> dict[str, nn.Module]:
+    """The parts a checkpoint's `model` entry holds, by name."""
+    return {"backbone": model.backbone, "head": model.head, "loss": loss}
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
@@ -53,7 +52,13 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
             for (lr_mult, wd_mult), params in groups.items()]
 
 
-def build_optimizer(cfg: DictConfig, parts: nn.Module):
-    """instantiate(cfg.optim) over `param_groups` (base lr and weight decay from cfg.optim)."""
-    groups = param_groups(parts, float(cfg.optim.get("lr", 1e-3)), float(cfg.optim.get("weight_decay", 0.0)))
+def build_optimizer(cfg: DictConfig, model: FaceModel, loss: nn.Module):
+    """instantiate(cfg.optim) over `param_groups` of model then loss (base lr and weight decay from cfg.optim)."""
+    both = nn.ModuleList([model, loss])  # backbone, head, loss: the parameter order checkpoints rely on
+    groups = param_groups(both, float(cfg.optim.get("lr", 1e-3)), float(cfg.optim.get("weight_decay", 0.0)))
     return instantiate(cfg.optim)(groups)
+
+
+def build_scheduler(cfg: DictConfig, optimizer):
+    """instantiate(cfg.schedule) over the optimizer: any torch LR scheduler, stepped once per iteration."""
+    return instantiate(cfg.schedule)(optimizer)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
-__all__ = ["update_metrics", "read_metrics"]
+from facetrain.run.atomic import atomic_write
+
+__all__ = ["read_metrics", "update_metrics"]
 
 
 def read_metrics(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
+    path = Path(run_dir) / "metrics.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -21,8 +22,6 @@ def update_metrics(run_dir: Path, values: dict) -> dict:
     for key, value in values.items():
         value = float(value) if not isinstance(value, str) else value
         merged[key] = None if isinstance(value, float) and not math.isfinite(value) else value
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, run_dir / "metrics.json")
+    text = json.dumps(merged, indent=2, sort_keys=True) + "\n"
+    atomic_write(Path(run_dir) / "metrics.json", lambda tmp: tmp.write_text(text))
     return merged

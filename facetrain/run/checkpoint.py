@@ -1,0 +1,130 @@
+"""Checkpoints: find, load, and save them; what one holds (capture) and putting it back (restore).
+
+A checkpoint is a dict of tensors and plain Python values (loadable with `weights_only=True`):
+`model` (a state dict per part: backbone, head, loss), one state dict per stateful training object
+(`optimizer`, `scheduler`, `scaler`), `iteration`, `rng`, `num_classes` and `config` (YAML).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from facetrain.errors import FacetrainError
+from facetrain.run.atomic import atomic_write
+
+__all__ = [
+    "capture_state",
+    "checkpoint_path",
+    "find_checkpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "restore_state",
+    "run_of_checkpoint",
+    "save_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_path(run_dir: Path, name: str = "last") -> Path:
+    """<run_dir>/checkpoints/<name>.pt: `last` (resume), later `best`, `diverged`."""
+    return Path(run_dir) / "checkpoints" / f"{name}.pt"
+
+
+def run_of_checkpoint(path: Path) -> Path | None:
+    """The run directory a checkpoint belongs to (…/RUN/checkpoints/x.pt), or None for a loose file."""
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write to a temporary file and rename, so a crash never leaves a half-written checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FacetrainError(f"checkpoint {path} does not exist") from None
+    except Exception as err:  # a truncated or foreign file: say which and why
+        raise FacetrainError(f"cannot load checkpoint {path}: {err}") from None
+
+
+def find_checkpoint(path: Path) -> Path:
+    """A checkpoint file, or a run directory holding checkpoints/last.pt."""
+    if path.is_dir():
+        candidate = checkpoint_path(path)
+        if not candidate.exists():
+            raise FacetrainError(f"{path} has no checkpoints/last.pt; is it a facetrain run directory?")
+        return candidate
+    if not path.exists():
+        raise FacetrainError(f"{path} does not exist; give a checkpoint file or a run directory")
+    return path
+
+
+def latest_checkpoint(runs_dir: Path) -> Path:
+    """The newest checkpoints/last.pt under runs_dir (what `model=latest` means)."""
+    found = sorted(Path(runs_dir).glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FacetrainError(f"no trained model under {runs_dir}; run `facetrain train` first, "
+                             "or pass model=RUN_DIR|CHECKPOINT or features=FILE.npz")
+    return found[-1]
+
+
+def resolve_checkpoint(spec: str, runs_dir: Path) -> Path:
+    """`latest` = the newest run's checkpoint under runs_dir; otherwise a checkpoint file or a run directory."""
+    if spec == "latest":
+        return latest_checkpoint(runs_dir)
+    return find_checkpoint(Path(spec).expanduser().resolve())
+
+
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def capture_state(parts: Mapping[str, nn.Module], stateful: Mapping[str, Any], iteration: int, cfg: DictConfig,
+                  num_classes: int) -> dict:
+    """Everything a run needs to continue exactly, as plain tensors and values.
+
+    Args:
+        parts: the model's parts by name (backbone, head, loss): their state dicts go under `model`.
+        stateful: other objects with `state_dict()` (optimizer, scheduler, scaler), saved by name.
+        iteration: the iteration just finished.
+        cfg: the run's composed config (saved resolved, so a model can be rebuilt from it alone).
+        num_classes: the training identities the classifier was built for.
+    """
+    return {
+        "model": {name: module.state_dict() for name, module in parts.items()},
+        **{name: obj.state_dict() for name, obj in stateful.items()},
+        "iteration": int(iteration),
+        "rng": _rng_state(),
+        "num_classes": int(num_classes),
+        "config": OmegaConf.to_yaml(cfg, resolve=True),
+    }
+
+
+def restore_state(state: dict, parts: Mapping[str, nn.Module], stateful: Mapping[str, Any]) -> int:
+    """Load what `capture_state` saved into freshly built objects; returns the iteration to continue after.
+
+    Each object's own `load_state_dict` does the work, so any torch optimizer, LR scheduler or grad
+    scaler resumes exactly; build the scheduler before restoring the optimizer it wraps.
+    """
+    for name, module in parts.items():
+        module.load_state_dict(state["model"][name])
+    for name, obj in stateful.items():
+        obj.load_state_dict(state[name])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["iteration"])

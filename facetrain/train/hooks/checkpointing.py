@@ -1,0 +1,20 @@
+"""CheckpointHook: checkpoints/last.pt every `every` iterations and at the last one, written atomically."""
+
+from __future__ import annotations
+
+from facetrain.run import save_checkpoint
+from facetrain.train.hooks.base import Hook
+from facetrain.train.state import TrainState
+
+__all__ = ["CheckpointHook"]
+
+
+class CheckpointHook(Hook):
+    main_process_only = True
+
+    def __init__(self, every: int, iterations: int):
+        self.every, self.iterations = int(every), int(iterations)
+
+    def after_step(self, state: TrainState) -> None:
+        if state.iteration % self.every == 0 or state.iteration == self.iterations:
+            save_checkpoint(state.checkpoint, state.capture())

@@ -1,0 +1,69 @@
+"""TrainState: everything one training step reads and changes, built from a config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from facetrain.run import FaceModel, capture_state, checkpoint_path, load_checkpoint, restore_state
+from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
+from facetrain.train.progress import RunningMeans
+
+__all__ = ["TrainState", "build_state"]
+
+
+@dataclass
+class TrainState:
+    """The model, loss and their optimizer/schedule/scaler, where they run, and how far training got."""
+
+    cfg: DictConfig
+    model: FaceModel
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    num_classes: int
+    run_dir: Path
+    amp: bool = False
+    iteration: int = 0  # iterations finished
+    start: int = 0  # the iteration this process started (or resumed) from
+    meter: RunningMeans = field(default_factory=RunningMeans)  # batch statistics since the last log
+    last_means: dict[str, float] = field(default_factory=dict)  # the most recent logged window's means
+
+    @property
+    def stateful(self) -> dict:
+        """The training objects whose state a checkpoint saves besides the model's parts."""
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+
+    def scalars(self) -> dict[str, float]:
+        """Learned or derived values worth logging (alpha and its bound, a learned scale, ...)."""
+        return self.model.head.scalars() | self.loss.scalars()
+
+    def capture(self) -> dict:
+        return capture_state(named_parts(self.model, self.loss), self.stateful, self.iteration, self.cfg,
+                             self.num_classes)
+
+    def restore(self, path: Path) -> None:
+        self.iteration = self.start = restore_state(load_checkpoint(path), named_parts(self.model, self.loss),
+                                                    self.stateful)
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path(self.run_dir)
+
+
+def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir: Path) -> TrainState:
+    """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler."""
+    torch.manual_seed(int(cfg.seed))
+    model, loss = build_parts(cfg, num_classes)
+    model, loss = model.to(device), loss.to(device)
+    optimizer = build_optimizer(cfg, model, loss)
+    scheduler = build_scheduler(cfg, optimizer)
+    amp = bool(cfg.amp) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp)
