@@ -155,7 +155,7 @@ def test_arcface_by_hand():
 def test_arcface_falls_back_past_pi():
     loss = ArcFaceLoss(2, 1, scale=1.0, margin=0.5)
     cos = torch.tensor([[math.cos(3.0)]])  # theta = 3.0 > pi - 0.5
-    assert loss._target_cosine(cos, None).item() == pytest.approx(math.cos(3.0) - 0.5 * math.sin(0.5))
+    assert loss.target_cosine(cos, None).item() == pytest.approx(math.cos(3.0) - 0.5 * math.sin(0.5))
 
 
 def test_psi_is_eq10_and_matches_the_released_sign_form():
@@ -202,3 +202,43 @@ def test_sphereface_value_and_iteration_buffer():
     restored = SphereFaceLoss(2, 3)
     restored.load_state_dict(loss.state_dict())
     assert int(restored.iteration) == 1 and restored.scalars()["lambda"] == pytest.approx(lam)
+
+
+SHARDED = {
+    "normface": lambda: NormFaceLoss(6, 7, scale=5.0),
+    "normface-features": lambda: NormFaceLoss(6, 7, normalize="features", scale=3.0),
+    "cosface": lambda: CosFaceLoss(6, 7, scale=10.0, margin=0.3),
+    "arcface": lambda: ArcFaceLoss(6, 7, scale=8.0, margin=0.5),
+    "sphereface": lambda: SphereFaceLoss(6, 7),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARDED))
+def test_margin_logits_of_two_weight_shards_are_the_full_logits(name):
+    """A model-parallel classifier's view: each rank holds some classes' weights and the target's column in
+    its block (or -1); the hooks on each block, concatenated, are the full loss's logits and loss."""
+    torch.manual_seed(2)
+    loss = SHARDED[name]().double().eval()
+    if isinstance(loss, SphereFaceLoss):
+        loss.iteration.fill_(100)  # lambda = 76.9: the margin matters
+    x, labels = torch.randn(9, 6, dtype=torch.double), torch.tensor([0, 6, 3, 4, 2, 5, 1, 4, 0])
+    blocks = []
+    for lo, hi in ((0, 4), (4, 7)):
+        inside = (labels >= lo) & (labels < hi)
+        target = torch.where(inside, labels - lo, torch.full_like(labels, -1))
+        cos = loss.class_similarities(x, loss.weight[lo:hi])
+        blocks.append(loss.margin_logits(cos, x, target))
+    sharded = torch.cat(blocks, dim=1)
+    full = loss.margin_logits(loss.class_similarities(x, loss.weight), x, labels)
+    torch.testing.assert_close(sharded, full, rtol=0, atol=1e-12)
+    torch.testing.assert_close(F.cross_entropy(sharded, labels), loss(x, labels).total, rtol=0, atol=1e-12)
+    margin_free = loss.logit_scale(x) * loss.class_similarities(x, loss.weight)
+    assert torch.allclose(full, margin_free) == isinstance(loss, NormFaceLoss)  # NormFace alone has no margin
+    torch.testing.assert_close(loss(x, labels).logits, margin_free, rtol=0, atol=1e-12)
+
+
+def test_sphereface_anneals_once_per_training_forward():
+    loss = SphereFaceLoss(2, 3)
+    loss(torch.tensor(FEATS), torch.tensor(LABELS))
+    loss(torch.tensor(FEATS), torch.tensor(LABELS))
+    assert int(loss.iteration) == 2

@@ -3,6 +3,7 @@ learnability — every loss config trains on the tiny synthetic data to far abov
 
 import json
 from collections import Counter
+from functools import partial
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf
 
 from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.errors import FacetrainError
-from facetrain.losses import CombinedLoss
+from facetrain.losses import CombinedLoss, RingLoss, SoftmaxLoss
 from facetrain.run import load_checkpoint
 from facetrain.train import train
 from facetrain.train.build import build_parts, named_parts, param_groups
@@ -20,10 +21,8 @@ LOSSES = sorted(p.stem for p in (REPO / "configs" / "loss").glob("*.yaml"))
 
 
 def _combined():
-    terms = OmegaConf.create({
-        "softmax": {"weight": 1.0, "loss": {"_target_": "facetrain.losses.SoftmaxLoss"}},
-        "ring": {"weight": 0.5, "loss": {"_target_": "facetrain.losses.RingLoss", "radius_init": 2.0}},
-    })
+    terms = {"softmax": {"weight": 1.0, "loss": SoftmaxLoss},
+             "ring": {"weight": 0.5, "loss": partial(RingLoss, radius_init=2.0)}}
     return CombinedLoss(4, 3, terms)
 
 
@@ -34,9 +33,11 @@ def test_combined_loss_weights_and_terms():
     soft, ring = loss.terms["softmax"](x, y), loss.terms["ring"](x, y)
     assert out.total.item() == pytest.approx(soft.total.item() + 0.5 * ring.total.item(), rel=1e-6)
     assert set(out.terms) == {"softmax", "ring"} and out.terms["ring"].item() == pytest.approx(ring.total.item())
-    assert out.logits is not None and loss.scalars() == {"ring_radius": 2.0}
+    assert out.correct is not None and out.correct == soft.correct and loss.scalars() == {"ring_radius": 2.0}
     with pytest.raises(FacetrainError, match="loss"):
-        CombinedLoss(4, 3, OmegaConf.create({"x": {"weight": 1.0}}))
+        CombinedLoss(4, 3, {"x": {"weight": 1.0}})
+    with pytest.raises(FacetrainError, match="_partial_"):  # a term config Hydra did not instantiate
+        CombinedLoss(4, 3, {"x": {"loss": OmegaConf.create({"_target_": "facetrain.losses.SoftmaxLoss"})}})
 
 
 def test_param_groups_apply_multipliers():
@@ -84,7 +85,7 @@ def test_loss_scalars_reach_metrics(train_cfg, tmp_path):
 
 
 def _evaluate(cfg, checkpoint=None) -> tuple[float | None, float]:
-    """(training-set accuracy from the loss's logits or None, the loss over the whole training set), eval mode.
+    """(training-set accuracy from the loss's `correct` or None, the loss over the whole training set), eval mode.
 
     Without a checkpoint: the initial weights (train() seeds torch the same way before building).
     """
@@ -102,7 +103,7 @@ def _evaluate(cfg, checkpoint=None) -> tuple[float | None, float]:
     labels = torch.as_tensor(dataset.labels)
     with torch.no_grad():
         out = loss(model(images)[1], labels)
-    acc = None if out.logits is None else (out.logits.argmax(1) == labels).float().mean().item()
+    acc = None if out.correct is None else out.correct.item() / len(labels)
     return acc, out.total.item()
 
 

@@ -1,7 +1,12 @@
-"""Losses: loss(features, labels) -> LossOutput. A loss owns its class weights (or agents, centers, radius)."""
+"""Losses: loss(features, labels) -> LossOutput, every one a FaceLoss.
+
+A loss owns its class weights (or agents, centers, radius).
+"""
 
 from facetrain.losses.agent_distortion import AgentDistortion
+from facetrain.losses.agent_loss import AgentLoss
 from facetrain.losses.arcface import ArcFaceLoss
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.c_contrastive import CContrastiveLoss
 from facetrain.losses.c_triplet import CTripletLoss
 from facetrain.losses.center import CenterLoss
@@ -20,6 +25,7 @@ from facetrain.losses.triplet import TripletLoss
 
 __all__ = [
     "AgentDistortion",
+    "AgentLoss",
     "ArcFaceLoss",
     "CContrastiveLoss",
     "CTripletLoss",
@@ -27,6 +33,7 @@ __all__ = [
     "CombinedLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
+    "FaceLoss",
     "LossOutput",
     "MarginSoftmaxLoss",
     "NormFaceLoss",

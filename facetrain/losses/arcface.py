@@ -28,7 +28,7 @@ class ArcFaceLoss(MarginSoftmaxLoss):
         super().__init__(embedding_dim, num_classes, scale=scale, **kwargs)
         self.margin = float(margin)
 
-    def _target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         m = self.margin
         # clamp away from sin = 0, where d sqrt / d x is infinite
         sin_y = (1.0 - cos_y * cos_y).clamp_min(1e-12).sqrt()

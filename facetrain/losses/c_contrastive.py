@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from facetrain.losses.agent_distortion import AgentDistortion
-from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
+from facetrain.losses.agent_loss import AgentLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["CContrastiveLoss"]
 
 
-class CContrastiveLoss(nn.Module):
+class CContrastiveLoss(AgentLoss):
     """(1/B) sum_i [ d_{i,y_i} + sum_{j != y_i} max(0, m - d_ij) ], d_ij = ||f~_i - W~_j||^2.
 
     As in the released prototxt, the negatives are summed (not averaged) and there are no 1/2
@@ -30,23 +28,14 @@ class CContrastiveLoss(nn.Module):
 
     def __init__(self, embedding_dim: int, num_classes: int, margin: float = 1.0,
                  agent_lr_mult: float = 1.0, agent_wd_mult: float = 0.0):
-        super().__init__()
-        self.agents = unit_ball_agents(num_classes, embedding_dim)
+        super().__init__(embedding_dim, num_classes, agent_lr_mult, agent_wd_mult)
         self.margin = float(margin)
-        self.distortion = AgentDistortion()
-        self._multipliers = {"agents": (float(agent_lr_mult), float(agent_wd_mult))}
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        d = squared_agent_distances(features.float(), self.agents)
+        d = self.agent_distances(features)
         own = torch.zeros_like(d, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
         per_sample = d[own] + (self.margin - d).clamp_min(0.0).masked_fill(own, 0.0).sum(dim=1)
         loss = per_sample.mean()
         if self.training:
             self.distortion.update(d.detach()[own], labels)
-        return LossOutput(total=loss, terms={self.term_name: loss.detach()}, logits=-d.detach())
-
-    def param_multipliers(self) -> dict[str, tuple[float, float]]:
-        return dict(self._multipliers)
-
-    def scalars(self) -> dict[str, float]:
-        return {"distortion_bound": float(self.distortion.value)}
+        return LossOutput.classified(loss, {self.term_name: loss.detach()}, -d, labels)

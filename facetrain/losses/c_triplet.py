@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from facetrain.errors import FacetrainError
-from facetrain.losses.agent_distortion import AgentDistortion
-from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
+from facetrain.losses.agent_loss import AgentLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["CTripletLoss"]
@@ -15,7 +13,7 @@ __all__ = ["CTripletLoss"]
 _NEGATIVES = ("hardest", "all")
 
 
-class CTripletLoss(nn.Module):
+class CTripletLoss(AgentLoss):
     """C-triplet on squared normalized distances to agents; optionally "C-triplet + center".
 
     Args:
@@ -33,16 +31,13 @@ class CTripletLoss(nn.Module):
 
     def __init__(self, embedding_dim: int, num_classes: int, margin: float = 0.8, negatives: str = "hardest",
                  pull_weight: float = 0.0, agent_lr_mult: float = 1.0, agent_wd_mult: float = 0.0):
-        super().__init__()
         if negatives not in _NEGATIVES:
             raise FacetrainError(f"loss.negatives={negatives!r} is not one of {', '.join(_NEGATIVES)}")
-        self.agents = unit_ball_agents(num_classes, embedding_dim)
+        super().__init__(embedding_dim, num_classes, agent_lr_mult, agent_wd_mult)
         self.margin, self.negatives, self.pull_weight = float(margin), negatives, float(pull_weight)
-        self.distortion = AgentDistortion()
-        self._multipliers = {"agents": (float(agent_lr_mult), float(agent_wd_mult))}
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        d = squared_agent_distances(features.float(), self.agents)
+        d = self.agent_distances(features)
         d_own = d.gather(1, labels.view(-1, 1))
         own = torch.zeros_like(d, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
         hinge = (self.margin + d_own - d).clamp_min(0.0).masked_fill(own, 0.0)
@@ -57,10 +52,4 @@ class CTripletLoss(nn.Module):
         terms = {self.term_name: triplet.detach()}
         if self.pull_weight:
             terms["agent_pull"] = pull.detach()
-        return LossOutput(total=triplet + self.pull_weight * pull, terms=terms, logits=-d.detach())
-
-    def param_multipliers(self) -> dict[str, tuple[float, float]]:
-        return dict(self._multipliers)
-
-    def scalars(self) -> dict[str, float]:
-        return {"distortion_bound": float(self.distortion.value)}
+        return LossOutput.classified(triplet + self.pull_weight * pull, terms, -d, labels)

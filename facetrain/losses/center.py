@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["CenterLoss"]
 
 
-class CenterLoss(nn.Module):
+class CenterLoss(FaceLoss):
     """The intra-class term of center loss; combine it with softmax (eq. 3) through `CombinedLoss`.
 
     The value is averaged over the batch (M), as caffe-face's layer does, so the paper's
@@ -45,6 +45,3 @@ class CenterLoss(nn.Module):
         delta = torch.zeros_like(self.centers).index_add_(0, labels, self.centers[labels] - features)
         counts = torch.bincount(labels, minlength=self.centers.shape[0]).to(features.dtype)
         self.centers -= self.alpha * delta / (1.0 + counts)[:, None]
-
-    def scalars(self) -> dict[str, float]:
-        return {}

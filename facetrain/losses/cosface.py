@@ -23,5 +23,5 @@ class CosFaceLoss(MarginSoftmaxLoss):
         super().__init__(embedding_dim, num_classes, scale=scale, **kwargs)
         self.margin = float(margin)
 
-    def _target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         return cos_y - self.margin

@@ -1,7 +1,8 @@
 """MarginSoftmaxLoss: softmax over scaled cosines to normalized class weights, with a target-class margin hook.
 
 The shared base of NormFace (normface.md eq. 6, no margin), CosFace, ArcFace and A-Softmax: each
-subclass changes only the scale (`_scale`) and the target logit (`_target_cosine`).
+subclass changes only the scale (`logit_scale`) and the target's cosine (`target_cosine`). The hooks act on
+any block of classes, so a model-parallel classifier holding a shard of the class weights reuses them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrain.losses.agents import unit_ball_agents
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["MarginSoftmaxLoss"]
 
 
-class MarginSoftmaxLoss(nn.Module):
+class MarginSoftmaxLoss(FaceLoss):
     """Cross-entropy over s * cos(theta_j), the target's cosine replaced by a margin function of it.
 
     Args:
@@ -42,36 +44,70 @@ class MarginSoftmaxLoss(nn.Module):
         else:
             self.register_buffer("scale", value)
         self.min_scale = float(min_scale)
-        self._multipliers = {"weight": (float(weight_lr_mult), float(weight_wd_mult)),
-                             "scale": (float(scale_lr_mult), float(scale_wd_mult))}
+        self.set_multipliers("weight", weight_lr_mult, weight_wd_mult)
+        self.set_multipliers("scale", scale_lr_mult, scale_wd_mult)
 
-    def _similarities(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, C] cos(theta_j) between each feature and each class weight."""
-        return F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).T
+    def class_similarities(self, features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """cos(theta_j) between each feature and each given class weight (all classes, or one shard of them).
 
-    def _scale(self, features: torch.Tensor) -> torch.Tensor:
-        """The factor the similarities are multiplied by: s (a scalar) here; A-Softmax uses ||x||."""
+        Args:
+            features: [B, D] features.
+            weight: [c, D] class weights, e.g. `self.weight` or the rows one rank holds.
+
+        Returns:
+            [B, c] similarities (cosines here; NormFace's ablations leave one side un-normalized).
+        """
+        return F.normalize(features, dim=1) @ F.normalize(weight, dim=1).T
+
+    def logit_scale(self, features: torch.Tensor) -> torch.Tensor:
+        """The factor the similarities are multiplied by.
+
+        Args:
+            features: [B, D] features.
+
+        Returns:
+            s clamped to `min_scale` (0-dim) here; A-Softmax returns ||x|| ([B, 1]).
+        """
         return self.scale.clamp(min=self.min_scale)
 
-    def _target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """The margin function applied to the target class's cosine ([B, 1]); none in the base."""
+    def target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The margin function: what replaces the target class's cosine before scaling (none in the base).
+
+        Args:
+            cos_y: [B, 1] each sample's cosine to its own class.
+            features: [B, D] features.
+
+        Returns:
+            [B, 1] the target similarity with the margin applied.
+        """
         return cos_y
+
+    def margin_logits(self, cos: torch.Tensor, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The logits cross-entropy sees for a block of classes: scale * cos, the margin at each target.
+
+        The block is every class or one rank's shard of them; a sample whose class lies in another shard
+        gets no margin here. Concatenating the blocks of a split gives the full loss's logits.
+
+        Args:
+            cos: [B, c] similarities to the block's classes (`class_similarities`).
+            features: [B, D] features (A-Softmax scales by their norm).
+            target: [B] each sample's class as a column of this block, or -1 where it is outside the block.
+
+        Returns:
+            [B, c] logits.
+        """
+        index = target.clamp_min(0).view(-1, 1)
+        cos_y = cos.gather(1, index)
+        margined = torch.where((target >= 0).view(-1, 1), self.target_cosine(cos_y, features), cos_y)
+        return self.logit_scale(features) * cos.scatter(1, index, margined)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         features = features.to(self.weight.dtype)  # fp32 under AMP: cosines near 1 need the precision
-        cos = self._similarities(features)
-        scale = self._scale(features)
-        index = labels.view(-1, 1)
-        target = self._target_cosine(cos.gather(1, index), features)
-        logits = scale * cos.scatter(1, index, target)
-        loss = F.cross_entropy(logits, labels)
+        cos = self.class_similarities(features, self.weight)
+        loss = F.cross_entropy(self.margin_logits(cos, features, labels), labels)
         # accuracy from the margin-free logits: that is the decision rule at test time
-        return LossOutput(total=loss, terms={self.term_name: loss.detach()}, logits=(scale * cos).detach())
-
-    def param_multipliers(self) -> dict[str, tuple[float, float]]:
-        """(lr multiplier, weight-decay multiplier) for this module's own parameters, by name."""
-        return {name: mult for name, mult in self._multipliers.items()
-                if isinstance(getattr(self, name, None), nn.Parameter)}
+        decision = self.logit_scale(features) * cos
+        return LossOutput.classified(loss, {self.term_name: loss.detach()}, decision, labels)
 
     def scalars(self) -> dict[str, float]:
         return {"s": float(self._scale_value())} if isinstance(self.scale, nn.Parameter) else {}

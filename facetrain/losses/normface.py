@@ -43,9 +43,10 @@ class NormFaceLoss(MarginSoftmaxLoss):
         self.normalize = normalize
         self.num_classes = num_classes
 
-    def _similarities(self, features: torch.Tensor) -> torch.Tensor:
+    def class_similarities(self, features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """f~ . W~ (`both`), f~ . W (`features`) or f . W~ (`weights`), for the given class weights."""
         f = F.normalize(features, dim=1) if self.normalize != "weights" else features
-        w = F.normalize(self.weight, dim=1) if self.normalize != "features" else self.weight
+        w = F.normalize(weight, dim=1) if self.normalize != "features" else weight
         return f @ w.T
 
     def scalars(self) -> dict[str, float]:

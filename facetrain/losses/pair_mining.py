@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from facetrain.errors import FacetrainError
+from facetrain.losses.base import FaceLoss
 
 __all__ = ["InBatchPairLoss", "pair_masks", "squared_normalized_distances"]
 
 
-class InBatchPairLoss(nn.Module):
+class InBatchPairLoss(FaceLoss):
     """What contrastive and triplet share: a margin, a mining mode, and the K of the P x K batches
     they ask the trainer for (`samples_per_identity`)."""
 
-    term_name = ""
     minings: tuple[str, ...] = ()
 
     def __init__(self, margin: float, mining: str, samples_per_identity: int):
@@ -24,9 +23,6 @@ class InBatchPairLoss(nn.Module):
             raise FacetrainError(f"loss.mining={mining!r} is not one of {', '.join(self.minings)}")
         self.margin, self.mining = float(margin), mining
         self.samples_per_identity = int(samples_per_identity)
-
-    def scalars(self) -> dict[str, float]:
-        return {}
 
 
 def squared_normalized_distances(features: torch.Tensor) -> torch.Tensor:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["RangeLoss"]
 
 
-class RangeLoss(nn.Module):
+class RangeLoss(FaceLoss):
     """Range loss's two terms (eq. 4 adds them to softmax; combine through `CombinedLoss`).
 
     - intra (eq. 5): for each class in the batch, k / sum_{j<=k} 1/D_j — the harmonic mean of its k
@@ -57,6 +57,3 @@ class RangeLoss(nn.Module):
             inter = (self.margin - closest).clamp_min(0.0)
         total = self.alpha * intra + self.beta * inter
         return LossOutput(total=total, terms={"intra": intra.detach(), "inter": inter.detach()})
-
-    def scalars(self) -> dict[str, float]:
-        return {}

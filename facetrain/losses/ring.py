@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from facetrain.errors import FacetrainError
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["RingLoss"]
 
 
-class RingLoss(nn.Module):
+class RingLoss(FaceLoss):
     """Soft feature normalization toward a learned radius R; the paper adds lambda times it to softmax.
 
     Args:
@@ -37,7 +38,7 @@ class RingLoss(nn.Module):
                 raise FacetrainError(f"loss radius_init={radius_init!r} must be `auto` or a positive number")
         self.radius = nn.Parameter(torch.tensor(1.0 if auto else float(radius_init)))
         self.register_buffer("initialized", torch.tensor(not auto))
-        self._multipliers = {"radius": (float(radius_lr_mult), float(radius_wd_mult))}
+        self.set_multipliers("radius", radius_lr_mult, radius_wd_mult)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> LossOutput:
         norms = features.float().norm(dim=1)
@@ -47,9 +48,6 @@ class RingLoss(nn.Module):
                 self.initialized.fill_(True)
         loss = (norms - self.radius).pow(2).sum() / (2 * norms.shape[0])
         return LossOutput(total=loss, terms={self.term_name: loss.detach()})
-
-    def param_multipliers(self) -> dict[str, tuple[float, float]]:
-        return dict(self._multipliers)
 
     def scalars(self) -> dict[str, float]:
         return {"radius": float(self.radius.detach())}

@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
 
 __all__ = ["SoftmaxLoss"]
 
 
-class SoftmaxLoss(nn.Module):
+class SoftmaxLoss(FaceLoss):
     """Cross-entropy over W^T f + b.
 
     Args:
@@ -21,6 +22,8 @@ class SoftmaxLoss(nn.Module):
             features are normalized).
     """
 
+    term_name = "softmax"
+
     def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True):
         super().__init__()
         self.classifier = nn.Linear(embedding_dim, num_classes, bias=bias)
@@ -28,7 +31,4 @@ class SoftmaxLoss(nn.Module):
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         logits = self.classifier(features)
         loss = F.cross_entropy(logits, labels)
-        return LossOutput(total=loss, terms={"softmax": loss.detach()}, logits=logits.detach())
-
-    def scalars(self) -> dict[str, float]:
-        return {}
+        return LossOutput.classified(loss, {self.term_name: loss.detach()}, logits, labels)

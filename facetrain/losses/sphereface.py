@@ -43,9 +43,9 @@ def sphereface_lambda(iteration: int, base: float = 1000.0, gamma: float = 0.12,
 class SphereFaceLoss(MarginSoftmaxLoss):
     """A-Softmax with normalized class weights, no bias, and un-normalized features (the scale is ||x||).
 
-    The iteration counter is a buffer advanced on every training forward, as the Caffe layer does, so
-    the annealing resumes exactly from a checkpoint. The backward pass is autograd's (the released
-    Caffe layer normalizes the target's gradient pair instead; see docs/losses.md).
+    The iteration counter is a buffer advanced on every training `margin_logits` call (once per forward),
+    as the Caffe layer does, so the annealing resumes exactly from a checkpoint. The backward pass is
+    autograd's (the released Caffe layer normalizes the target's gradient pair instead; see docs/losses.md).
 
     Args:
         embedding_dim: feature size.
@@ -70,14 +70,20 @@ class SphereFaceLoss(MarginSoftmaxLoss):
     def lam(self) -> float:
         return sphereface_lambda(int(self.iteration), **self.schedule)
 
-    def _scale(self, features: torch.Tensor) -> torch.Tensor:
+    def logit_scale(self, features: torch.Tensor) -> torch.Tensor:
+        """||x|| per sample ([B, 1]): A-Softmax leaves the features un-normalized."""
         return features.norm(dim=1, keepdim=True)
 
-    def _target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            self.iteration += 1
+    def target_cosine(self, cos_y: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(lambda cos + psi) / (1 + lambda) at the current iteration's lambda."""
         lam = self.lam
         return (lam * cos_y + psi(cos_y, self.m)) / (1.0 + lam)
+
+    def margin_logits(self, cos: torch.Tensor, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The base's logits; a training call is one step of the lambda annealing (once per batch and rank)."""
+        if self.training:
+            self.iteration += 1
+        return super().margin_logits(cos, features, target)
 
     def scalars(self) -> dict[str, float]:
         return {"lambda": self.lam}

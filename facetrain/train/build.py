@@ -6,12 +6,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
+from facetrain.losses import FaceLoss
 from facetrain.run import FaceModel, build_face_model
 
 __all__ = ["build_optimizer", "build_parts", "build_scheduler", "named_parts", "param_groups"]
 
 
-def build_parts(cfg: DictConfig, num_classes: int) -> tuple[FaceModel, nn.Module]:
+def build_parts(cfg: DictConfig, num_classes: int) -> tuple[FaceModel, FaceLoss]:
     """(backbone + head, loss). The head and loss get `num_classes` (and the loss `embedding_dim`) here,
     from the data, so no config has to repeat them."""
     model = build_face_model(cfg, num_classes)
@@ -19,7 +20,7 @@ def build_parts(cfg: DictConfig, num_classes: int) -> tuple[FaceModel, nn.Module
     return model, loss
 
 
-def named_parts(model: FaceModel, loss: nn.Module) -> dict[str, nn.Module]:
+def named_parts(model: FaceModel, loss: FaceLoss) -> dict[str, nn.Module]:
     """The parts a checkpoint's `model` entry holds, by name."""
     return {"backbone": model.backbone, "head": model.head, "loss": loss}
 
@@ -27,8 +28,8 @@ def named_parts(model: FaceModel, loss: nn.Module) -> dict[str, nn.Module]:
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
     """Optimizer parameter groups, one per distinct (lr, weight-decay) multiplier pair.
 
-    A module may declare `param_multipliers() -> {own parameter name: (lr_mult, wd_mult)}` (class
-    agents, a learned scale or radius); every other parameter gets (1, 1). Groups come in the order
+    A loss declares `param_multipliers() -> {own parameter name: (lr_mult, wd_mult)}` (class agents, a
+    learned scale or radius; see `FaceLoss`); every other parameter gets (1, 1). Groups come in the order
     their first parameter appears, so a checkpoint's optimizer state always lines up.
 
     Args:
@@ -41,7 +42,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
     """
     special = {}
     for prefix, module in model.named_modules():
-        if hasattr(module, "param_multipliers"):
+        if isinstance(module, FaceLoss):
             for name, mult in module.param_multipliers().items():
                 special[f"{prefix}.{name}" if prefix else name] = (float(mult[0]), float(mult[1]))
     groups: dict[tuple[float, float], list] = {}
@@ -52,7 +53,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
             for (lr_mult, wd_mult), params in groups.items()]
 
 
-def build_optimizer(cfg: DictConfig, model: FaceModel, loss: nn.Module):
+def build_optimizer(cfg: DictConfig, model: FaceModel, loss: FaceLoss):
     """instantiate(cfg.optim) over `param_groups` of model then loss (base lr and weight decay from cfg.optim)."""
     both = nn.ModuleList([model, loss])  # backbone, head, loss: the parameter order checkpoints rely on
     groups = param_groups(both, float(cfg.optim.get("lr", 1e-3)), float(cfg.optim.get("weight_decay", 0.0)))

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from omegaconf import DictConfig
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.sampler import IterationBatchSampler
 from facetrain.errors import FacetrainError
+from facetrain.losses import FaceLoss
 
 __all__ = ["batch_sampler", "training_loader"]
 
 
-def batch_sampler(dataset: Dataset, loss: nn.Module, batch_size: int, seed: int, start: int):
+def batch_sampler(dataset: Dataset, loss: FaceLoss, batch_size: int, seed: int, start: int):
     """P x K batches when the loss needs identity-balanced batches (`samples_per_identity` = K), else shuffled ones.
 
     Both are functions of (seed, iteration), so a run resumed at `start` sees the batches it would have seen.
     """
-    k = int(getattr(loss, "samples_per_identity", 0) or 0)
+    k = int(loss.samples_per_identity)
     if not k:
         return IterationBatchSampler(len(dataset), batch_size, seed, start)
     labels = getattr(dataset, "labels", None)
@@ -27,6 +27,6 @@ def batch_sampler(dataset: Dataset, loss: nn.Module, batch_size: int, seed: int,
     return PKBatchSampler(labels, batch_size, k, seed, start)
 
 
-def training_loader(cfg: DictConfig, dataset: Dataset, loss: nn.Module, start: int, pin_memory: bool) -> DataLoader:
+def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: int, pin_memory: bool) -> DataLoader:
     sampler = batch_sampler(dataset, loss, int(cfg.batch_size), int(cfg.seed), start)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory)

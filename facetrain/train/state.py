@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
+from facetrain.losses import FaceLoss
 from facetrain.run import FaceModel, capture_state, checkpoint_path, load_checkpoint, restore_state
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
 from facetrain.train.progress import RunningMeans
@@ -22,7 +22,7 @@ class TrainState:
 
     cfg: DictConfig
     model: FaceModel
-    loss: nn.Module
+    loss: FaceLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler

@@ -1,0 +1,39 @@
+"""AgentLoss: the shared base of NormFace's agent losses C-contrastive and C-triplet (normface.md §4, prop. 3)."""
+
+from __future__ import annotations
+
+import torch
+
+from facetrain.losses.agent_distortion import AgentDistortion
+from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
+from facetrain.losses.base import FaceLoss
+
+__all__ = ["AgentLoss"]
+
+
+class AgentLoss(FaceLoss):
+    """One learned unit-norm agent per class, compared with the features by squared normalized distance.
+
+    Holds what C-contrastive and C-triplet share: the agents and their lr / weight-decay multipliers, and
+    prop. 3's distortion bound (a moving average, logged as `distortion_bound`). Subclasses turn the
+    distances into their loss; accuracy takes the nearest agent as the prediction.
+
+    Args:
+        embedding_dim: feature size.
+        num_classes: number of training identities (one agent each).
+        agent_lr_mult: lr multiplier of the agents.
+        agent_wd_mult: weight-decay multiplier of the agents.
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int, agent_lr_mult: float, agent_wd_mult: float):
+        super().__init__()
+        self.agents = unit_ball_agents(num_classes, embedding_dim)
+        self.distortion = AgentDistortion()
+        self.set_multipliers("agents", agent_lr_mult, agent_wd_mult)
+
+    def agent_distances(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C] d_ij = ||f~_i - W~_j||^2, in fp32 (the features may come from autocast)."""
+        return squared_agent_distances(features.float(), self.agents)
+
+    def scalars(self) -> dict[str, float]:
+        return {"distortion_bound": float(self.distortion.value)}
