@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["FacetrainError", "report_user_errors"]
+__all__ = ["FacetrainError", "TrainingDiverged", "TrainingInterrupted", "report_user_errors"]
 
 T = TypeVar("T")
 
@@ -15,9 +15,26 @@ T = TypeVar("T")
 class FacetrainError(Exception):
     """An error the user can fix (bad path, bad value, malformed protocol line)."""
 
+    exit_status = 2
+
+
+class TrainingDiverged(FacetrainError):
+    """The loss stayed non-finite: the run stopped, its last good state kept (a sweep records it and goes on)."""
+
+    exit_status = 3
+
+
+class TrainingInterrupted(FacetrainError):
+    """SIGTERM or SIGINT: a checkpoint was saved at the current iteration; exit with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_status = 128 + self.signum
+
 
 def report_user_errors(fn: Callable[..., T]) -> Callable[..., T]:
-    """Turn a FacetrainError into a one-line message on stderr and exit status 2.
+    """Turn a FacetrainError into a one-line message on stderr and its exit status (2; diverged 3; signals 128+N).
 
     Hydra would otherwise print a traceback; user mistakes deserve a sentence instead.
     """
@@ -31,7 +48,7 @@ def report_user_errors(fn: Callable[..., T]) -> Callable[..., T]:
             if user_error is None:
                 raise
             print(f"facetrain: error: {user_error}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(user_error.exit_status) from None
 
     return wrapper
 
