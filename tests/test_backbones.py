@@ -118,12 +118,14 @@ def _train_step(model: nn.Module) -> None:
 
 @pytest.mark.parametrize("option", ["face_resnet27", "lenet_pp"])
 def test_one_training_step(option):
+    torch.manual_seed(0)  # unseeded, 1 run in 8 gave LeNet++'s final PReLU only positive inputs: no slope gradient
     _train_step(_build(option))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("option", ["sphereface20", *BIG])
 def test_one_training_step_big(option):
+    torch.manual_seed(0)
     _train_step(_build(option))
 
 
