@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
+from facetrain.backbones.base import Backbone
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
 from facetrain.run import load_embedder, resolve_checkpoint
@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 EXPORT_FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 
 
-def example_images(backbone: nn.Module, batch_size: int = 2, seed: int = 0) -> torch.Tensor:
+def example_images(backbone: Backbone, batch_size: int = 2, seed: int = 0) -> torch.Tensor:
     """Random uint8 images [B, C, H, W] of the backbone's input size: what the exported model takes."""
     generator = torch.Generator().manual_seed(seed)
-    shape = (batch_size, getattr(backbone, "in_channels", 3), *backbone.input_size)
+    shape = (batch_size, backbone.in_channels, *backbone.input_size)
     return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
 
 
@@ -38,7 +38,7 @@ def _require_onnx() -> None:
                              "pip install 'facetrain[export]'") from None
 
 
-def export_backbone(backbone: nn.Module, fmt: str, out: Path) -> Path:
+def export_backbone(backbone: Backbone, fmt: str, out: Path) -> Path:
     """Export `backbone` in eval mode; the input is uint8 pixels [N, C, H, W] with any batch size N.
 
     Args:

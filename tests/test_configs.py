@@ -5,6 +5,7 @@ import torch
 from conftest import REPO, compose_config
 from data_helpers import write_digits
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from facetrain.data.pack import pack_tree
 from facetrain.train.build import build_parts
@@ -54,3 +55,41 @@ def test_eval_points_at_real_lfw_with_two_overrides():
     cfg = compose_config("eval", ["data.root=/data/lfw", "protocol.pairs=/data/lfw/pairs.txt"])
     assert cfg.protocol.pairs == "/data/lfw/pairs.txt" and cfg.data.root == "/data/lfw"
     assert compose_config("eval", ["data.root=/x"]).protocol.pairs == "/x/pairs.txt"
+
+
+# The composed `data` node of every face-folder option, written out: configs/data_selection.yaml moved the
+# identity-selection keys out of folder.yaml and packed.yaml, and this pins what users get (and type) unchanged.
+_SELECTION = {"min_images": 1, "max_identities": None, "max_images": None, "keep_identities": None,
+              "subset_order": "most_images", "subset_seed": 0, "exclude_identities_of": None,
+              "eval_sets": {"lfw": "${paths.data}/synth/lfw"}, "identity_names": None}
+_PASSED = {key: f"${{..{key}}}" for key in _SELECTION}
+_FOLDER = {"root": "???", "num_workers": 4, "hflip": True, "fit": "resize", "cache_dir": "${paths.data}/cache/index",
+           "verify": False, **_SELECTION,
+           "dataset": {"_target_": "facetrain.data.FaceFolder", "root": "${..root}", "input_size": "${input_size}",
+                       "fit": "${..fit}", "cache_dir": "${..cache_dir}", "verify": "${..verify}",
+                       "workers": "${..num_workers}", **_PASSED}}
+DATA_NODES = {
+    "folder": _FOLDER,
+    "packed": {"root": "???", "num_workers": 2, "hflip": True, "fit": "resize", **_SELECTION,
+               "dataset": {"_target_": "facetrain.data.PackedFaces", "root": "${..root}", "input_size": "${input_size}",
+                           "fit": "${..fit}", **_PASSED}},
+    "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "num_workers": 2, "cache_dir": None},
+    "casia": _FOLDER | {"root": "${paths.data}/CASIA-WebFace-112x96"},
+    "msceleb": _FOLDER | {"root": "${paths.data}/ms-celeb-1m-112x96", "num_workers": 8},
+}
+
+
+@pytest.mark.parametrize("option", DATA_NODES)
+def test_face_data_options_compose_the_shared_selection_keys(option):
+    data = compose_config("train", [f"data={option}"]).data
+    assert OmegaConf.to_container(data, resolve=False) == DATA_NODES[option]
+    assert list(data.dataset)[0] == "_target_"
+
+
+@pytest.mark.parametrize("option", DATA_NODES)
+def test_selection_keys_are_typed_as_before_and_reach_the_dataset(option):
+    cfg = compose_config("train", [f"data={option}", "data.root=/x", "data.min_images=20", "data.max_identities=5",
+                                   "data.subset_order=random", "data.exclude_identities_of=[lfw]"])
+    assert (cfg.data.dataset.min_images, cfg.data.dataset.max_identities, cfg.data.dataset.subset_order) == (
+        20, 5, "random")
+    assert list(cfg.data.dataset.exclude_identities_of) == ["lfw"] and cfg.data.dataset.root == "/x"

@@ -5,9 +5,10 @@ import pytest
 from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
+from facetrain.eval.verification import kfold_accuracy
 from facetrain.eval.video_scores import hik_kernel, hik_svm_accuracy, pair_histograms, video_mean_scores
-from facetrain.eval.ytf import subsample
-from facetrain.eval.ytf_splits import parse_ytf_splits
+from facetrain.eval.ytf import subsample, ytf_metrics
+from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
 
 REAL = PROTOCOLS / "ytf" / "splits_no_header.txt"
 
@@ -87,3 +88,28 @@ def test_subsample_keeps_ends_and_spreads():
     frames = [f"f{i}" for i in range(10)]
     assert subsample(frames, 0) == frames and subsample(frames, 20) == frames
     assert subsample(frames, 4) == ["f0", "f3", "f6", "f9"]
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("classifier", ["threshold", "svm"])
+def test_ytf_accuracy_is_the_shared_kfold_loop(center, classifier):
+    """ytf_metrics runs verification.kfold_accuracy on the mean scores, one row per split when centred."""
+    rng = np.random.default_rng(7)
+    videos = {f"P{i}/{j}": rng.normal(size=(1, 8)) * 2 + rng.normal(size=(3, 8)) for i in range(12) for j in range(2)}
+    left = [f"P{i % 12}/0" for i in range(24)]
+    same = np.arange(24) % 2 == 0
+    right = [f"P{i % 12}/1" if s else f"P{(i + 5) % 12}/1" for i, s in enumerate(same)]
+    fold = np.repeat(np.arange(4), 6)
+    pairs = YtfPairs(left, right, same, fold, list(range(1, 25)))
+    m, _ = ytf_metrics(videos, pairs, center=center, classifier=classifier, hik=False)
+    if center:
+        rows = []
+        for k in range(4):  # compare_feature.m: the mean over the training pairs' video slots
+            train = np.flatnonzero(fold != k)
+            mu = np.mean([videos[left[i]].mean(0) for i in train] + [videos[right[i]].mean(0) for i in train], axis=0)
+            rows.append(video_mean_scores(videos, left, right, mu))
+        scores = np.stack(rows)
+    else:
+        scores = video_mean_scores(videos, left, right)
+    result = kfold_accuracy(scores, same, fold, classifier)
+    assert (m["ytf/acc_mean"], m["ytf/acc_std"]) == (result.mean, result.std)

@@ -1,12 +1,13 @@
-"""LFW View 2: the real pairs.txt parses; 10-fold accuracy equals a plain re-computation."""
+"""LFW View 2: the real pairs.txt parses; the k-fold loop every protocol runs equals a plain re-computation."""
 
 import numpy as np
 import pytest
 from conftest import PROTOCOLS
 from sklearn.metrics import roc_curve
+from sklearn.svm import SVC
 
 from facetrain.errors import FacetrainError
-from facetrain.eval import best_threshold, kfold_accuracy, parse_lfw_pairs
+from facetrain.eval import best_threshold, held_out_scores, kfold_accuracy, parse_lfw_pairs
 
 REAL_PAIRS = PROTOCOLS / "lfw" / "pairs.txt"
 needs_real = pytest.mark.skipif(not REAL_PAIRS.exists(), reason="../shared/protocols/lfw/pairs.txt not present")
@@ -91,3 +92,54 @@ def test_separable_and_random_scores():
     rng = np.random.default_rng(0)
     chance = kfold_accuracy(rng.random(1000), rng.permutation(same), fold).mean
     assert 0.4 < chance < 0.6
+
+
+def _ties(seed, folds=10, per_fold=60):
+    """Scores rounded to 2 decimals (ties, the tricky case), balanced labels, equal folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.repeat(np.arange(folds), per_fold)
+    same = np.tile(np.r_[np.ones(per_fold // 2, bool), np.zeros(per_fold // 2, bool)], folds)
+    return np.round(rng.normal(same * 0.8, 0.5, size=(folds, len(same))), 2), same, fold
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kfold_per_fold_rows_use_row_k_for_fold_k(seed):
+    """[folds, P] scores (per-fold PCA, per-split centring): fold k's threshold and test both read row k."""
+    rows, same, fold = _ties(seed)
+    result = kfold_accuracy(rows, same, fold)
+    expected = [_naive_kfold(rows[k], same, fold)[k] for k in range(10)]
+    np.testing.assert_allclose(result.accuracies, expected)
+    for k in range(10):
+        thr, _ = best_threshold(rows[k][fold != k], same[fold != k])
+        assert result.thresholds[k] == thr
+        np.testing.assert_array_equal(result.correct[fold == k], (rows[k][fold == k] > thr) == same[fold == k])
+
+
+def test_kfold_one_row_is_shared_by_every_fold():
+    rows, same, fold = _ties(2)
+    one = kfold_accuracy(rows[0], same, fold)
+    for shared in (rows[:1], np.tile(rows[0], (10, 1))):
+        again = kfold_accuracy(shared, same, fold)
+        np.testing.assert_array_equal(again.accuracies, one.accuracies)
+        np.testing.assert_array_equal(again.thresholds, one.thresholds)
+        np.testing.assert_array_equal(again.correct, one.correct)
+    per_fold = [one.correct[fold == k].mean() for k in range(10)]
+    np.testing.assert_array_equal(one.accuracies, per_fold)  # correctness and accuracies agree
+
+
+def test_kfold_svm_equals_a_linear_svm_per_fold():
+    rows, same, fold = _ties(3, folds=4, per_fold=30)
+    result = kfold_accuracy(rows, same, fold, classifier="svm")
+    for k in range(4):
+        test = fold == k
+        svm = SVC(kernel="linear", C=1.0).fit(rows[k][~test, None], same[~test])
+        np.testing.assert_array_equal(result.correct[test], svm.predict(rows[k][test, None]) == same[test])
+    assert np.isnan(result.thresholds).all()
+    with pytest.raises(FacetrainError, match="classifier='knn' is not one of threshold, svm"):
+        kfold_accuracy(rows, same, fold, classifier="knn")
+
+
+def test_held_out_scores_pick_each_pairs_own_fold_row():
+    rows, _, fold = _ties(4, folds=3, per_fold=4)
+    np.testing.assert_array_equal(held_out_scores(rows, fold), [rows[f, i] for i, f in enumerate(fold)])
+    np.testing.assert_array_equal(held_out_scores(rows[0], fold), rows[0])

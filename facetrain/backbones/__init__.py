@@ -1,5 +1,6 @@
-"""Backbones: image -> embedding. Each knows its input size and nothing about classes."""
+"""Backbones: image -> embedding. Each is a `Backbone` (input size, channels, embedding size), blind to classes."""
 
+from facetrain.backbones.base import Backbone
 from facetrain.backbones.face_resnet import FaceResNet, FaceResUnit
 from facetrain.backbones.input_norm import InputNorm
 from facetrain.backbones.iresnet import IBasicBlock, IResNet
@@ -9,6 +10,7 @@ from facetrain.backbones.sphereface import SphereFace
 from facetrain.backbones.torchvision_trunks import TorchvisionTrunk
 
 __all__ = [
+    "Backbone",
     "FaceResNet",
     "FaceResUnit",
     "IBasicBlock",

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from facetrain.backbones.base import Backbone
 from facetrain.backbones.caffe_init import caffe_gaussian_, caffe_xavier_
-from facetrain.backbones.input_norm import InputNorm
-from facetrain.backbones.sizes import as_size, conv_out, pool_out
+from facetrain.backbones.sizes import conv_out, pool_out
 
 __all__ = ["FaceResNet", "FaceResUnit"]
 
@@ -37,7 +37,7 @@ def _conv_prelu(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.PReLU(c_out))
 
 
-class FaceResNet(nn.Module):
+class FaceResNet(Backbone):
     """Face-ResNet: conv1a/1b, then four stages of (conv, max-pool, residual units), then fc5.
 
     Layout (caffe-face `face_example/face_deploy.prototxt`): conv1a 3->32, conv1b 32->64, pool;
@@ -77,12 +77,8 @@ class FaceResNet(nn.Module):
         units: Sequence[int] = (1, 2, 5, 3),
         channels: Sequence[int] = (32, 64, 128, 256, 512),
     ):
-        super().__init__()
-        self.input_size = as_size(input_size)
-        self.embedding_dim = int(embedding_dim)
-        self.in_channels = int(in_channels)
-        self.norm = InputNorm()
-        layers: list[nn.Module] = [_conv_prelu(in_channels, channels[0])]
+        super().__init__(embedding_dim, input_size, in_channels)
+        layers: list[nn.Module] = [_conv_prelu(self.in_channels, channels[0])]
         h, w = conv_out(self.input_size, 3, 1, 0)
         c_in = channels[0]
         for c_out, n_units in zip(channels[1:], units, strict=True):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from facetrain.backbones.input_norm import InputNorm
-from facetrain.backbones.sizes import as_size, conv_out
+from facetrain.backbones.base import Backbone
+from facetrain.backbones.sizes import conv_out
 
 __all__ = ["IBasicBlock", "IResNet"]
 
@@ -35,7 +35,7 @@ class IBasicBlock(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
-class IResNet(nn.Module):
+class IResNet(Backbone):
     """IResNet as in insightface `arcface_torch/backbones/iresnet.py`, with the FC input sized by the input.
 
     Stem conv3x3/1 + BN + PReLU (no max-pool), four stages at 64/128/256/512 channels each opened
@@ -65,12 +65,8 @@ class IResNet(nn.Module):
         dropout: float = 0.0,
         conv_init_std: float = 0.1,
     ):
-        super().__init__()
-        self.input_size = as_size(input_size)
-        self.embedding_dim = int(embedding_dim)
-        self.in_channels = int(in_channels)
-        self.norm = InputNorm()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), _bn(64), nn.PReLU(64))
+        super().__init__(embedding_dim, input_size, in_channels)
+        self.stem = nn.Sequential(nn.Conv2d(self.in_channels, 64, 3, padding=1, bias=False), _bn(64), nn.PReLU(64))
         stages, c_in, size = [], 64, self.input_size
         for c_out, blocks in zip((64, 128, 256, 512), layers, strict=True):
             stages.append(nn.Sequential(IBasicBlock(c_in, c_out, 2), *(IBasicBlock(c_out, c_out, 1)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from facetrain.backbones.base import Backbone
 from facetrain.backbones.caffe_init import caffe_xavier_
-from facetrain.backbones.input_norm import InputNorm
-from facetrain.backbones.sizes import as_size, pool_out
+from facetrain.backbones.sizes import pool_out
 from facetrain.errors import FacetrainError
 
 __all__ = ["LeNetPP"]
@@ -24,7 +24,7 @@ def _stage(c_in: int, c_out: int, pool_kernel: int) -> nn.Sequential:
     )
 
 
-class LeNetPP(nn.Module):
+class LeNetPP(Backbone):
     """LeNet++ (caffe-face `mnist_example/mnist_train_test.prototxt`): three conv stages, ip1, PReLU.
 
     Stages of two 5x5/1/2 convs at 32, 64, 128 channels, each followed by a max-pool: 2x2/2,
@@ -43,12 +43,8 @@ class LeNetPP(nn.Module):
     """
 
     def __init__(self, embedding_dim: int = 2, input_size: Sequence[int] = (28, 28), in_channels: int = 1):
-        super().__init__()
-        self.input_size = as_size(input_size)
-        self.embedding_dim = int(embedding_dim)
-        self.in_channels = int(in_channels)
-        self.norm = InputNorm()
-        self.features = nn.Sequential(_stage(in_channels, 32, 2), _stage(32, 64, 2), _stage(64, 128, 3))
+        super().__init__(embedding_dim, input_size, in_channels)
+        self.features = nn.Sequential(_stage(self.in_channels, 32, 2), _stage(32, 64, 2), _stage(64, 128, 3))
         h, w = pool_out(pool_out(pool_out(self.input_size, 2, 2), 2, 2), 3, 2)
         self.feature_map = (128, h, w)
         self.ip1 = nn.Linear(128 * h * w, self.embedding_dim)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from facetrain.backbones.input_norm import InputNorm
+from facetrain.backbones.base import Backbone
 
 __all__ = ["SmallFaceCNN"]
 
@@ -20,7 +20,7 @@ def _conv_bn_prelu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-class SmallFaceCNN(nn.Module):
+class SmallFaceCNN(Backbone):
     """Stages of (stride-2 conv, conv), each with BN + PReLU, then flatten and FC to the embedding.
 
     Flattening (not global pooling) keeps where on the face a pattern is, as Face-ResNet's fc5 does.
@@ -31,6 +31,7 @@ class SmallFaceCNN(nn.Module):
         channels: output channels of each stage; each stage halves the resolution.
         feature_bn: batch-normalize the embedding (Face-ResNet's fc5 has no such layer, so
             feature norms stay free to vary with image quality, as l2-softmax.md fig. 1 shows).
+        in_channels: image channels (3 for colour faces, 1 for grey digits).
     """
 
     def __init__(
@@ -39,12 +40,10 @@ class SmallFaceCNN(nn.Module):
         input_size: Sequence[int] = (112, 96),
         channels: Sequence[int] = (16, 32, 64, 128),
         feature_bn: bool = False,
+        in_channels: int = 3,
     ):
-        super().__init__()
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.embedding_dim = int(embedding_dim)
-        self.norm = InputNorm()
-        layers, c_in = [], 3
+        super().__init__(embedding_dim, input_size, in_channels)
+        layers, c_in = [], self.in_channels
         for i, c_out in enumerate(channels):
             layers.append(_conv_bn_prelu(c_in, c_out, stride=2))
             if i > 0:  # the first stage is a cheap stem

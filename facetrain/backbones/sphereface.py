@@ -7,15 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from facetrain.backbones.base import Backbone
 from facetrain.backbones.caffe_init import caffe_gaussian_, caffe_xavier_
 from facetrain.backbones.face_resnet import FaceResUnit
-from facetrain.backbones.input_norm import InputNorm
-from facetrain.backbones.sizes import as_size, conv_out
+from facetrain.backbones.sizes import conv_out
 
 __all__ = ["SphereFace"]
 
 
-class SphereFace(nn.Module):
+class SphereFace(Backbone):
     """SphereFace-20: four stages of (3x3 stride-2 conv + PReLU, residual units), then fc5.
 
     Layout (`train/code/sphereface_model.prototxt`): conv1_1 3->64 with 1 unit, conv2_1 ->128 with
@@ -46,13 +46,9 @@ class SphereFace(nn.Module):
         units: Sequence[int] = (1, 2, 4, 1),
         channels: Sequence[int] = (64, 128, 256, 512),
     ):
-        super().__init__()
-        self.input_size = as_size(input_size)
-        self.embedding_dim = int(embedding_dim)
-        self.in_channels = int(in_channels)
-        self.norm = InputNorm()
+        super().__init__(embedding_dim, input_size, in_channels)
         layers: list[nn.Module] = []
-        size, c_in = self.input_size, in_channels
+        size, c_in = self.input_size, self.in_channels
         for c_out, n_units in zip(channels, units, strict=True):
             down = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
             caffe_xavier_(down.weight)

@@ -12,8 +12,7 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import Bottleneck
 
-from facetrain.backbones.input_norm import InputNorm
-from facetrain.backbones.sizes import as_size
+from facetrain.backbones.base import Backbone
 from facetrain.errors import FacetrainError
 
 __all__ = ["STEMS", "TorchvisionTrunk", "imagenet_weights_file"]
@@ -91,7 +90,7 @@ def _load_trunk(trunk: ResNet, state: dict, arch: str) -> None:
         raise FacetrainError(f"the ImageNet weights do not fit {arch}: {first}") from None
 
 
-class TorchvisionTrunk(nn.Module):
+class TorchvisionTrunk(Backbone):
     """A torchvision ResNet/ResNeXt trunk, global average pooling, then FC to the embedding.
 
     The paper (l2-softmax.md §5.2) adds "a fully-connected layer of dimension 512" to ImageNet-
@@ -129,13 +128,9 @@ class TorchvisionTrunk(nn.Module):
         weights: str = "IMAGENET1K_V1",
         weights_path: str | None = None,
     ):
-        super().__init__()
         if stem not in STEMS:
             raise FacetrainError(f"backbone.stem={stem!r} must be one of {', '.join(STEMS)}")
-        self.input_size = as_size(input_size)
-        self.embedding_dim = int(embedding_dim)
-        self.in_channels = 3
-        self.norm = InputNorm()
+        super().__init__(embedding_dim, input_size)  # torchvision's stem takes 3 channels
         trunk = _build_resnet(arch)
         width = trunk.fc.in_features
         trunk.fc = nn.Identity()  # the 1000-way ImageNet classifier

@@ -1,4 +1,4 @@
-"""Decode an image (file or bytes) to a uint8 RGB tensor of a given size: the one decoder training and eval share."""
+"""Decode an image (file or bytes) to a uint8 RGB tensor of a given size: the one reader training and eval share."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
+from facetrain.data.face_box import crop_box
 from facetrain.errors import FacetrainError
 
-__all__ = ["FIT_MODES", "ImageReadError", "decode_image", "fit_image", "read_image"]
+__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_image"]
 
 FIT_MODES = ("resize", "crop")
 
@@ -33,6 +34,13 @@ def _decode(source, name: str) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def check_fit(mode: str) -> str:
+    """`mode` if it is one of FIT_MODES, else a one-line error (raised before any image is read)."""
+    if mode not in FIT_MODES:
+        raise FacetrainError(f"fit={mode!r} is not known; use one of {', '.join(FIT_MODES)}")
+    return mode
+
+
 def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resize") -> torch.Tensor:
     """Bring a uint8 [C, H, W] image to `size` = (height, width) with torchvision's v2 functional ops.
 
@@ -43,31 +51,52 @@ def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resi
     if size is None:
         return image.contiguous()
     h, w = int(size[0]), int(size[1])
-    if mode == "crop":
+    if check_fit(mode) == "crop":
         ih, iw = image.shape[-2:]
         scale = min(ih / h, iw / w)
         ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
         if (ch, cw) != (ih, iw):
             image = TF.center_crop(image, [ch, cw])
-    elif mode != "resize":
-        raise FacetrainError(f"fit={mode!r} is not known; use one of {', '.join(FIT_MODES)}")
     if tuple(image.shape[-2:]) != (h, w):
         image = TF.resize(image, [h, w], antialias=True)
     return image.contiguous()
 
 
-def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize") -> torch.Tensor:
+def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize",
+               box: Sequence[float] | None = None, margin: float = 0.0) -> torch.Tensor:
     """uint8 [3, H, W] from a file; grayscale becomes 3-channel; brought to `size` (see `fit_image`).
 
-    Pillow decodes (torchvision.io's decoders are deprecated as of 0.29); resizing happens on the
-    uint8 tensor, as late as possible, with torchvision's v2 functional API.
+    With a face `box`, the crop around it (`crop_box`: the margin added, widened to `size`'s aspect
+    ratio; parts outside the image black) is cut first. Pillow decodes (torchvision.io's decoders
+    are deprecated as of 0.29); cropping and resizing happen on the uint8 tensor, as late as
+    possible, with torchvision's v2 functional API.
+
+    Args:
+        path: the image file.
+        size: (height, width) to bring the image to; None keeps its own size (not with `box`).
+        fit: `resize` or `crop` (FIT_MODES), see `fit_image`.
+        box: (x, y, w, h) face box to crop around (IJB-A); None = the whole image.
+        margin: with `box`, the fraction of the box's width/height added on every side.
+
+    Returns:
+        the image.
 
     Raises:
         ImageReadError: the file is missing, empty, truncated or not an image.
+        FacetrainError: the box has no area.
     """
+    region = None
+    if box is not None:
+        if size is None:
+            raise FacetrainError("a face box needs size=(height, width): the crop takes its aspect ratio")
+        region = crop_box(box, margin, size, str(path))  # checked before decoding: a bad box costs no read
     if Path(path).is_dir():
         raise ImageReadError(f"cannot read image {path} (it is a directory); rename or remove it")
-    return fit_image(_decode(path, str(path)), size, fit)
+    image = _decode(path, str(path))
+    if region is not None:
+        left, top, right, bottom = region
+        image = TF.crop(image, top, left, bottom - top, right - left)
+    return fit_image(image, size, fit)
 
 
 def decode_image(data: bytes, size: Sequence[int] | None = None, fit: str = "resize", name: str = "<bytes>"

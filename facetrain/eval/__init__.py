@@ -9,32 +9,36 @@ from facetrain.eval.ijba import evaluate_ijba
 from facetrain.eval.ijba_protocol import load_split, read_comparisons, read_templates
 from facetrain.eval.lfw import evaluate_lfw, lfw_metrics
 from facetrain.eval.lfw_pairs import LfwPairs, lfw_image_path, parse_lfw_pairs
+from facetrain.eval.pair_scoring import l2_normalize, pair_scores
 from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
 from facetrain.eval.templates import pool_templates
-from facetrain.eval.verification import best_threshold, cosine_scores, kfold_accuracy
+from facetrain.eval.verification import FoldAccuracy, best_threshold, held_out_scores, kfold_accuracy
 from facetrain.eval.ytf import evaluate_ytf
 from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
 
 __all__ = [
     "BlufrLists",
     "Features",
+    "FoldAccuracy",
     "LfwPairs",
     "YtfPairs",
     "best_threshold",
     "cmc",
-    "cosine_scores",
     "eer",
     "embed_images",
     "evaluate_blufr",
     "evaluate_ijba",
     "evaluate_lfw",
     "evaluate_ytf",
+    "held_out_scores",
     "kfold_accuracy",
+    "l2_normalize",
     "lfw_image_path",
     "lfw_metrics",
     "load_features",
     "load_split",
     "open_set",
+    "pair_scores",
     "parse_blufr_lists",
     "parse_lfw_pairs",
     "parse_ytf_splits",

@@ -9,37 +9,46 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from facetrain.data.image_io import read_image
+from facetrain.data.image_io import check_fit, read_image
 from facetrain.errors import FacetrainError
-from facetrain.eval.face_crop import read_face
 
-__all__ = ["MIRROR_MODES", "embed_images"]
+__all__ = ["CHANNELS", "MIRROR_MODES", "embed_images"]
 
 MIRROR_MODES = ("sum", "concat", "none")
+CHANNELS = (3, 1)
+
+
+def _grey(image: torch.Tensor) -> torch.Tensor:
+    """uint8 [1, H, W] luma; rounded, not truncated, so a grey image keeps its exact values."""
+    return TF.rgb_to_grayscale(image.float()).round_().to(torch.uint8)
 
 
 class _ImageList(Dataset):
-    """Whole images, or (with boxes) face crops around each box with a margin."""
+    """Whole images, or (with boxes) face crops around each box with a margin; RGB or grey."""
 
     def __init__(self, root: Path, paths: Sequence[str], size: Sequence[int],
-                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0):
+                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0, fit: str = "resize",
+                 channels: int = 3):
         self.root, self.paths, self.size, self.boxes, self.margin = root, list(paths), size, boxes, margin
+        self.fit, self.channels = fit, channels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        if self.boxes is None:
-            return read_image(self.root / self.paths[i], self.size)
-        return read_face(self.root / self.paths[i], self.boxes[i], self.margin, self.size)
+        box = None if self.boxes is None else self.boxes[i]
+        image = read_image(self.root / self.paths[i], self.size, self.fit, box, self.margin)
+        return _grey(image) if self.channels == 1 else image
 
 
 @torch.no_grad()
 def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: torch.device,
                  mirror: str = "sum", batch_size: int = 256, num_workers: int = 0, progress: bool = True,
-                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0) -> np.ndarray:
+                 boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0, fit: str = "resize",
+                 channels: int = 3) -> np.ndarray:
     """float32 [N, D] (or [N, 2D] for `concat`): f(x) + f(flip(x)) by default (NormFace's mirror trick).
 
     Args:
@@ -51,15 +60,21 @@ def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: 
         batch_size, num_workers, progress: loader settings.
         boxes: (x, y, w, h) face boxes, one per path, to crop (IJB-A); None = whole images.
         margin: the crop grows by this fraction of the box on every side.
+        fit: how images reach the input size, `resize` or `crop` (as the model's `data.fit` in training).
+        channels: 3 (RGB) or 1 (grey, after reading: for models trained on 1-channel digits).
 
     Returns:
         the features, one row per path.
     """
     if mirror not in MIRROR_MODES:
         raise FacetrainError(f"mirror={mirror!r} is not one of {', '.join(MIRROR_MODES)}")
+    if channels not in CHANNELS:
+        raise FacetrainError(f"channels={channels!r} is not supported; use 3 (RGB) or 1 (grey, for models trained "
+                             "on 1-channel digits)")
+    check_fit(fit)
     backbone.eval().to(device)
-    loader = DataLoader(_ImageList(root, paths, backbone.input_size, boxes, margin), batch_size=batch_size,
-                        num_workers=num_workers, pin_memory=device.type == "cuda")
+    dataset = _ImageList(root, paths, backbone.input_size, boxes, margin, fit, channels)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     chunks = []
     for images in tqdm(loader, desc="embed", disable=not progress, dynamic_ncols=True):
         images = images.to(device, non_blocking=True)

@@ -15,7 +15,7 @@ from facetrain.eval.plots import roc_from_scores
 from facetrain.eval.publish import publish
 from facetrain.eval.report import format_table, pct
 from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
-from facetrain.eval.verification import best_threshold
+from facetrain.eval.verification import held_out_scores, kfold_accuracy
 
 __all__ = ["evaluate_lfw", "lfw_metrics", "lfw_scores"]
 
@@ -28,18 +28,6 @@ def lfw_scores(left: np.ndarray, right: np.ndarray, fold: np.ndarray, metric: st
     return np.broadcast_to(pair_scores(left, right, metric), (len(np.unique(fold)), len(left)))
 
 
-def _kfold(scores: np.ndarray, same: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per fold: the threshold from the other folds, the test accuracy; and each pair's correctness."""
-    accs, thrs, correct = [], [], np.zeros(len(same), dtype=bool)
-    for row, f in enumerate(np.unique(fold)):
-        test = fold == f
-        thr, _ = best_threshold(scores[row][~test], same[~test])
-        correct[test] = (scores[row][test] > thr) == same[test]
-        accs.append(correct[test].mean())
-        thrs.append(thr)
-    return np.array(accs), np.array(thrs), correct
-
-
 def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0,
                 fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0
                 ) -> tuple[dict[str, float], np.ndarray]:
@@ -49,10 +37,10 @@ def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: f
     use each pair's held-out score (identical to the plain score unless PCA is on).
     """
     left, right = feats.select(pairs.left), feats.select(pairs.right)
-    fold_ids = np.unique(pairs.fold)
     scores = lfw_scores(left, right, pairs.fold, metric, pca)
-    accs, thrs, correct = _kfold(scores, pairs.same, pairs.fold)
-    held_out = scores[np.searchsorted(fold_ids, pairs.fold), np.arange(len(pairs))]
+    result = kfold_accuracy(scores, pairs.same, pairs.fold)
+    accs, thrs, correct = result.accuracies, result.thresholds, result.correct
+    held_out = held_out_scores(scores, pairs.fold)
     metrics = {
         "lfw/acc_mean": float(accs.mean()), "lfw/acc_std": float(accs.std()),
         "lfw/acc_stderr": float(accs.std(ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else float("nan"),

@@ -13,11 +13,20 @@ METRICS = ("cosine", "euclidean")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, in x's own dtype (a zero row stays zero rather than NaN)."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def pair_scores(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> np.ndarray:
-    """Higher = more alike. `euclidean` is -||a/|a| - b/|b|||, a monotone map of cosine (same ranking)."""
+    """Row-wise scores of two [P, D] arrays, in float64; higher = more alike.
+
+    Args:
+        a, b: the two sides of each pair.
+        metric: `cosine`, or `euclidean` = -||a/|a| - b/|b|||, a monotone map of cosine (same ranking).
+
+    Returns:
+        [P] scores.
+    """
     if metric not in METRICS:
         raise FacetrainError(f"metric={metric!r} is not one of {', '.join(METRICS)}")
     a, b = l2_normalize(a.astype(np.float64)), l2_normalize(b.astype(np.float64))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facetrain.errors import FacetrainError
+from facetrain.eval.pair_scoring import l2_normalize
 
 __all__ = ["POOLINGS", "PooledTemplates", "pool_templates"]
 
@@ -26,10 +27,6 @@ class PooledTemplates:
     ids: list[int]  # template ids, in first-seen order
     features: np.ndarray  # [T, D], L2-normalized
     norms: np.ndarray  # [T] norm of the pooled feature before the final normalization (quality proxy)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def pool_templates(features: np.ndarray, template_ids: Sequence[int], media_ids: Sequence[int],
@@ -48,7 +45,7 @@ def pool_templates(features: np.ndarray, template_ids: Sequence[int], media_ids:
     """
     if pooling not in POOLINGS:
         raise FacetrainError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-    feats = _unit(features) if normalize_images else np.asarray(features, dtype=np.float64)
+    feats = l2_normalize(features) if normalize_images else np.asarray(features, dtype=np.float64)
     tids, mids = np.asarray(template_ids), np.asarray(media_ids)
     order = list(dict.fromkeys(tids.tolist()))
     pooled = np.zeros((len(order), feats.shape[1]))
@@ -60,4 +57,4 @@ def pool_templates(features: np.ndarray, template_ids: Sequence[int], media_ids:
         media = mids[rows]
         pooled[t] = np.mean([feats[rows][media == m].mean(axis=0) for m in dict.fromkeys(media.tolist())], axis=0)
     norms = np.linalg.norm(pooled, axis=1)
-    return PooledTemplates(order, _unit(pooled), norms)
+    return PooledTemplates(order, l2_normalize(pooled), norms)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from sklearn.svm import SVC
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
@@ -17,7 +16,7 @@ from facetrain.eval.plots import roc_from_scores
 from facetrain.eval.publish import publish
 from facetrain.eval.report import format_table, pct
 from facetrain.eval.roc_metrics import eer, roc_auc
-from facetrain.eval.verification import best_threshold
+from facetrain.eval.verification import held_out_scores, kfold_accuracy
 from facetrain.eval.video_scores import hik_kernel, hik_svm_accuracy, pair_histograms, video_mean_scores
 from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
 
@@ -74,20 +73,6 @@ def _video_frames(cfg: DictConfig, pairs: YtfPairs, root: Path, splits_file: Pat
     return {v: f for v, f in videos.items() if f}
 
 
-def _threshold_accuracy(scores: np.ndarray, same: np.ndarray, fold: np.ndarray, classifier: str) -> np.ndarray:
-    """Per split: a threshold (best accuracy) or a linear SVM on the 1-D score, fitted on the other splits."""
-    accs = []
-    for f in np.unique(fold):
-        test = fold == f
-        if classifier == "svm":  # NormFace compare_feature.m: linear libsvm on the mean score
-            svm = SVC(kernel="linear", C=1.0).fit(scores[~test, None], same[~test])
-            accs.append(np.mean(svm.predict(scores[test, None]) == same[test]))
-        else:
-            thr, _ = best_threshold(scores[~test], same[~test])
-            accs.append(np.mean((scores[test] > thr) == same[test]))
-    return np.array(accs)
-
-
 def _fold_scores(videos: dict[str, np.ndarray], pairs: YtfPairs, center: bool, histograms: bool
                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """[folds, P] mean scores and [folds, P, 100] histograms (one row unless frames are centred per split)."""
@@ -109,14 +94,8 @@ def ytf_metrics(videos: dict[str, np.ndarray], pairs: YtfPairs, center: bool = F
                 hik: bool = True, hik_c: float = 1.0, norm_set_count: int = 0) -> tuple[dict[str, float], np.ndarray]:
     """All YTF numbers from frame features grouped by video; also the held-out mean scores (for the ROC)."""
     scores, hists = _fold_scores(videos, pairs, center, hik)
-    folds = np.unique(pairs.fold)
-    row = np.searchsorted(folds, pairs.fold) if len(scores) > 1 else np.zeros(len(pairs), int)
-    held_out = scores[row, np.arange(len(pairs))]
-    if len(scores) == 1:
-        accs = _threshold_accuracy(scores[0], pairs.same, pairs.fold, classifier)
-    else:
-        accs = np.array([_threshold_accuracy(scores[k], pairs.same, pairs.fold, classifier)[k]
-                         for k in range(len(folds))])
+    held_out = held_out_scores(scores, pairs.fold)
+    accs = kfold_accuracy(scores, pairs.same, pairs.fold, classifier).accuracies
     m = {"ytf/acc_mean": float(accs.mean()), "ytf/acc_std": float(accs.std()),
          "ytf/auc": roc_auc(pairs.same, held_out), "ytf/eer": eer(pairs.same, held_out),
          "ytf/pairs": float(len(pairs)), "ytf/frames_mean": float(np.mean([len(f) for f in videos.values()]))}
@@ -125,7 +104,7 @@ def ytf_metrics(videos: dict[str, np.ndarray], pairs: YtfPairs, center: bool = F
             hik_accs = hik_svm_accuracy(hists[0], pairs.same, pairs.fold, hik_c)
         else:
             hik_accs = np.array([hik_svm_accuracy(hists[k], pairs.same, pairs.fold, hik_c,
-                                                  hik_kernel(hists[k], hists[k]))[k] for k in range(len(folds))])
+                                                  hik_kernel(hists[k], hists[k]))[k] for k in range(len(hists))])
         m |= {"ytf/hik_acc_mean": float(hik_accs.mean()), "ytf/hik_acc_std": float(hik_accs.std())}
     if norm_set_count:
         names = sorted(videos)
