@@ -79,8 +79,21 @@ def test_multirun_sweep_of_alpha(workdir):
 
 def test_missing_data_folder(workdir):
     cwd, env = workdir
-    line = _error_line(run_cli("train", "paths.data=/no/such/place", *SHRINK, cwd=cwd, env=env, check=False))
-    assert "/no/such/place/synth/casia does not exist" in line and "facetrain data synth" in line
+    line = _error_line(run_cli("train", "data=folder", "data.root=/no/such/place", *SHRINK, cwd=cwd, env=env,
+                               check=False))
+    assert "/no/such/place does not exist" in line and "facetrain data synth" in line
+
+
+def test_the_first_command_generates_the_missing_default_data(workdir, tmp_path):
+    cwd, env = workdir
+    tiny = ["data.synth.train_identities=3", "data.synth.train_min_images=2", "data.synth.train_max_images=3",
+            "data.synth.lfw_pairs_per_fold=1", "data.synth.lfw_identities_per_fold=2", "data.synth.lfw_max_images=3",
+            "data.synth.workers=1", "data.synth.ytf_splits=0", "data.synth.ijba_splits=0", "data.synth.blufr_trials=0"]
+    shrink = [a for a in SHRINK if not a.startswith("paths.data=")]
+    proc = run_cli("train", "loss=l2softmax", "alpha=50", f"paths.data={tmp_path / 'empty'}", *shrink, *tiny,
+                   cwd=cwd, env=env)
+    assert "synthetic training data" in proc.stdout and "writing it now" in proc.stdout
+    assert len(list((tmp_path / "empty" / "synth" / "casia").iterdir())) == 3
 
 
 @pytest.mark.parametrize("alpha", ["-1", "0", "abc"])

@@ -73,7 +73,9 @@ DATA_NODES = {
     "packed": {"root": "???", "num_workers": 2, "hflip": True, "fit": "resize", **_SELECTION,
                "dataset": {"_target_": "facetrain.data.PackedFaces", "root": "${..root}", "input_size": "${input_size}",
                            "fit": "${..fit}", **_PASSED}},
-    "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "num_workers": 2, "cache_dir": None},
+    "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "num_workers": 2, "cache_dir": None,
+                        "generate_if_missing": True,  # and `synth:`, the settings `facetrain data synth` uses
+                        "synth": OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "synth" / "default.yaml"))},
     "casia": _FOLDER | {"root": "${paths.data}/CASIA-WebFace-112x96"},
     "msceleb": _FOLDER | {"root": "${paths.data}/ms-celeb-1m-112x96", "num_workers": 8},
 }

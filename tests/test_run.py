@@ -74,3 +74,29 @@ def test_checkpoint_paths_and_resolution(train_cfg, tmp_path):
     assert trained.iteration == 2 and trained.preprocessing.input_size == (112, 96)
     with pytest.raises(FacetrainError, match="embedding="):
         load_embedder(last, "loss")
+
+
+def test_eval_embeds_a_model_the_way_it_was_trained(tiny_data, train_cfg, tmp_path):
+    """A run trained with data.fit=crop at a square input is scored on centre crops, not squashed resizes."""
+    import numpy as np
+    from conftest import compose_config
+    from hydra.utils import instantiate
+
+    from facetrain.eval.embedder import embed_images
+    from facetrain.eval.features import load_features
+
+    run = tmp_path / "run"
+    train(train_cfg("input_size=[48,48]", "data.fit=crop", "iterations=2", run_dir=run))
+    trained = load_embedder(checkpoint_path(run))
+    assert trained.preprocessing.fit == "crop" and trained.preprocessing.input_size == (48, 48)
+    cfg = compose_config("eval", ["protocol=lfw", f"paths.data={tiny_data}", f"model={run}",
+                                  f"run_dir={tmp_path / 'eval'}", "device=cpu", "progress=false", "num_workers=0"])
+    instantiate(cfg.protocol.evaluate)(cfg)
+    scored = load_features(tmp_path / "eval" / "features_lfw.npz")
+    root = tiny_data / "synth" / "lfw"
+
+    def embed(fit):
+        return embed_images(trained.embedder, root, scored.paths, torch.device("cpu"), fit=fit, progress=False)
+
+    np.testing.assert_allclose(scored.features, embed("crop"), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scored.features, embed("resize"), rtol=1e-3, atol=1e-3)

@@ -9,7 +9,7 @@ from conftest import REPO
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from facetrain.errors import FacetrainError
+from facetrain.errors import FacetrainError, TrainingDiverged
 from facetrain.train import step, train
 
 
@@ -85,5 +85,39 @@ def test_metrics_and_tensorboard(train_cfg, tmp_path):
 
 
 def test_a_diverging_run_stops_with_a_clear_error(train_cfg, tmp_path):
-    with pytest.raises(FacetrainError, match="optim.lr"):
-        train(train_cfg("optim.lr=1e30", "iterations=4", run_dir=tmp_path / "r"))
+    run = tmp_path / "r"
+    with pytest.raises(TrainingDiverged, match="optim.lr") as err:
+        train(train_cfg("optim.lr=1e30", "iterations=20", run_dir=run))
+    assert "stopped at iteration 8" in str(err.value)  # steps 3.. skipped: windows 3-4, 5-6, 7-8 bad
+    diverged = torch.load(run / "checkpoints" / "diverged.pt", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert diverged["iteration"] == 8 and last["iteration"] == 2  # last.pt: the last good window's state
+    assert all(torch.isfinite(v).all() for v in diverged["model"]["backbone"].values() if v.is_floating_point())
+
+
+def test_resume_refuses_overrides_that_change_the_model_by_name(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    train(train_cfg("iterations=2", run_dir=run))
+    with pytest.raises(FacetrainError, match=r"loss\._target_: 'facetrain.losses.SoftmaxLoss' -> .*ArcFace.*"
+                                             r"resume_strict=false"):
+        train(train_cfg("iterations=4", "resume=true", "loss=arcface", run_dir=run))
+
+
+def test_resume_strict_false_keeps_the_parts_that_fit(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    train(train_cfg("iterations=2", run_dir=run))
+    before = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    cfg = train_cfg("iterations=3", "resume=true", "resume_strict=false", "loss=arcface", "optim.lr=0",
+                    "optim.weight_decay=0", "optim.momentum=0", run_dir=run)
+    train(cfg)
+    after = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert after["iteration"] == 3 and set(after["model"]["loss"]) != set(before["model"]["loss"])
+    for key, value in before["model"]["backbone"].items():  # lr 0: the backbone is the checkpoint's
+        if value.is_floating_point() and "running" not in key:
+            assert torch.equal(after["model"]["backbone"][key], value), key
+
+
+def test_resume_with_a_longer_run_is_allowed(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    train(train_cfg("iterations=2", run_dir=run))
+    assert train(train_cfg("iterations=3", "resume=true", run_dir=run))["train/iterations"] == 3

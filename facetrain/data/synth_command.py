@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from facetrain.config import abs_path
 from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
 
-__all__ = ["synth"]
+__all__ = ["ensure_synthetic", "synth"]
 
 
 def synth(cfg: DictConfig) -> dict:
@@ -31,3 +31,14 @@ def synth(cfg: DictConfig) -> dict:
         if key in summary:
             print(f"  {out}/{tree} ({summary[key]} {what})")
     return summary
+
+
+def ensure_synthetic(data: DictConfig) -> None:
+    """Write the default synthetic trees when `data.root` (their training tree) is missing: the first
+    `facetrain train` on a fresh clone works without a separate `facetrain data synth`."""
+    root = abs_path(data.root)
+    if root.is_dir() or root != abs_path(data.synth.out) / "casia":  # another folder: the loader's clear error
+        return
+    print(f"facetrain: the synthetic training data {root} is missing; writing it now (once; what "
+          "`facetrain data synth` writes)", flush=True)
+    synth(data)

@@ -109,6 +109,7 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     idx = [i for i in range(len(images.keys)) if i not in bad]
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
     trained = load_embedder(checkpoint, str(cfg.embedding))
+    pre = trained.preprocessing  # the model is embedded the way it was trained (fit, channels; size: the backbone)
     margin = float(cfg.protocol.get("margin", 0.0))
     files = [images.file(i) for i in idx]
     boxes = [images.boxes[i] for i in idx] if images.boxes is not None else None
@@ -118,11 +119,11 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
         return embed_images(trained.embedder, images.root, [files[j] for j in todo], pick_device(cfg.device), mirror=cfg.mirror,
                             batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers),
                             progress=bool(cfg.progress), boxes=None if boxes is None else [boxes[j] for j in todo],
-                            margin=margin)
+                            margin=margin, fit=pre.fit, channels=pre.channels)
 
     keys = [images.keys[i] for i in idx]
     if cfg.cache:
-        settings = {"mirror": cfg.mirror, "embedding": cfg.embedding, "root": str(images.root.resolve()),
+        settings = {"mirror": cfg.mirror, "embedding": cfg.embedding, "root": str(images.root.resolve()), "fit": pre.fit,
                     "margin": margin if boxes is not None else None}
         prints = [file_fingerprint(images.root / f, None if boxes is None else boxes[j]) for j, f in enumerate(files)]
         feats, embedded = cached_features(cache_file(_cache_dir(cfg, checkpoint), checkpoint, settings), keys, prints,

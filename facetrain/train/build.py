@@ -5,7 +5,9 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
+from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, LRScheduler
 
+from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.run import FaceModel, build_face_model
 
@@ -60,6 +62,21 @@ def build_optimizer(cfg: DictConfig, model: FaceModel, loss: FaceLoss):
     return instantiate(cfg.optim)(groups)
 
 
-def build_scheduler(cfg: DictConfig, optimizer):
-    """instantiate(cfg.schedule) over the optimizer: any torch LR scheduler, stepped once per iteration."""
-    return instantiate(cfg.schedule)(optimizer)
+def build_scheduler(cfg: DictConfig, optimizer) -> LRScheduler:
+    """instantiate(cfg.schedule) over the optimizer (any torch LR scheduler, stepped once per iteration),
+    preceded by a linear warm-up of `warmup.iterations` when that is > 0.
+
+    The warm-up multiplies the schedule's rate (torch's ChainedScheduler of LinearLR and the schedule), so
+    milestones stay absolute iterations: lr(t) = lr * warm(t) * schedule(t). That product is exact for
+    the multiplicative schedules (multistep, poly, cosine with eta_min = 0).
+    """
+    schedule = instantiate(cfg.schedule)(optimizer)
+    warmup = cfg.get("warmup") or {}
+    iterations = int(warmup.get("iterations", 0) or 0)
+    if iterations <= 0:
+        return schedule
+    start = float(warmup.get("start_factor", 0.01))
+    if not 0 < start <= 1:
+        raise FacetrainError(f"warmup.start_factor={start} must be in (0, 1]: the first iteration's share of optim.lr")
+    warm = LinearLR(optimizer, start_factor=start, end_factor=1.0, total_iters=iterations)
+    return ChainedScheduler([warm, schedule], optimizer)

@@ -9,6 +9,7 @@ from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.sampler import IterationBatchSampler
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
+from facetrain.train.hooks.signals import ignore_stop_signals
 
 __all__ = ["batch_sampler", "training_loader"]
 
@@ -29,4 +30,5 @@ def batch_sampler(dataset: Dataset, loss: FaceLoss, batch_size: int, seed: int, 
 
 def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: int, pin_memory: bool) -> DataLoader:
     sampler = batch_sampler(dataset, loss, int(cfg.batch_size), int(cfg.seed), start)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory,
+                      worker_init_fn=ignore_stop_signals)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
 from facetrain.losses import FaceLoss
-from facetrain.run import FaceModel, capture_state, checkpoint_path, load_checkpoint, restore_state
+from facetrain.run import FaceModel, capture_state, checkpoint_path
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
 from facetrain.train.progress import RunningMeans
 
@@ -30,10 +31,24 @@ class TrainState:
     num_classes: int
     run_dir: Path
     amp: bool = False
+    clip_grad_norm: float | None = None  # max global gradient norm (after unscaling); None = no clipping
     iteration: int = 0  # iterations finished
     start: int = 0  # the iteration this process started (or resumed) from
     meter: RunningMeans = field(default_factory=RunningMeans)  # batch statistics since the last log
     last_means: dict[str, float] = field(default_factory=dict)  # the most recent logged window's means
+    skipped_steps: int = 0  # steps skipped for non-finite gradients, since this process started
+    bad_windows: int = 0  # consecutive logged windows whose loss was not finite
+    buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
+
+    @cached_property
+    def buffers(self) -> list[torch.Tensor]:
+        """The model's and loss's buffers (BatchNorm running statistics, centers) that forward passes update."""
+        return [*self.model.buffers(), *self.loss.buffers()]
+
+    @property
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every parameter the optimizer updates, in its group order (what clipping and the finite check see)."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     @property
     def stateful(self) -> dict:
@@ -47,10 +62,6 @@ class TrainState:
     def capture(self) -> dict:
         return capture_state(named_parts(self.model, self.loss), self.stateful, self.iteration, self.cfg,
                              self.num_classes)
-
-    def restore(self, path: Path) -> None:
-        self.iteration = self.start = restore_state(load_checkpoint(path), named_parts(self.model, self.loss),
-                                                    self.stateful)
 
     @property
     def checkpoint(self) -> Path:
@@ -66,4 +77,6 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     scheduler = build_scheduler(cfg, optimizer)
     amp = bool(cfg.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp)
+    clip = cfg.get("clip_grad_norm")
+    return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp,
+                      float(clip) if clip else None)

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path, check_alpha
+from facetrain.data.synth_command import ensure_synthetic
 from facetrain.errors import FacetrainError
 from facetrain.run import is_main_process, pick_device, update_metrics
 from facetrain.train.hooks import (
@@ -18,9 +19,11 @@ from facetrain.train.hooks import (
     Hook,
     HookList,
     ProgressBarHook,
+    StopOnSignalHook,
     TensorBoardHook,
 )
 from facetrain.train.loader import training_loader
+from facetrain.train.resume import resume
 from facetrain.train.state import TrainState, build_state
 from facetrain.train.step import train_step
 
@@ -31,12 +34,18 @@ log = logging.getLogger(__name__)
 
 def _validate(cfg: DictConfig) -> None:
     check_alpha(cfg.alpha)
-    for key in ("iterations", "batch_size", "log_every", "checkpoint_every"):
+    for key in ("iterations", "batch_size", "log_every", "checkpoint_every", "diverged_windows"):
         if int(cfg[key]) <= 0:
             raise FacetrainError(f"{key}={cfg[key]} must be a positive integer")
+    if int(cfg.data.num_workers) < 0:
+        raise FacetrainError(f"data.num_workers={cfg.data.num_workers} must be >= 0 (0 loads in the main process)")
+    if cfg.clip_grad_norm is not None and not float(cfg.clip_grad_norm) > 0:
+        raise FacetrainError(f"clip_grad_norm={cfg.clip_grad_norm} must be a positive number, or null for no clipping")
 
 
 def _load_data(cfg: DictConfig, run_dir):
+    if cfg.data.get("generate_if_missing") and is_main_process():
+        ensure_synthetic(cfg.data)
     dataset = instantiate(cfg.data.dataset)
     if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory (and log)
         dataset.write_report(run_dir)
@@ -45,19 +54,12 @@ def _load_data(cfg: DictConfig, run_dir):
     return dataset
 
 
-def _resume(state: TrainState) -> None:
-    if not state.checkpoint.exists():
-        raise FacetrainError(
-            f"resume=true but {state.checkpoint} does not exist; point hydra.run.dir=... at the run to continue")
-    state.restore(state.checkpoint)
-    log.info("resumed from %s at iteration %d", state.checkpoint, state.iteration)
-
-
 def default_hooks(cfg: DictConfig) -> list[Hook]:
-    """Divergence check, TensorBoard, progress bar, checkpoints — in the order they run at each point."""
+    """Divergence check, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT — in the order they run."""
     iterations = int(cfg.iterations)
-    return [DivergenceHook(int(cfg.log_every)), TensorBoardHook(), ProgressBarHook(iterations, bool(cfg.progress)),
-            CheckpointHook(int(cfg.checkpoint_every), iterations)]
+    return [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows)), TensorBoardHook(),
+            ProgressBarHook(iterations, bool(cfg.progress)), CheckpointHook(int(cfg.checkpoint_every), iterations),
+            StopOnSignalHook()]
 
 
 def run_loop(state: TrainState, batches: Iterable, hooks: HookList, iterations: int, log_every: int,
@@ -84,8 +86,7 @@ def train(cfg: DictConfig) -> dict:
     device = pick_device(cfg.device)
     dataset = _load_data(cfg, run_dir)
     state = build_state(cfg, dataset.num_classes, device, run_dir)
-    if cfg.resume:
-        _resume(state)
+    resume(state, cfg.resume, bool(cfg.resume_strict))
     loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda")
     state.model.train()
     state.loss.train()
@@ -95,7 +96,7 @@ def train(cfg: DictConfig) -> dict:
     seconds = time.perf_counter() - t0
     done = state.iteration - state.start
     metrics = {f"train/{k}": v for k, v in (state.last_means | state.scalars()).items()}
-    metrics |= {"train/iterations": state.iteration, "train/seconds": seconds,
+    metrics |= {"train/iterations": state.iteration, "train/seconds": seconds, "train/skipped_steps": state.skipped_steps,
                 "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0}
     log.info("finished %d iterations in %.1f s; run directory %s", state.iteration, seconds, run_dir)
     return update_metrics(run_dir, metrics) if is_main_process() else metrics

@@ -1,4 +1,7 @@
-"""CheckpointHook: checkpoints/last.pt every `every` iterations and at the last one, written atomically."""
+"""CheckpointHook: checkpoints/last.pt every `every` iterations and at the last one, written atomically.
+
+Skipped while the latest logged window's loss was not finite (see DivergenceHook).
+"""
 
 from __future__ import annotations
 
@@ -16,5 +19,6 @@ class CheckpointHook(Hook):
         self.every, self.iterations = int(every), int(iterations)
 
     def after_step(self, state: TrainState) -> None:
-        if state.iteration % self.every == 0 or state.iteration == self.iterations:
+        due = state.iteration % self.every == 0 or state.iteration == self.iterations
+        if due and state.bad_windows == 0:  # while the loss is not finite, last.pt stays the last good state
             save_checkpoint(state.checkpoint, state.capture())

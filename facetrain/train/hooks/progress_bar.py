@@ -22,7 +22,7 @@ class ProgressBarHook(Hook):
                         dynamic_ncols=True)
 
     def on_log(self, state: TrainState, means: dict[str, float]) -> None:
-        self.bar.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means.get('acc', float('nan')):.3f}",
+        self.bar.set_postfix(loss=f"{means.get('loss', float('nan')):.3f}", acc=f"{means.get('acc', float('nan')):.3f}",
                              lr=f"{state.optimizer.param_groups[0]['lr']:.2g}", refresh=False)
 
     def after_step(self, state: TrainState) -> None:

@@ -21,7 +21,8 @@ class TensorBoardHook(Hook):
         self.writer = SummaryWriter(str(state.run_dir / "tb"), purge_step=state.start + 1)
 
     def on_log(self, state: TrainState, means: dict[str, float]) -> None:
-        values = means | {"lr": state.optimizer.param_groups[0]["lr"]} | state.scalars()
+        values = means | {"lr": state.optimizer.param_groups[0]["lr"], "skipped_steps": state.skipped_steps}
+        values |= state.scalars()
         for key, value in values.items():
             self.writer.add_scalar(f"train/{key}", value, state.iteration)
 

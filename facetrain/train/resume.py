@@ -1,0 +1,97 @@
+"""Resuming a run: resume=true|false|auto, and what happens when the command line changed the model.
+
+Exact resume restores every part, the optimizer, the LR schedule, the grad scaler and the RNG. Overrides
+that change what a part's weights mean (backbone, head, loss, their sizes, alpha) are refused by name;
+`resume_strict=false` then keeps the parts that still fit and starts the others afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from omegaconf import DictConfig, OmegaConf
+
+from facetrain.errors import FacetrainError
+from facetrain.run import load_checkpoint, restore_state
+from facetrain.train.build import named_parts
+from facetrain.train.state import TrainState
+
+__all__ = ["MODEL_KEYS", "RESUME_MODES", "config_changes", "resume"]
+
+log = logging.getLogger(__name__)
+
+RESUME_MODES = (True, False, "auto")
+MODEL_KEYS = ("backbone", "head", "loss", "embedding_dim", "input_size", "alpha")  # they shape the weights
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def config_changes(saved_yaml: str, cfg: DictConfig) -> dict[str, tuple]:
+    """{dotted key: (checkpoint's value, current value)} for every key that differs (resolved values)."""
+    saved = _flat(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=True))
+    current = _flat(OmegaConf.to_container(cfg, resolve=True))
+    missing = object()
+    return {key: (saved.get(key, missing), current.get(key, missing)) for key in sorted(saved.keys() | current.keys())
+            if saved.get(key, missing) != current.get(key, missing) and key not in ("resume", "resume_strict")}
+
+
+def _show(value) -> str:
+    return "(unset)" if not isinstance(value, str | int | float | bool | list | type(None)) else repr(value)
+
+
+def _restore_what_fits(state: TrainState, saved: dict) -> None:
+    """resume_strict=false: load each part whose weights still fit; the optimizer starts afresh if any did not."""
+    skipped = []
+    for name, module in named_parts(state.model, state.loss).items():
+        try:
+            module.load_state_dict(saved["model"][name])
+        except (RuntimeError, KeyError) as err:
+            skipped.append(name)
+            log.warning("resume_strict=false: %s starts afresh (%s)", name, str(err).splitlines()[0])
+    state.iteration = state.start = int(saved["iteration"])
+    if skipped:
+        with warnings.catch_warnings():  # stepping a schedule before its optimizer is the point here
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            for _ in range(state.iteration):  # put the fresh LR schedule where the run is (any torch scheduler)
+                state.scheduler.step()
+    else:
+        for name, obj in state.stateful.items():
+            obj.load_state_dict(saved[name])
+
+
+def resume(state: TrainState, mode, strict: bool = True) -> None:
+    """Continue `state` from its run's last.pt as `mode` says (true: it must exist; auto: if it exists)."""
+    if mode not in RESUME_MODES:
+        raise FacetrainError(f"resume={mode!r} is not one of true, false, auto")
+    if not mode:
+        return
+    if not state.checkpoint.exists():
+        if mode == "auto":
+            log.info("resume=auto: no checkpoint in %s yet; starting from iteration 0", state.run_dir)
+            return
+        raise FacetrainError(
+            f"resume=true but {state.checkpoint} does not exist; point hydra.run.dir=... at the run to continue")
+    saved = load_checkpoint(state.checkpoint)
+    changes = config_changes(saved["config"], state.cfg)
+    shaping = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_KEYS}
+    if saved.get("num_classes", state.num_classes) != state.num_classes:
+        shaping["training identities"] = (saved["num_classes"], state.num_classes)
+    for key, (old, new) in changes.items():
+        if key not in shaping:
+            log.info("resuming with a changed setting: %s: %s -> %s", key, _show(old), _show(new))
+    if shaping and strict:
+        listed = "; ".join(f"{k}: {_show(old)} -> {_show(new)}" for k, (old, new) in list(shaping.items())[:4])
+        more = f" (and {len(shaping) - 4} more)" if len(shaping) > 4 else ""
+        raise FacetrainError(
+            f"resume=true with a model unlike the checkpoint's: {listed}{more}; drop those overrides to continue "
+            "the run, start a new run directory, or pass resume_strict=false to keep the parts that still fit")
+    if shaping:
+        _restore_what_fits(state, saved)
+    else:
+        state.iteration = state.start = restore_state(saved, named_parts(state.model, state.loss), state.stateful)
+    log.info("resumed from %s at iteration %d", state.checkpoint, state.iteration)

@@ -1,0 +1,89 @@
+"""Runs that survive: SIGTERM / SIGINT save a checkpoint and exit 128+N; kill -9 loses nothing past last.pt;
+either way `resume=true` (or `resume=auto`) continues to the weights of an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import run_cli, tiny_train_overrides
+
+# absolute milestones and a run "too long to finish" for the interrupted process; the resumed and the
+# reference runs then stop at the same iteration, chosen from where the interruption left the run
+ARGS = ["schedule.milestones=[3,6]", "checkpoint_every=2", "log_every=1", "loss=l2softmax"]
+
+
+def _start(run_dir, tiny_data, iterations: int) -> subprocess.Popen:
+    args = tiny_train_overrides(tiny_data, run_dir) + ARGS + [f"iterations={iterations}"]
+    return subprocess.Popen([sys.executable, "-m", "facetrain.cli", "train", *args], cwd=run_dir.parent,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, last, at_least: int = 4) -> None:
+    """Until last.pt exists at iteration >= at_least (the run is then surely mid-way)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if last.exists():
+            try:
+                if torch.load(last, weights_only=True)["iteration"] >= at_least:
+                    return
+            except Exception:  # noqa: BLE001 - replaced under us between exists() and load(): look again
+                pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the run wrote no checkpoint in time")
+
+
+def _weights(last):
+    state = torch.load(last, weights_only=True)
+    return state["iteration"], {f"{p}.{k}": v for p, sd in state["model"].items() for k, v in sd.items()}
+
+
+def _finish_and_compare(tmp_path, tiny_data, run, stopped_at: int, resume: str = "true") -> None:
+    end = stopped_at + 3  # crosses milestone 6 when stopped at 4 or 5, and the lr drop must match too
+    run_cli("train", *tiny_train_overrides(tiny_data, run), *ARGS, f"iterations={end}", f"resume={resume}",
+            cwd=tmp_path)
+    run_cli("train", *tiny_train_overrides(tiny_data, tmp_path / "ref"), *ARGS, f"iterations={end}", cwd=tmp_path)
+    it_resumed, resumed = _weights(run / "checkpoints" / "last.pt")
+    it_ref, ref = _weights(tmp_path / "ref" / "checkpoints" / "last.pt")
+    assert it_resumed == it_ref == end
+    for key in ref:
+        assert torch.equal(ref[key], resumed[key]), key
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_the_current_iteration_then_resume_is_exact(signum, tmp_path, tiny_data):
+    run = tmp_path / "run"
+    proc = _start(run, tiny_data, 100_000)
+    _wait_for_checkpoint(proc, run / "checkpoints" / "last.pt")
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    stopped_at, _ = _weights(run / "checkpoints" / "last.pt")
+    lines = [line for line in err.splitlines() if line.startswith("facetrain: error:")]
+    assert len(lines) == 1 and f"at iteration {stopped_at}" in lines[0] and "resume=true" in lines[0]
+    assert "Traceback" not in err
+    _finish_and_compare(tmp_path, tiny_data, run, stopped_at, resume="auto")
+
+
+def test_kill_9_then_resume_is_exact(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    proc = _start(run, tiny_data, 100_000)
+    _wait_for_checkpoint(proc, run / "checkpoints" / "last.pt")
+    proc.kill()
+    proc.communicate(timeout=60)
+    stopped_at, _ = _weights(run / "checkpoints" / "last.pt")  # whatever checkpoint_every left: complete, never half
+    _finish_and_compare(tmp_path, tiny_data, run, stopped_at)
+
+
+def test_resume_auto_starts_a_fresh_run(tmp_path, tiny_data):
+    run = tmp_path / "run"
+    run_cli("train", *tiny_train_overrides(tiny_data, run), "iterations=2", "resume=auto", cwd=tmp_path)
+    assert _weights(run / "checkpoints" / "last.pt")[0] == 2
+    proc = run_cli("train", *tiny_train_overrides(tiny_data, run), "resume=maybe", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "resume='maybe'" in proc.stderr
