@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from facetrain.errors import FacetrainError
+from facetrain.errors import TrainingDiverged
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
@@ -20,6 +20,6 @@ class DivergenceHook(Hook):
     def on_log(self, state: TrainState, means: dict[str, float]) -> None:
         loss = means["loss"]
         if not math.isfinite(loss):
-            raise FacetrainError(
+            raise TrainingDiverged(
                 f"the training loss became {loss} within the {self.window} iterations before iteration "
                 f"{state.iteration}; lower the learning rate (optim.lr=...) or check the data")
