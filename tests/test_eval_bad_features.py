@@ -1,5 +1,6 @@
 """Features no protocol can score (NaN/inf, all zero, all alike) are refused in one line; some zero rows are logged."""
 
+import json
 import logging
 
 import numpy as np
@@ -19,10 +20,10 @@ def lfw_features(tiny_data, tmp_path):
     """A factory: a features file with a seeded random row for each image of the tiny LFW pairs, then `spoil`ed."""
     paths = list(parse_lfw_pairs(tiny_data / "synth" / "lfw" / "pairs.txt").images)  # in the protocol's order
 
-    def make(spoil) -> tuple:
+    def make(spoil, name: str = "features.npz") -> tuple:
         features = np.random.default_rng(0).normal(size=(len(paths), 8)).astype(np.float32)
         spoil(features)
-        path = tmp_path / "features.npz"
+        path = tmp_path / name
         save_features(path, features, paths)
         return path, paths
 
@@ -106,3 +107,16 @@ def test_a_model_whose_features_collapsed_is_refused(tiny_data, tmp_path):
                                   "device=cpu", "progress=false", "num_workers=0", "cache=false"])
     with pytest.raises(FacetrainError, match="the features of .*last.pt: all .* zero vectors; the model has diverged"):
         instantiate(cfg.protocol.evaluate)(cfg)
+
+
+def test_an_eval_sweep_reports_the_bad_features_file_and_scores_the_good_one(lfw_features, tmp_path, tiny_data):
+    lfw_features(_nan_rows, "nan.npz")
+    lfw_features(lambda f: None, "good.npz")
+    proc = run_cli("eval", "lfw", "-m", "features=nan.npz,good.npz", "hydra.sweep.dir=sweep", "plots=false",
+                   cwd=tmp_path, env={"FACETRAIN_DATA": str(tiny_data)}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    jobs = [ln for ln in proc.stderr.splitlines() if ln.startswith("facetrain: job ")]
+    assert len(jobs) == 1 and jobs[0].startswith("facetrain: job 0 (features=nan.npz) failed: features file nan.npz")
+    (good,) = (tmp_path / "sweep").glob("1_*")
+    metrics = json.loads((good / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and 0 <= metrics["lfw/acc_mean"] <= 1
