@@ -112,3 +112,21 @@ def test_a_single_run_still_exits_2_and_records_its_status_without_new_folders(t
                                               "feature hypersphere)"], proc.stderr
     assert _status(tmp_path / "run")["status"] == "failed"
     assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_jobs_left_by_an_earlier_sweep_in_the_same_folder_do_not_count(tmp_path):
+    import os
+
+    from facetrain.run import write_status
+    from facetrain.run.sweep_status import sweep_jobs
+
+    old, new, silent = tmp_path / "5_x=old", tmp_path / "0_x=new", tmp_path / "1_x=killed"
+    write_status(old, "failed", "an earlier sweep")
+    os.utime(old / "status.json", (1_000_000, 1_000_000))
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    write_status(new, "completed")
+    (silent / ".hydra").mkdir(parents=True)
+    (silent / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    num: 1\n  overrides:\n    task: [x=killed]\n")
+    jobs = sweep_jobs(tmp_path)
+    assert [(j.dir.name, j.status) for j in jobs] == [("0_x=new", "completed"), ("1_x=killed", "unknown")]
+    assert jobs[1].overrides == ["x=killed"] and "recorded no status.json" in jobs[1].reason

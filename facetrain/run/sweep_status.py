@@ -7,6 +7,7 @@ the sweep directory: it works for jobs run in other processes or machines by a l
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class SweepStatusCallback(Callback):
         if not bad:
             print(f"facetrain: all {len(jobs)} jobs completed; their runs are in {sweep_dir}")
             return
-        counts = {s: sum(job.status == s for job in bad) for s in dict.fromkeys(job.status for job in bad)}
+        counts = Counter(job.status for job in bad)
         print(f"facetrain: {len(bad)} of {len(jobs)} jobs did not complete ("
               + ", ".join(f"{n} {s}" for s, n in counts.items())
               + f"); each job's status.json and log are in its directory under {sweep_dir}", file=sys.stderr)
