@@ -20,9 +20,10 @@ _POSITIONAL_KEY = {"eval": "protocol", "data": "action"}  # `eval lfw` -> protoc
 
 
 def _to_hydra_args(command: str, args: list[str]) -> list[str]:
+    """`eval lfw -m model=a,b` -> `-m model=a,b protocol=lfw`: last, since argparse wants the overrides together."""
     key = _POSITIONAL_KEY.get(command)
     if key and args and not args[0].startswith("-") and "=" not in args[0]:
-        return [f"{key}={args[0]}"] + args[1:]
+        return args[1:] + [f"{key}={args[0]}"]
     return args
 
 

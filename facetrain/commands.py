@@ -8,12 +8,14 @@ from omegaconf import DictConfig
 
 from facetrain.config import CONFIG_PATH
 from facetrain.errors import FacetrainError, report_user_errors
+from facetrain.job_outcome import record_outcome
 
 __all__ = ["data_main", "eval_main", "export_main", "train_main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @report_user_errors
+@record_outcome
 def train_main(cfg: DictConfig) -> float:
     from facetrain.train import train
 
@@ -24,6 +26,7 @@ def train_main(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 @report_user_errors
+@record_outcome
 def eval_main(cfg: DictConfig) -> None:
     instantiate(cfg.protocol.evaluate)(cfg)
 

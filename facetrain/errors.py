@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["FacetrainError", "TrainingDiverged", "TrainingInterrupted", "report_user_errors"]
+__all__ = ["FacetrainError", "TrainingDiverged", "TrainingInterrupted", "report_user_errors", "user_error_in"]
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ def report_user_errors(fn: Callable[..., T]) -> Callable[..., T]:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            user_error = _user_error_in(err)
+            user_error = user_error_in(err)
             if user_error is None:
                 raise
             print(f"facetrain: error: {user_error}", file=sys.stderr)
@@ -53,7 +53,7 @@ def report_user_errors(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _user_error_in(err: BaseException | None) -> FacetrainError | None:
+def user_error_in(err: BaseException | None) -> FacetrainError | None:
     """The FacetrainError itself, or the one Hydra's instantiate wrapped (it raises `from` the cause)."""
     while err is not None:
         if isinstance(err, FacetrainError):

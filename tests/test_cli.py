@@ -135,3 +135,10 @@ def test_data_synth_command(workdir):
     assert "already there" in run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout
     line = _error_line(run_cli("data", "fly", cwd=cwd, env=env, check=False))
     assert "unknown data action 'fly'" in line and "synth" in line
+
+
+def test_the_protocol_word_goes_after_the_flags():
+    from facetrain.cli import _to_hydra_args
+
+    assert _to_hydra_args("eval", ["lfw", "-m", "model=a,b"]) == ["-m", "model=a,b", "protocol=lfw"]
+    assert _to_hydra_args("eval", ["-m", "protocol=lfw"]) == ["-m", "protocol=lfw"]

@@ -1,6 +1,7 @@
 """A tree salted with broken files trains without crashing; each broken file is reported in the run directory."""
 
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from data_helpers import make_tree
 
 from facetrain.data import FaceFolder
-from facetrain.data.bad_files import check_image
+from facetrain.data.bad_files import BadFileLog, check_image
 from facetrain.train import train
 
 BROKEN = {"p1/truncated.jpg", "p2/empty.jpg", "p3/text.jpg", "p4/folder.jpg"}
@@ -42,17 +43,30 @@ def test_a_bad_sample_is_replaced_by_the_next_good_one(salted):
     assert torch.equal(ds[names.index("p1/truncated.jpg")][0], ds[names.index("p1/truncated.jpg") + 1][0])
 
 
+def _log_twice(path):
+    log = BadFileLog(path)
+    log.write([("a.jpg", "truncated"), ("b.jpg", "empty")])
+    log.write([("a.jpg", "truncated")])
+
+
+def test_processes_logging_the_same_files_leave_one_line_each(tmp_path):
+    path = tmp_path / "bad_files.tsv"
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.map(_log_twice, [path] * 8)
+    assert sorted(path.read_text().splitlines()) == ["a.jpg\ttruncated", "b.jpg\tempty"]
+
+
 @pytest.mark.parametrize("verify, workers", [(False, 2), (True, 0)], ids=["lazy-2-workers", "verify"])
 def test_salted_tree_trains_and_reports_every_broken_file(salted, train_cfg, tmp_path, verify, workers):
     run = tmp_path / "run"
-    # 22 indexed files in 2 batches of 11: every file is read in the first epoch
+    # 22 indexed files in 2 batches of 11: every file is read in each epoch, by either worker
     cfg = train_cfg("data=folder", f"data.root={salted}", f"data.verify={str(verify).lower()}",
                     f"data.num_workers={workers}", f"data.cache_dir={tmp_path / 'cache'}", "batch_size=11",
-                    "iterations=4", run_dir=run)
+                    "iterations=6", run_dir=run)
     metrics = train(cfg)
-    assert metrics["train/iterations"] == 4 and np.isfinite(metrics["train/loss"])
-    listed = {line.split("\t")[0] for line in (run / "bad_files.tsv").read_text().splitlines()}
-    assert listed == BROKEN
+    assert metrics["train/iterations"] == 6 and np.isfinite(metrics["train/loss"])
+    listed = [line.split("\t")[0] for line in (run / "bad_files.tsv").read_text().splitlines()]
+    assert sorted(listed) == sorted(BROKEN)  # one line per file, however many workers met it
     report = json.loads((run / "data_report.json").read_text())
     assert report["identities"] == 4
     assert report["bad_files_at_index"] == (4 if verify else 2)

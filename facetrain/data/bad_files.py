@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -67,10 +68,13 @@ def find_unreadable(root: Path, paths: list[str], workers: int = 2, progress: bo
 
 
 class BadFileLog:
-    """Appends `path<TAB>reason` lines to `<run_dir>/bad_files.tsv`.
+    """`path<TAB>reason` lines in `<run_dir>/bad_files.tsv`, one per file however often it is met.
 
-    One short `write` on a file opened in append mode is atomic on POSIX, so data-loader worker
-    processes can all log to the same file without locks.
+    Each data-loader worker process keeps its own memory of the files it found broken, so two workers
+    (or the workers of a later epoch) meet the same file again. The file itself is deduplicated when
+    written: the writer holds an exclusive lock on it, reads the paths already listed and appends only
+    new ones. Deduplicating on write rather than when reading keeps the file right at every moment, for
+    a user reading it during the run and for a run that is killed before it could clean up.
     """
 
     def __init__(self, path: Path | None = None):
@@ -80,10 +84,14 @@ class BadFileLog:
         if self.path is None or not entries:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(f"{p}\t{r}\n" for p, r in entries)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, text.encode())
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+            listed = {line.split("\t", 1)[0] for line in _read_all(fd).splitlines()}
+            new = dict(entries)
+            text = "".join(f"{p}\t{r}\n" for p, r in new.items() if p not in listed)
+            if text:
+                os.write(fd, text.encode())
         finally:
             os.close(fd)
 
@@ -91,3 +99,12 @@ class BadFileLog:
         if self.path is None or not self.path.exists():
             return []
         return [tuple(line.split("\t", 1)) for line in self.path.read_text().splitlines() if line]
+
+
+def _read_all(fd: int) -> str:
+    """The whole file behind `fd`, from its start (an O_APPEND descriptor still reads where it is told)."""
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 16, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks).decode(errors="replace")

@@ -17,6 +17,7 @@ from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
 from facetrain.eval.embedder import embed_images
 from facetrain.eval.feature_cache import cache_file, cached_features, file_fingerprint
+from facetrain.eval.feature_checks import check_features
 from facetrain.eval.features import Features, load_features, save_features
 from facetrain.run import load_embedder, pick_device, resolve_checkpoint, run_of_checkpoint
 
@@ -72,13 +73,16 @@ def _refuse_or_drop(cfg: DictConfig, images: ImageSet, bad: list[str], what: str
                 len(bad), len(images.keys), what, first)
 
 
-def _from_file(cfg: DictConfig, images: ImageSet) -> ProtocolFeatures:
+def _from_file(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFeatures:
     feats = load_features(abs_path(cfg.features))
     have = set(feats.paths)
     missing = [k for k in images.keys if k not in have]
     _refuse_or_drop(cfg, images, missing, f"are not in the features file {cfg.features}")
     keep = [k for k in images.keys if k in have]
-    return ProtocolFeatures(Features(feats.select(keep), keep), missing)
+    used = Features(feats.select(keep), keep)
+    check_features(used, f"features file {cfg.features}",
+                   f"re-create it from a trained model (`facetrain eval {name} model=RUN` writes features_{name}.npz)")
+    return ProtocolFeatures(used, missing)
 
 
 def _cache_dir(cfg: DictConfig, checkpoint: Path) -> Path:
@@ -99,7 +103,7 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
         the features of the usable images and the list of dropped ones.
     """
     if cfg.features:
-        return _from_file(cfg, images)
+        return _from_file(cfg, images, name)
     if not images.root.is_dir():
         raise FacetrainError(f"evaluation folder {images.root} does not exist; run `facetrain data synth` for the "
                              "demo data or set data.root=... to your copy of the dataset")
@@ -130,6 +134,8 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
                                           embed)
     else:
         feats, embedded = embed(list(range(len(keys)))), len(keys)
+    check_features(Features(feats, keys), f"the features of {checkpoint}",
+                   "the model has diverged or collapsed; retrain it or evaluate another checkpoint with model=...")
     save_features(abs_path(cfg.run_dir) / f"features_{name}.npz", feats, keys)
     return ProtocolFeatures(Features(feats, keys), [images.keys[i] for i in bad_idx], run_of_checkpoint(checkpoint),
                             trained.iteration, embedded)

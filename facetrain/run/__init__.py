@@ -28,9 +28,12 @@ from facetrain.run.rebuild import (
     load_embedder,
     preprocessing_of,
 )
+from facetrain.run.status_file import STATUS_NAME, STATUSES, read_status, write_status
 
 __all__ = [
     "EMBEDDING_STAGES",
+    "STATUSES",
+    "STATUS_NAME",
     "AfterHead",
     "FaceModel",
     "Preprocessing",
@@ -48,10 +51,12 @@ __all__ = [
     "preprocessing_of",
     "rank",
     "read_metrics",
+    "read_status",
     "resolve_checkpoint",
     "restore_state",
     "run_of_checkpoint",
     "save_checkpoint",
     "update_metrics",
     "world_size",
+    "write_status",
 ]
