@@ -66,7 +66,8 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path, tiny_data):
 
 def test_a_diverged_job_is_recorded_as_diverged(tmp_path, tiny_data):
     env = {"FACETRAIN_DATA": str(tiny_data)}
-    proc = run_cli("train", "-m", "optim.lr=1e30,0.01", *SHRINK, cwd=tmp_path, env=env, check=False)
+    proc = run_cli("train", "-m", "optim.lr=1e30,0.01", *SHRINK, "iterations=10", "diverged_windows=2", cwd=tmp_path,
+                   env=env, check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     jobs = _jobs(tmp_path / "sweep")
     diverged = _status(jobs[0])
