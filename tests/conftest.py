@@ -44,7 +44,7 @@ def tiny_train_overrides(data_root: Path, run_dir: Path) -> list[str]:
     return [
         f"paths.data={data_root}", f"run_dir={run_dir}", "device=cpu", "iterations=4", "batch_size=8",
         "log_every=2", "checkpoint_every=2", "data.num_workers=0", "progress=false", "embedding_dim=16",
-        "backbone.channels=[4,8,8,16]",
+        "backbone.channels=[4,8,8,16]", "val.every=0",
     ]
 
 

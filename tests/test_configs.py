@@ -74,7 +74,7 @@ DATA_NODES = {
                "dataset": {"_target_": "facetrain.data.PackedFaces", "root": "${..root}", "input_size": "${input_size}",
                            "fit": "${..fit}", **_PASSED}},
     "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "num_workers": 2, "cache_dir": None,
-                        "generate_if_missing": True,  # and `synth:`, the settings `facetrain data synth` uses
+                        "generate_if_missing": True, "val_every": 400,  # and `synth:`, what `facetrain data synth` uses
                         "synth": OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "synth" / "default.yaml"))},
     "casia": _FOLDER | {"root": "${paths.data}/CASIA-WebFace-112x96"},
     "msceleb": _FOLDER | {"root": "${paths.data}/ms-celeb-1m-112x96", "num_workers": 8},

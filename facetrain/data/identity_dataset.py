@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from facetrain.data.bad_files import BAD_FILES_NAME, BadFileLog
 from facetrain.data.exclusion import overlapping_identities, read_identity_names
 from facetrain.data.image_io import ImageReadError
+from facetrain.data.labelled import LabelledDataset
 from facetrain.data.subset import count_images, read_identity_list, select_identities
 from facetrain.errors import FacetrainError
 
@@ -40,7 +40,7 @@ def _as_list(value) -> list[str]:
     return [str(v) for v in value]
 
 
-class IdentityDataset(Dataset, abc.ABC):
+class IdentityDataset(LabelledDataset, abc.ABC):
     """Base of FaceFolder and PackedFaces: (uint8 [C, H, W] tensor, label) per index.
 
     Args:
@@ -117,13 +117,6 @@ class IdentityDataset(Dataset, abc.ABC):
         return keep
 
     # -- dataset protocol --------------------------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """Sample i, or — when its file cannot be decoded — the next readable sample (i+1, i+2, ...).
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from facetrain.config import abs_path
+from facetrain.data.labelled import LabelledDataset
 from facetrain.errors import FacetrainError
 
 __all__ = ["IdxDigits", "read_idx", "write_idx"]
@@ -50,7 +50,7 @@ def _find(root: Path, name: str) -> Path:
                          "files (Debian: apt install dataset-fashion-mnist puts them in /usr/share/datasets)")
 
 
-class IdxDigits(Dataset):
+class IdxDigits(LabelledDataset):
     """(uint8 [C, 28, 28] tensor, label) from `<split>-images-idx3-ubyte` / `<split>-labels-idx1-ubyte`.
 
     Args:
@@ -74,13 +74,6 @@ class IdxDigits(Dataset):
         self.labels = torch.from_numpy(labels.astype(np.int64))
         self.channels = channels
         self.classes = [str(c) for c in range(int(self.labels.max()) + 1)]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image = self.images[i]

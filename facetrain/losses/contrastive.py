@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from facetrain.losses.output import LossOutput
-from facetrain.losses.pair_mining import InBatchPairLoss, pair_masks, squared_normalized_distances
+from facetrain.losses.pair_mining import InBatchPairLoss
 
 __all__ = ["ContrastiveLoss"]
 
@@ -38,8 +38,7 @@ class ContrastiveLoss(InBatchPairLoss):
         super().__init__(margin, mining, samples_per_identity)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        d = squared_normalized_distances(features)
-        pos, neg = pair_masks(labels)
+        d, pos, neg = self.distances_and_masks(features, labels)
         if self.mining == "hard":
             pos, neg = _hardest(d, pos, largest=True), _hardest(d, neg, largest=False)
         elif self.mining == "semihard":

@@ -24,6 +24,12 @@ class InBatchPairLoss(FaceLoss):
         self.margin, self.mining = float(margin), mining
         self.samples_per_identity = int(samples_per_identity)
 
+    @staticmethod
+    def distances_and_masks(features: torch.Tensor, labels: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's [B, B] squared normalized distances and its positive / negative pair masks."""
+        return squared_normalized_distances(features), *pair_masks(labels)
+
 
 def squared_normalized_distances(features: torch.Tensor) -> torch.Tensor:
     """[B, B] ||f~_i - f~_j||^2 = 2 - 2 cos(f_i, f_j), the distance of normface.md eqs. 7-8."""

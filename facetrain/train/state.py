@@ -38,6 +38,7 @@ class TrainState:
     last_means: dict[str, float] = field(default_factory=dict)  # the most recent logged window's means
     skipped_steps: int = 0  # steps skipped for non-finite gradients, since this process started
     bad_windows: int = 0  # consecutive logged windows whose loss was not finite
+    pending_scalars: dict[str, float] = field(default_factory=dict)  # to log at this iteration (validation)
     buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
 
     @cached_property

@@ -21,6 +21,7 @@ from facetrain.train.hooks import (
     ProgressBarHook,
     StopOnSignalHook,
     TensorBoardHook,
+    ValidationHook,
 )
 from facetrain.train.loader import training_loader
 from facetrain.train.resume import resume
@@ -55,11 +56,14 @@ def _load_data(cfg: DictConfig, run_dir):
 
 
 def default_hooks(cfg: DictConfig) -> list[Hook]:
-    """Divergence check, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT — in the order they run."""
+    """Divergence check, validation, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT — in the
+    order they run at each point."""
     iterations = int(cfg.iterations)
-    return [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows)), TensorBoardHook(),
-            ProgressBarHook(iterations, bool(cfg.progress)), CheckpointHook(int(cfg.checkpoint_every), iterations),
-            StopOnSignalHook()]
+    hooks: list[Hook] = [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows))]
+    if int(cfg.val.every) > 0:
+        hooks.append(ValidationHook(cfg.val, cfg.data, iterations))
+    return hooks + [TensorBoardHook(), ProgressBarHook(iterations, bool(cfg.progress)),
+                    CheckpointHook(int(cfg.checkpoint_every), iterations), StopOnSignalHook()]
 
 
 def run_loop(state: TrainState, batches: Iterable, hooks: HookList, iterations: int, log_every: int,

@@ -6,6 +6,7 @@ from facetrain.train.hooks.divergence import DivergenceHook
 from facetrain.train.hooks.progress_bar import ProgressBarHook
 from facetrain.train.hooks.signals import StopOnSignalHook, ignore_stop_signals
 from facetrain.train.hooks.tensorboard import TensorBoardHook
+from facetrain.train.hooks.validation import ValidationHook
 
 __all__ = ["CheckpointHook", "DivergenceHook", "Hook", "HookList", "ProgressBarHook", "StopOnSignalHook",
-           "TensorBoardHook", "ignore_stop_signals"]
+           "TensorBoardHook", "ValidationHook", "ignore_stop_signals"]

@@ -1,0 +1,97 @@
+"""ValidationHook: score the LFW protocol with the current backbone every `every` iterations; keep best.pt.
+
+Embeds the validation tree exactly as `facetrain eval lfw` would (mirror-sum features, the training fit
+and channels), without the embedding cache (the weights move), logs `val/...` to TensorBoard and
+metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.errors import FacetrainError
+from facetrain.eval.embedder import embed_images
+from facetrain.eval.features import Features
+from facetrain.eval.lfw import lfw_metrics
+from facetrain.eval.lfw_pairs import LfwPairs, parse_lfw_pairs
+from facetrain.run import checkpoint_path, save_checkpoint, update_metrics
+from facetrain.train.hooks.base import Hook
+from facetrain.train.state import TrainState
+
+__all__ = ["ValidationHook", "first_pairs_per_fold"]
+
+log = logging.getLogger(__name__)
+
+
+def first_pairs_per_fold(pairs: LfwPairs, n: int) -> LfwPairs:
+    """The first n matched and n mismatched pairs of every fold: a cheaper protocol of the same shape."""
+    if n >= pairs.per_fold:
+        return pairs
+    position = np.arange(len(pairs)) % pairs.per_fold  # within its fold's matched or mismatched block
+    keep = np.flatnonzero(position < n)
+    return LfwPairs([pairs.left[i] for i in keep], [pairs.right[i] for i in keep], pairs.same[keep],
+                    pairs.fold[keep], pairs.folds, n)
+
+
+@dataclass
+class _Best:
+    value: float = -math.inf
+    iteration: int = 0
+
+
+class ValidationHook(Hook):
+    """Args:
+        val: the `val` config (every, root, pairs, metric, mirror, batch_size, pairs_per_fold).
+        data: the `data` config (the training fit).
+        iterations: the run's length (a last validation at its end).
+    """
+
+    main_process_only = True
+
+    def __init__(self, val: DictConfig, data: DictConfig, iterations: int):
+        self.every, self.iterations = int(val.every), int(iterations)
+        self.metric, self.mirror, self.batch_size = str(val.metric), str(val.mirror), int(val.batch_size)
+        self.fit = str(data.get("fit", "resize"))
+        self.root = abs_path(val.root)
+        pairs_file = abs_path(val.pairs)
+        if not pairs_file.is_file():
+            raise FacetrainError(f"val.pairs={pairs_file} does not exist; point val.root / val.pairs at an LFW-style "
+                                 "evaluation tree and its pairs.txt, or turn validation off with val.every=0")
+        per_fold = val.get("pairs_per_fold")
+        full = parse_lfw_pairs(pairs_file)
+        self.pairs = first_pairs_per_fold(full, int(per_fold)) if per_fold else full
+        self.best = _Best()
+
+    def after_step(self, state: TrainState) -> None:
+        if state.iteration % self.every == 0 or state.iteration == self.iterations:
+            self.validate(state)
+
+    @torch.no_grad()
+    def validate(self, state: TrainState) -> dict[str, float]:
+        backbone = state.model.backbone
+        features = embed_images(backbone, self.root, self.pairs.images, state.device, mirror=self.mirror,
+                                batch_size=self.batch_size, progress=False, fit=self.fit,
+                                channels=int(getattr(backbone, "in_channels", 3)))
+        state.model.train()  # embed_images put the backbone in eval mode
+        metrics, _ = lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))
+        if self.metric not in metrics:
+            raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
+        values = {f"val/{k}": v for k, v in metrics.items()}
+        value = metrics[self.metric]
+        if value > self.best.value:
+            self.best = _Best(value, state.iteration)
+            save_checkpoint(checkpoint_path(state.run_dir, "best"), state.capture())
+        values |= {f"val/best/{self.metric}": self.best.value, "val/best_iteration": self.best.iteration}
+        log.info("validation at iteration %d: %s %.4f (best %.4f at iteration %d)", state.iteration, self.metric,
+                 value, self.best.value, self.best.iteration)
+        state.pending_scalars |= values  # TensorBoardHook writes them at this iteration
+        update_metrics(Path(state.run_dir), values)
+        return values

@@ -1,0 +1,46 @@
+"""Validation while training: LFW-protocol scores of the current backbone, val/ scalars, best.pt."""
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from facetrain.errors import FacetrainError
+from facetrain.eval.lfw_pairs import parse_lfw_pairs
+from facetrain.train import train
+from facetrain.train.hooks.validation import first_pairs_per_fold
+
+
+def test_validation_logs_val_scalars_and_keeps_the_best_checkpoint(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    metrics = train(train_cfg("iterations=4", "val.every=2", run_dir=run))
+    assert 0 <= metrics["val/lfw/acc_mean"] <= 1 and metrics["val/lfw/pairs"] == 40
+    best_iteration = metrics["val/best_iteration"]
+    assert best_iteration in (2, 4) and metrics["val/best/lfw/acc_mean"] >= metrics["val/lfw/acc_mean"]
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["iteration"] == best_iteration
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("val/lfw/acc_mean")] == [2, 4]
+    assert json.loads((run / "metrics.json").read_text())["val/best_iteration"] == best_iteration
+
+
+def test_validation_on_a_subset_of_pairs(train_cfg, tmp_path):
+    metrics = train(train_cfg("iterations=2", "val.every=2", "val.pairs_per_fold=1", run_dir=tmp_path / "r"))
+    assert metrics["val/lfw/pairs"] == 20  # 10 folds x (1 matched + 1 mismatched)
+
+
+def test_first_pairs_per_fold_keeps_the_folds_shape(tiny_data):
+    pairs = parse_lfw_pairs(tiny_data / "synth" / "lfw" / "pairs.txt")
+    small = first_pairs_per_fold(pairs, 1)
+    assert len(small) == 2 * pairs.folds and small.per_fold == 1
+    assert small.same.tolist() == [True, False] * pairs.folds and small.fold.tolist() == sorted(small.fold.tolist())
+    assert small.left[0] == pairs.left[0] and small.left[1] == pairs.left[pairs.per_fold]
+
+
+@pytest.mark.parametrize("override, message", [("val.pairs=/no/pairs.txt", "val.pairs"),
+                                               ("val.metric=lfw/nothing", "val.metric")])
+def test_bad_validation_settings_are_one_line_errors(train_cfg, tmp_path, override, message):
+    with pytest.raises(FacetrainError, match=message):
+        train(train_cfg("iterations=2", "val.every=2", override, run_dir=tmp_path / "r"))
