@@ -8,6 +8,7 @@ that change what a part's weights mean (backbone, head, loss, their sizes, alpha
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
 from omegaconf import DictConfig, OmegaConf
@@ -56,7 +57,7 @@ def _restore_what_fits(state: TrainState, saved: dict) -> None:
     state.iteration = state.start = int(saved["iteration"])
     if skipped:
         with warnings.catch_warnings():  # stepping a schedule before its optimizer is the point here
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             for _ in range(state.iteration):  # put the fresh LR schedule where the run is (any torch scheduler)
                 state.scheduler.step()
     else:
