@@ -13,7 +13,8 @@ from conftest import run_cli, tiny_train_overrides
 
 # absolute milestones and a run "too long to finish" for the interrupted process; the resumed and the
 # reference runs then stop at the same iteration, chosen from where the interruption left the run
-ARGS = ["schedule.milestones=[3,6]", "checkpoint_every=2", "log_every=1", "loss=l2softmax"]
+# (the warm-up is fixed too: by default its length is a fraction of `iterations`, which differ here)
+ARGS = ["schedule.milestones=[3,6]", "warmup.iterations=2", "checkpoint_every=2", "log_every=1", "loss=l2softmax"]
 
 
 def _start(run_dir, tiny_data, iterations: int) -> subprocess.Popen:
