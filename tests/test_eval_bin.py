@@ -87,8 +87,8 @@ BAD_FILES = {
                 "refuses to load {posix}.system from this pickle; a .bin validation file holds only images and labels"),
     "odd": (lambda _: pickle.dumps(([b"x"] * 3, [True])), "3 images is an odd number"),
     "mismatch": (lambda _: pickle.dumps(([b"x"] * 4, [True])), "4 images make 2 pairs but issame has 1 labels"),
-    "truncated": (lambda _: pickle.dumps(([b"x" * 100] * 4, [True, False]))[:-50], "not a complete pickle"),
-    "not-a-pickle": (lambda _: b"lfw\t10\t300\n", "not a complete pickle"),
+    "truncated": (lambda _: pickle.dumps(([b"x" * 100] * 4, [True, False]))[:-50], "cannot be read as a pickle"),
+    "not-a-pickle": (lambda _: b"lfw\t10\t300\n", "cannot be read as a pickle"),
 }
 
 

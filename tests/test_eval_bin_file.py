@@ -4,6 +4,7 @@ import builtins
 import io
 import os
 import pickle
+import re
 import subprocess
 
 import numpy as np
@@ -77,12 +78,28 @@ def test_only_the_numpy_globals_a_bool_array_needs(tmp_path):
         read_bin(path)
 
 
+def test_admitted_globals_only_as_pickle_uses_them(tmp_path):
+    path = tmp_path / "cplfw.bin"
+    path.write_bytes(pickle.dumps(([b"", b"x"], [True]), protocol=2))  # b'' is bytes() under protocol 2
+    assert read_bin(path).images == [b"", b"x"]
+    for content, reason in [
+        (b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x04\x00\x00\x00zlib\x86R.", "_codecs.encode(..., 'zlib')"),
+        (b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x7f\x85R.", "bytes(...) with arguments"),
+    ]:
+        path.write_bytes(content)
+        with pytest.raises(FacetrainError, match=rf"cannot be read as a pickle \({re.escape(reason)} is not how bytes"):
+            read_bin(path)
+    path.write_bytes(b"Pfoo\n.")
+    with pytest.raises(FacetrainError, match="refuses a persistent reference in this pickle"):
+        read_bin(path)
+
+
 @pytest.mark.parametrize("content, message", [
     (lambda: pickle.dumps((IMAGES[:7], SAME[:3])), r"7 images is an odd number; images 2i and 2i\+1 form pair i"),
     (lambda: pickle.dumps((IMAGES, SAME[:3])), "8 images make 4 pairs but issame has 3 labels"),
-    (lambda: pickle.dumps((IMAGES, SAME))[:-300], r"not a complete pickle \(.*\); a .bin validation file is"),
-    (lambda: b"\xff\xd8\xff\xe0 a JPEG, not a pickle", r"not a complete pickle \(.*\)"),
-    (lambda: b"", r"not a complete pickle \(Ran out of input\)"),
+    (lambda: pickle.dumps((IMAGES, SAME))[:-300], r"cannot be read as a pickle \(.*\); a .bin validation file is"),
+    (lambda: b"\xff\xd8\xff\xe0 a JPEG, not a pickle", r"cannot be read as a pickle \(.*\)"),
+    (lambda: b"", r"cannot be read as a pickle \(Ran out of input\)"),
     (lambda: pickle.dumps({"images": IMAGES}), "holds a dict, not the \\(images, issame\\) pair insightface writes"),
     (lambda: pickle.dumps((["a"] * 8, SAME)), "image 0 is a str, not encoded image bytes"),
     (lambda: pickle.dumps((IMAGES, [1, 0, 1, 0])), r"issame\[0\] is 1, not a boolean"),

@@ -18,18 +18,33 @@ from facetrain.errors import FacetrainError
 
 __all__ = ["BinPairs", "read_bin"]
 
+
+def _latin1(text: str, encoding: str) -> bytes:
+    """`_codecs.encode` as Python 3 pickles bytes under protocol 2, and nothing else."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode(..., {encoding!r}) is not how bytes are pickled")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args) -> bytes:
+    """`bytes()` as Python 3 pickles b'' under protocol 2, and nothing else."""
+    if args:
+        raise pickle.UnpicklingError("bytes(...) with arguments is not how bytes are pickled")
+    return b""
+
+
 _RECONSTRUCT = np.array([True]).__reduce__()[0]  # numpy.core / numpy._core .multiarray._reconstruct
 _SCALAR = np.bool_(True).__reduce__()[0]  # numpy.core / numpy._core .multiarray.scalar (a list of numpy bools)
 _ALLOWED = {
-    ("_codecs", "encode"): __import__("codecs").encode,  # Python 3 bytes under protocol 2
-    **{(m, "bytes"): bytes for m in ("builtins", "__builtin__")},  # empty bytes under protocol 2
+    ("_codecs", "encode"): _latin1,  # Python 3 bytes under protocol 2
+    **{(m, "bytes"): _empty_bytes for m in ("builtins", "__builtin__")},  # b'' under protocol 2
     **{(f"numpy.{core}.multiarray", name): fn for core in ("core", "_core")
        for name, fn in (("_reconstruct", _RECONSTRUCT), ("scalar", _SCALAR))},
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
 _PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-                  UnicodeDecodeError, OverflowError, MemoryError)
+                  UnicodeError, OverflowError, MemoryError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,6 @@ def read_bin(path: Path) -> BinPairs:
             data = _DataOnlyUnpickler(f, path).load()
     except _PICKLE_ERRORS as err:
         reason = str(err) or type(err).__name__
-        raise FacetrainError(f"{path}: not a complete pickle ({reason}); a .bin validation file is insightface's "
+        raise FacetrainError(f"{path}: cannot be read as a pickle ({reason}); a .bin validation file is insightface's "
                              "pickle of (images, issame) — is it the file you meant, fully downloaded?") from None
     return _check(path, data)
