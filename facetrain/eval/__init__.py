@@ -1,8 +1,10 @@
-"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A)."""
+"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, .bin sets)."""
 
+from facetrain.eval.bin_file import BinPairs, read_bin
+from facetrain.eval.bin_sets import evaluate_bin
 from facetrain.eval.blufr import evaluate_blufr
 from facetrain.eval.blufr_lists import BlufrLists, parse_blufr_lists
-from facetrain.eval.embedder import embed_images
+from facetrain.eval.embedder import embed_encoded, embed_images
 from facetrain.eval.features import Features, load_features, save_features
 from facetrain.eval.identification import cmc, open_set, split_probes
 from facetrain.eval.ijba import evaluate_ijba
@@ -17,6 +19,7 @@ from facetrain.eval.ytf import evaluate_ytf
 from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
 
 __all__ = [
+    "BinPairs",
     "BlufrLists",
     "Features",
     "FoldAccuracy",
@@ -25,7 +28,9 @@ __all__ = [
     "best_threshold",
     "cmc",
     "eer",
+    "embed_encoded",
     "embed_images",
+    "evaluate_bin",
     "evaluate_blufr",
     "evaluate_ijba",
     "evaluate_lfw",
@@ -43,6 +48,7 @@ __all__ = [
     "parse_lfw_pairs",
     "parse_ytf_splits",
     "pool_templates",
+    "read_bin",
     "read_comparisons",
     "read_templates",
     "roc_auc",
