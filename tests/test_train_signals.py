@@ -57,7 +57,7 @@ def _finish_and_compare(tmp_path, tiny_data, run, stopped_at: int, resume: str =
         assert torch.equal(ref[key], resumed[key]), key
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_stop_signal_saves_the_current_iteration_then_resume_is_exact(signum, tmp_path, tiny_data):
     run = tmp_path / "run"
     proc = _start(run, tiny_data, 100_000)
@@ -82,9 +82,13 @@ def test_kill_9_then_resume_is_exact(tmp_path, tiny_data):
     _finish_and_compare(tmp_path, tiny_data, run, stopped_at)
 
 
-def test_resume_auto_starts_a_fresh_run(tmp_path, tiny_data):
+def test_resume_auto_starts_a_fresh_run_then_continues_it(train_cfg, tmp_path):
+    from facetrain.errors import FacetrainError
+    from facetrain.train import train
+
     run = tmp_path / "run"
-    run_cli("train", *tiny_train_overrides(tiny_data, run), "iterations=2", "resume=auto", cwd=tmp_path)
+    train(train_cfg("iterations=2", "resume=auto", run_dir=run))
     assert _weights(run / "checkpoints" / "last.pt")[0] == 2
-    proc = run_cli("train", *tiny_train_overrides(tiny_data, run), "resume=maybe", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "resume='maybe'" in proc.stderr
+    assert train(train_cfg("iterations=3", "resume=auto", run_dir=run))["train/iterations"] == 3
+    with pytest.raises(FacetrainError, match="resume='maybe'"):
+        train(train_cfg("resume=maybe", run_dir=run))
