@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -16,12 +19,25 @@ __all__ = ["data_main", "eval_main", "export_main", "train_main"]
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @report_user_errors
 @record_outcome
-def train_main(cfg: DictConfig) -> float:
+def _train_app(cfg: DictConfig) -> float:
     from facetrain.train import train
 
     metrics = train(cfg)
     loss = metrics.get("train/loss")
     return float("nan") if loss is None else float(loss)  # what a sweeper would minimise
+
+
+def train_main() -> None:
+    """`facetrain train`; under torchrun (WORLD_SIZE > 1) each rank joins the process group before Hydra
+    names the run directory, so all of them agree on it, and ranks other than 0 keep Hydra's files to rank 0."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        _train_app()
+        return
+    from facetrain.run.distributed import distributed_run, quiet_hydra_overrides
+
+    with distributed_run():
+        sys.argv += quiet_hydra_overrides()
+        _train_app()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
