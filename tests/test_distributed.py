@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, tiny_train_overrides
+from conftest import compose_config, run_cli, tiny_train_overrides
 
 from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip, rank_rows
 from facetrain.errors import FacetrainError
@@ -112,3 +112,31 @@ def test_a_run_resumes_at_another_world_size(tiny_data, tmp_path):
     train(_compose(_overrides(tiny_data, tmp_path / "one_then_two", "iterations=2")))
     torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", "resume=true"), cwd=tmp_path)
     assert_same_weights(tmp_path / "full", tmp_path / "one_then_two", 4)
+
+
+@pytest.mark.slow
+def test_nproc_starts_the_ranks_itself(tiny_data, tmp_path):
+    train(_compose(_overrides(tiny_data, tmp_path / "one")))
+    run_cli("train", *_overrides(tiny_data, tmp_path / "two", "nproc=2"), cwd=tmp_path)
+    assert_same_weights(tmp_path / "one", tmp_path / "two", 4)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train/world_size"] == 2
+
+
+def test_a_bad_nproc_is_refused_in_one_line(tmp_path):
+    proc = run_cli("train", "nproc=0", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "nproc=0 must be a positive integer" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_machines_of_one_rank_each(tiny_data, tmp_path):
+    """`--nnodes=2`, simulated by two launchers on this machine meeting at one rendezvous endpoint."""
+    train(_compose(_overrides(tiny_data, tmp_path / "one")))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "facetrain.cli", "train",
+           *_overrides(tiny_data, tmp_path / "two")]
+    nodes = [subprocess.Popen(cmd[:3] + [f"--node_rank={n}"] + cmd[3:], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for n in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert_same_weights(tmp_path / "one", tmp_path / "two", 4)

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from facetrain.config import set_launch_time
 from facetrain.run.rank import is_main_process, world_size
 
-__all__ = ["average_across_ranks", "barrier", "distributed_run", "launched_world_size", "local_rank",
+__all__ = ["average_across_ranks", "barrier", "max_across_ranks", "distributed_run", "launched_world_size", "local_rank",
            "quiet_hydra_overrides"]
 
 
@@ -82,3 +82,12 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(total)
     return dict(zip(keys, (total / world_size()).tolist(), strict=True))
+
+
+def max_across_ranks(value: int) -> int:
+    """The largest of the ranks' values (e.g. a stop signal one rank received: all stop at the same step)."""
+    if world_size() <= 1:
+        return value
+    total = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(total, op=dist.ReduceOp.MAX)
+    return int(total.item())

@@ -49,12 +49,13 @@ def _validate(cfg: DictConfig) -> None:
 
 
 def _load_data(cfg: DictConfig, run_dir):
-    if cfg.data.get("generate_if_missing") and is_main_process():
+    main = is_main_process()
+    if main and cfg.data.get("generate_if_missing"):
         ensure_synthetic(cfg.data)
-    barrier()  # the other ranks read the data rank 0 may just have written
-    dataset = instantiate(cfg.data.dataset)
-    if not is_main_process():
-        return dataset
+    dataset = instantiate(cfg.data.dataset) if main else None
+    barrier()  # the other ranks then read what rank 0 wrote: the synthetic data, the folder index cache
+    if not main:
+        return instantiate(cfg.data.dataset)
     if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory (and log)
         dataset.write_report(run_dir)
     else:
