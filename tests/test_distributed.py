@@ -15,6 +15,7 @@ from conftest import compose_config, run_cli, tiny_train_overrides
 
 from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip, rank_rows
 from facetrain.errors import FacetrainError
+from facetrain.run import pick_device
 from facetrain.train import train, trainer
 
 # No BatchNorm (LeNet++): per-rank batch statistics would differ from the full batch's, and torch's
@@ -81,6 +82,18 @@ def test_a_batch_the_ranks_cannot_share_is_refused(train_cfg, monkeypatch):
     monkeypatch.setattr(trainer, "world_size", lambda: 3)
     with pytest.raises(FacetrainError, match="batch_size=8 is the global batch .* multiple of 3"):
         train(train_cfg())
+
+
+def test_each_rank_drives_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert pick_device("auto") == pick_device("cuda") == torch.device("cuda", 1)
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(FacetrainError, match="cuda:2 does not exist"):
+        pick_device("auto")
 
 
 @pytest.mark.parametrize("loss", ["softmax", pytest.param("l2softmax", marks=pytest.mark.slow)])  # ~25 s each

@@ -19,5 +19,8 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FacetrainError(f"device={name} asked for CUDA but none is available; use device=auto or device=cpu")
     if device.type == "cuda" and device.index is None and launched_world_size() > 1:
+        if local_rank() >= torch.cuda.device_count():
+            raise FacetrainError(f"this rank's GPU cuda:{local_rank()} does not exist ({torch.cuda.device_count()} "
+                                 "GPUs); start at most that many processes per machine (--nproc_per_node / nproc)")
         return torch.device("cuda", local_rank())
     return device

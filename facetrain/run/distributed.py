@@ -58,7 +58,7 @@ def distributed_run() -> Iterator[None]:
     if launched_world_size() <= 1 or dist.is_initialized():
         yield
         return
-    if torch.cuda.is_available():
+    if local_rank() < torch.cuda.device_count():  # device=cpu may run more ranks than there are GPUs
         torch.cuda.set_device(local_rank())
     dist.init_process_group(_backend())
     try:

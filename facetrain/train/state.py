@@ -44,6 +44,10 @@ class TrainState:
     buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
     network: nn.Module | None = None  # what the step runs: ModelAndLoss(model, loss), DDP-wrapped under torchrun
 
+    def __post_init__(self):
+        if self.network is None:
+            self.network = ModelAndLoss(self.model, self.loss)
+
     @cached_property
     def buffers(self) -> list[torch.Tensor]:
         """The model's and loss's buffers (BatchNorm running statistics, centers) that forward passes update."""
