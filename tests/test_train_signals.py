@@ -11,9 +11,10 @@ import pytest
 import torch
 from conftest import run_cli, tiny_train_overrides
 
-# absolute milestones and a run "too long to finish" for the interrupted process; the resumed and the
-# reference runs then stop at the same iteration, chosen from where the interruption left the run
-ARGS = ["schedule.milestones=[3,6]", "checkpoint_every=2", "log_every=1", "loss=l2softmax"]
+# absolute milestones, no warm-up (its default length follows `iterations`) and a run "too long to finish" for the
+# interrupted process; the resumed and the reference runs then stop at the same iteration, chosen from where the
+# interruption left the run
+ARGS = ["schedule.milestones=[3,6]", "warmup.iterations=0", "checkpoint_every=2", "log_every=1", "loss=l2softmax"]
 
 
 def _start(run_dir, tiny_data, iterations: int) -> subprocess.Popen:
