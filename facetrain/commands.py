@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -16,12 +19,44 @@ __all__ = ["data_main", "eval_main", "export_main", "train_main"]
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @report_user_errors
 @record_outcome
-def train_main(cfg: DictConfig) -> float:
+def _train_app(cfg: DictConfig) -> float:
     from facetrain.train import train
 
     metrics = train(cfg)
     loss = metrics.get("train/loss")
     return float("nan") if loss is None else float(loss)  # what a sweeper would minimise
+
+
+def _nproc(args: list[str]) -> int:
+    """The `nproc=N` override (1 when absent)."""
+    values = [arg.split("=", 1)[1] for arg in args if arg.lstrip("+").startswith("nproc=")]
+    if not values:
+        return 1
+    if not values[-1].isdigit() or int(values[-1]) < 1:
+        print(f"facetrain: error: nproc={values[-1]} must be a positive integer (processes on this machine, "
+              "one per GPU)", file=sys.stderr)
+        raise SystemExit(2)
+    return int(values[-1])
+
+
+def train_main() -> None:
+    """`facetrain train`; `nproc=N` starts N ranks through torchrun's launcher. Under torchrun (WORLD_SIZE > 1)
+    each rank joins the process group before Hydra names the run directory, so all of them agree on it, and
+    ranks other than 0 leave Hydra's files to rank 0."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        nproc = _nproc(sys.argv[1:])
+        if nproc > 1:
+            from facetrain.run.launch import launch_local
+
+            launch_local(nproc, sys.argv[1:])
+            return
+        _train_app()
+        return
+    from facetrain.run.distributed import distributed_run, quiet_hydra_overrides
+
+    with distributed_run():
+        sys.argv += quiet_hydra_overrides()
+        _train_app()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")

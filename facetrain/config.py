@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 from hydra.utils import to_absolute_path
@@ -10,17 +11,33 @@ from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "register_resolvers"]
+__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "launch_time", "register_resolvers",
+           "set_launch_time"]
 
 # Hydra finds the configs through the package (configs/ is installed as facetrain.configs).
 CONFIG_PATH = "pkg://facetrain.configs"
 ALPHA_WORDS = ("auto", "trained")
+_LAUNCH_TIME: list[datetime] = []  # set once: the first reading, or rank 0's (facetrain.run.distributed)
+
+
+def launch_time() -> datetime:
+    """When this run started: the first time anyone asked, unless a distributed launch set rank 0's time."""
+    if not _LAUNCH_TIME:
+        _LAUNCH_TIME.append(datetime.now())
+    return _LAUNCH_TIME[0]
+
+
+def set_launch_time(when: datetime) -> None:
+    _LAUNCH_TIME[:] = [when]
 
 
 def register_resolvers() -> None:
-    """Register facetrain's resolvers once: `${ft.frac_of:N,a,b}` = round(N * a / b)."""
+    """Register facetrain's resolvers once: `${ft.frac_of:N,a,b}` = round(N * a / b); `${ft.now:FORMAT}` =
+    Hydra's `${now:FORMAT}` of the launch time, the same on every rank of a torchrun launch."""
     if not OmegaConf.has_resolver("ft.frac_of"):
         OmegaConf.register_new_resolver("ft.frac_of", lambda n, a, b: int(round(float(n) * float(a) / float(b))))
+    if not OmegaConf.has_resolver("ft.now"):
+        OmegaConf.register_new_resolver("ft.now", lambda pattern: launch_time().strftime(pattern))
 
 
 def abs_path(path: str | Path) -> Path:

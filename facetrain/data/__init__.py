@@ -6,6 +6,7 @@ from facetrain.data.idx_digits import IdxDigits
 from facetrain.data.image_io import read_image
 from facetrain.data.packed import PackedFaces
 from facetrain.data.pk_sampler import PKBatchSampler
+from facetrain.data.rank_share import RankShare, rank_rows
 from facetrain.data.sampler import IterationBatchSampler
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "IterationBatchSampler",
     "PKBatchSampler",
     "PackedFaces",
+    "RankShare",
     "random_hflip",
+    "rank_rows",
     "read_image",
     "scan_identity_folders",
 ]

@@ -5,15 +5,22 @@ from __future__ import annotations
 import torch
 
 from facetrain.errors import FacetrainError
+from facetrain.run.distributed import launched_world_size, local_rank
 
 __all__ = ["pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` = CUDA when present, else CPU; `cpu`, `cuda`, `cuda:1` as asked."""
+    """`auto` = CUDA when present, else CPU; `cpu`, `cuda`, `cuda:1` as asked. Under torchrun, `auto` and
+    `cuda` mean this rank's own GPU, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FacetrainError(f"device={name} asked for CUDA but none is available; use device=auto or device=cpu")
+    if device.type == "cuda" and device.index is None and launched_world_size() > 1:
+        if local_rank() >= torch.cuda.device_count():
+            raise FacetrainError(f"this rank's GPU cuda:{local_rank()} does not exist ({torch.cuda.device_count()} "
+                                 "GPUs); start at most that many processes per machine (--nproc_per_node / nproc)")
+        return torch.device("cuda", local_rank())
     return device

@@ -6,9 +6,11 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from facetrain.data.pk_sampler import PKBatchSampler
+from facetrain.data.rank_share import RankShare
 from facetrain.data.sampler import IterationBatchSampler
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
+from facetrain.run import rank, world_size
 from facetrain.train.hooks.signals import ignore_stop_signals
 
 __all__ = ["batch_sampler", "training_loader"]
@@ -29,6 +31,9 @@ def batch_sampler(dataset: Dataset, loss: FaceLoss, batch_size: int, seed: int, 
 
 
 def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: int, pin_memory: bool) -> DataLoader:
+    """`batch_size` is the global batch: under torchrun each rank loads its block of every global batch."""
     sampler = batch_sampler(dataset, loss, int(cfg.batch_size), int(cfg.seed), start)
+    if world_size() > 1:
+        sampler = RankShare(sampler, rank(), world_size())
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory,
                       worker_init_fn=ignore_stop_signals)

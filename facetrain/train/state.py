@@ -8,10 +8,12 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from facetrain.losses import FaceLoss
-from facetrain.run import FaceModel, capture_state, checkpoint_path
+from facetrain.run import FaceModel, capture_state, checkpoint_path, world_size
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
+from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
 from facetrain.train.progress import RunningMeans
 
 __all__ = ["TrainState", "build_state"]
@@ -40,6 +42,11 @@ class TrainState:
     bad_windows: int = 0  # consecutive logged windows whose loss was not finite
     pending_scalars: dict[str, float] = field(default_factory=dict)  # to log at this iteration (validation)
     buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
+    network: nn.Module | None = None  # what the step runs: ModelAndLoss(model, loss), DDP-wrapped under torchrun
+
+    def __post_init__(self):
+        if self.network is None:
+            self.network = ModelAndLoss(self.model, self.loss)
 
     @cached_property
     def buffers(self) -> list[torch.Tensor]:
@@ -70,7 +77,8 @@ class TrainState:
 
 
 def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir: Path) -> TrainState:
-    """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler."""
+    """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler; under torchrun
+    the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights)."""
     torch.manual_seed(int(cfg.seed))
     model, loss = build_parts(cfg, num_classes)
     model, loss = model.to(device), loss.to(device)
@@ -79,5 +87,6 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     amp = bool(cfg.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     clip = cfg.get("clip_grad_norm")
+    network = wrap_for_ranks(ModelAndLoss(model, loss), device, world_size(), bool(cfg.get("sync_bn", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp,
-                      float(clip) if clip else None)
+                      float(clip) if clip else None, network=network)

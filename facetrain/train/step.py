@@ -7,6 +7,8 @@ import math
 import torch
 
 from facetrain.data.augment import random_hflip
+from facetrain.data.rank_share import rank_rows
+from facetrain.run import rank, world_size
 from facetrain.train.progress import batch_stats
 from facetrain.train.state import TrainState
 
@@ -44,9 +46,19 @@ def _restore_buffers(state: TrainState) -> None:
         torch._foreach_copy_(state.buffers, state.buffer_backup)
 
 
+def _mirror(state: TrainState, images: torch.Tensor) -> torch.Tensor:
+    """Seeded mirroring; a distributed rank mirrors its rows of the global batch as one process would."""
+    seed, world = int(state.cfg.seed), world_size()
+    if world == 1:
+        return random_hflip(images, seed, state.iteration)
+    batch = int(state.cfg.batch_size)
+    return random_hflip(images, seed, state.iteration, rows=rank_rows(batch, rank(), world), batch_size=batch)
+
+
 def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hflip: bool = False
                ) -> dict[str, torch.Tensor]:
-    """Advance `state` by one iteration on a batch; returns the batch's statistics as device tensors.
+    """Advance `state` by one iteration on a batch (this rank's share of it under torchrun); returns the batch's
+    statistics as device tensors.
 
     Mirroring is seeded by (seed, iteration), so a resumed run repeats it exactly. A step whose gradients
     are not finite is skipped and counted (`state.skipped_steps`): weights, optimizer state and the running
@@ -56,11 +68,10 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
     images = images.to(state.device, non_blocking=True)
     labels = labels.to(state.device, non_blocking=True)
     if hflip:
-        images = random_hflip(images, int(state.cfg.seed), state.iteration)
+        images = _mirror(state, images)
     _save_buffers(state)
     with torch.autocast(state.device.type, enabled=state.amp):
-        embeddings, features = state.model(images)
-        out = state.loss(features, labels)
+        embeddings, out = state.network(images, labels)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(out.total).backward()
     grad_norm = _optimizer_step(state)

@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from facetrain.config import abs_path, check_alpha
 from facetrain.data.synth_command import ensure_synthetic
 from facetrain.errors import FacetrainError
-from facetrain.run import is_main_process, pick_device, update_metrics
+from facetrain.run import is_main_process, pick_device, update_metrics, world_size
+from facetrain.run.distributed import average_across_ranks, barrier
 from facetrain.train.hooks import (
     CheckpointHook,
     DivergenceHook,
@@ -42,12 +43,19 @@ def _validate(cfg: DictConfig) -> None:
         raise FacetrainError(f"data.num_workers={cfg.data.num_workers} must be >= 0 (0 loads in the main process)")
     if cfg.clip_grad_norm is not None and not float(cfg.clip_grad_norm) > 0:
         raise FacetrainError(f"clip_grad_norm={cfg.clip_grad_norm} must be a positive number, or null for no clipping")
+    if int(cfg.batch_size) % world_size():
+        raise FacetrainError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly among the "
+                             f"{world_size()} processes; pick a multiple of {world_size()}")
 
 
 def _load_data(cfg: DictConfig, run_dir):
-    if cfg.data.get("generate_if_missing") and is_main_process():
+    main = is_main_process()
+    if main and cfg.data.get("generate_if_missing"):
         ensure_synthetic(cfg.data)
-    dataset = instantiate(cfg.data.dataset)
+    dataset = instantiate(cfg.data.dataset) if main else None
+    barrier()  # the other ranks then read what rank 0 wrote: the synthetic data, the folder index cache
+    if not main:
+        return instantiate(cfg.data.dataset)
     if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory (and log)
         dataset.write_report(run_dir)
     else:
@@ -74,7 +82,7 @@ def run_loop(state: TrainState, batches: Iterable, hooks: HookList, iterations: 
         for images, labels in batches if state.iteration < iterations else []:
             state.meter.add(train_step(state, images, labels, hflip))
             if state.iteration % log_every == 0 or state.iteration == iterations:
-                state.last_means = state.meter.pop()
+                state.last_means = average_across_ranks(state.meter.pop())  # the global batch's, on every rank
                 hooks.on_log(state, state.last_means)
             hooks.after_step(state)
             if state.iteration >= iterations:
@@ -92,8 +100,7 @@ def train(cfg: DictConfig) -> dict:
     state = build_state(cfg, dataset.num_classes, device, run_dir)
     resume(state, cfg.resume, bool(cfg.resume_strict))
     loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda")
-    state.model.train()
-    state.loss.train()
+    state.network.train()
     t0 = time.perf_counter()
     run_loop(state, loader, HookList(default_hooks(cfg)), int(cfg.iterations), int(cfg.log_every),
              bool(cfg.data.hflip))
@@ -101,6 +108,7 @@ def train(cfg: DictConfig) -> dict:
     done = state.iteration - state.start
     metrics = {f"train/{k}": v for k, v in (state.last_means | state.scalars()).items()}
     metrics |= {"train/iterations": state.iteration, "train/seconds": seconds, "train/skipped_steps": state.skipped_steps,
-                "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0}
+                "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0,  # all ranks together
+                "train/world_size": world_size(), "train/global_batch": int(cfg.batch_size)}
     log.info("finished %d iterations in %.1f s; run directory %s", state.iteration, seconds, run_dir)
     return update_metrics(run_dir, metrics) if is_main_process() else metrics

@@ -14,6 +14,7 @@ import threading
 
 from facetrain.errors import TrainingInterrupted
 from facetrain.run import is_main_process, save_checkpoint
+from facetrain.run.distributed import max_across_ranks
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
@@ -51,9 +52,10 @@ class StopOnSignalHook(Hook):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def after_step(self, state: TrainState) -> None:
-        if self.received is None:
+        received = max_across_ranks(self.received or 0)  # a signal may reach the ranks steps apart: stop together
+        if not received:
             return
-        name = signal.Signals(self.received).name
+        name = signal.Signals(received).name
         if is_main_process() and state.bad_windows == 0:
             save_checkpoint(state.checkpoint, state.capture())
             where = f"checkpoint saved at iteration {state.iteration} to {state.checkpoint}"
@@ -62,7 +64,7 @@ class StopOnSignalHook(Hook):
         log.warning("%s: %s", name, where)
         raise TrainingInterrupted(
             f"stopped by {name} at iteration {state.iteration}; {where}; continue with "
-            f"`facetrain train resume=true hydra.run.dir={state.run_dir}` (or resume=auto)", self.received)
+            f"`facetrain train resume=true hydra.run.dir={state.run_dir}` (or resume=auto)", received)
 
     def on_end(self, state: TrainState) -> None:
         for signum, handler in self._previous.items():

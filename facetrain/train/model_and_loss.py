@@ -1,0 +1,47 @@
+"""ModelAndLoss: the FaceModel and the loss as one module, the unit DistributedDataParallel wraps."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from facetrain.errors import FacetrainError
+from facetrain.losses import FaceLoss
+from facetrain.run import FaceModel
+
+__all__ = ["ModelAndLoss", "wrap_for_ranks"]
+
+
+class ModelAndLoss(nn.Module):
+    """images, labels -> (embeddings, LossOutput).
+
+    The loss owns parameters too (class weights, a learned scale), so DDP wraps both: every trained
+    parameter's gradient is then averaged over the ranks. Each rank's loss is the mean over its share of the
+    batch, and DDP averages those, so N ranks with batch_size / N images each take the step one process takes
+    with the whole batch (for losses that are plain means over the batch).
+    """
+
+    def __init__(self, model: FaceModel, loss: FaceLoss):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        embeddings, features = self.model(images)
+        return embeddings, self.loss(features, labels)
+
+
+def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, sync_bn: bool) -> nn.Module:
+    """`module` itself in one process; under torchrun, DDP around it (SyncBatchNorm first if asked, CUDA only).
+
+    The wrapper is only the forward path: checkpoints keep reading the unwrapped parts, so their keys never
+    gain `module.` and a run saved by N processes resumes in any other number.
+    """
+    if world_size <= 1:
+        return module
+    if sync_bn and device.type != "cuda":
+        raise FacetrainError("sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); drop it, "
+                             "or train on GPUs")
+    if sync_bn:
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)

@@ -1,0 +1,155 @@
+"""Data-parallel training under torchrun (CPU, gloo): N ranks x batch/N take the step 1 process x batch takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_config, run_cli, tiny_train_overrides
+
+from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip, rank_rows
+from facetrain.errors import FacetrainError
+from facetrain.run import pick_device
+from facetrain.train import train, trainer
+
+# No BatchNorm (LeNet++): per-rank batch statistics would differ from the full batch's, and torch's
+# SyncBatchNorm has no CPU kernel. Mirroring stays on: each rank must mirror its rows as one process would.
+# optim.lr=0.01: the sums of two half batches round differently from one batch's (1e-8); at the default 0.1
+# four steps of this tiny model amplify that to 1e-5, at 0.01 it stays at round-off.
+EXACT = ["backbone=lenet_pp", "input_size=[28,28]", "backbone.in_channels=3", "warmup.iterations=0",
+         "schedule.milestones=[3]", "optim.lr=0.01"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _overrides(data_root: Path, run_dir: Path | None, *extra: str) -> list[str]:
+    """The tiny test overrides (without the small CNN's channels); run_dir=None leaves it to Hydra."""
+    base = [o for o in tiny_train_overrides(data_root, run_dir or Path("."))
+            if not o.startswith("backbone.channels") and (run_dir or not o.startswith("run_dir="))]
+    return base + EXACT + list(extra)
+
+
+def torchrun(*args: str, nproc: int = 2, cwd: Path, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node=N -m facetrain.cli train ARGS` on a free port; fails the test on failure."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           *(launcher or (f"--master_port={_free_port()}",)), "-m", "facetrain.cli", "train", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=os.environ | {"PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _weights(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return state, {f"{part}.{k}": v for part, sd in state["model"].items() for k, v in sd.items()}
+
+
+def _compose(overrides: list[str]):
+    return compose_config("train", overrides)
+
+
+def assert_same_weights(a: Path, b: Path, iteration: int) -> None:
+    (state_a, wa), (state_b, wb) = _weights(a), _weights(b)
+    assert state_a["iteration"] == state_b["iteration"] == iteration
+    assert wa.keys() == wb.keys() and not any(k.split(".", 1)[1].startswith("module.") for k in wa)
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_each_rank_takes_its_block_of_the_same_global_batches():
+    for global_batches in (IterationBatchSampler(26, 8, seed=1), PKBatchSampler([i // 4 for i in range(24)], 8, 2)):
+        full = [b for b, _ in zip(global_batches, range(5), strict=False)]
+        shares = [[b for b, _ in zip(RankShare(global_batches, r, 2), range(5), strict=False)] for r in (0, 1)]
+        assert [s0 + s1 for s0, s1 in zip(*shares, strict=True)] == full
+    images = torch.arange(8.0 * 2).reshape(8, 1, 1, 2)
+    whole = random_hflip(images, 0, 3)
+    halves = [random_hflip(images[rank_rows(8, r, 2)], 0, 3, rows=rank_rows(8, r, 2), batch_size=8) for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), whole)
+
+
+def test_a_batch_the_ranks_cannot_share_is_refused(train_cfg, monkeypatch):
+    monkeypatch.setattr(trainer, "world_size", lambda: 3)
+    with pytest.raises(FacetrainError, match="batch_size=8 is the global batch .* multiple of 3"):
+        train(train_cfg())
+
+
+def test_each_rank_drives_its_own_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert pick_device("auto") == pick_device("cuda") == torch.device("cuda", 1)
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(FacetrainError, match="cuda:2 does not exist"):
+        pick_device("auto")
+
+
+@pytest.mark.parametrize("loss", ["softmax", pytest.param("l2softmax", marks=pytest.mark.slow)])  # ~25 s each
+def test_two_ranks_train_the_weights_one_process_trains(loss, tiny_data, tmp_path):
+    train(_compose(_overrides(tiny_data, tmp_path / "one", f"loss={loss}")))
+    runs = tmp_path / "runs"
+    torchrun(*_overrides(tiny_data, None, f"loss={loss}", f"paths.runs={runs}"), cwd=tmp_path)
+    (run,) = (runs / "train").iterdir()  # every rank wrote into one directory, named by rank 0's clock
+    assert_same_weights(tmp_path / "one", run, 4)
+    # rank 0 alone wrote: one TensorBoard file, one checkpoint, its own Hydra record
+    assert len(list((run / "tb").iterdir())) == 1
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.pt"]
+    assert "hydra.output_subdir=null" not in (run / ".hydra" / "overrides.yaml").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train/world_size"] == 2 and metrics["train/global_batch"] == 8
+    assert metrics["status"] == "completed"
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["train/loss"] == pytest.approx(one["train/loss"], rel=1e-4)  # averaged over the ranks
+
+
+@pytest.mark.slow
+def test_a_run_resumes_at_another_world_size(tiny_data, tmp_path):
+    train(_compose(_overrides(tiny_data, tmp_path / "full")))
+    # 2 processes to iteration 2, then 1 process to 4
+    torchrun(*_overrides(tiny_data, tmp_path / "two_then_one", "iterations=2"), cwd=tmp_path)
+    train(_compose(_overrides(tiny_data, tmp_path / "two_then_one", "resume=true")))
+    assert_same_weights(tmp_path / "full", tmp_path / "two_then_one", 4)
+    # 1 process to iteration 2, then 2 processes to 4
+    train(_compose(_overrides(tiny_data, tmp_path / "one_then_two", "iterations=2")))
+    torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", "resume=true"), cwd=tmp_path)
+    assert_same_weights(tmp_path / "full", tmp_path / "one_then_two", 4)
+
+
+@pytest.mark.slow
+def test_nproc_starts_the_ranks_itself(tiny_data, tmp_path):
+    train(_compose(_overrides(tiny_data, tmp_path / "one")))
+    run_cli("train", *_overrides(tiny_data, tmp_path / "two", "nproc=2"), cwd=tmp_path)
+    assert_same_weights(tmp_path / "one", tmp_path / "two", 4)
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train/world_size"] == 2
+
+
+def test_a_bad_nproc_is_refused_in_one_line(tmp_path):
+    proc = run_cli("train", "nproc=0", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "nproc=0 must be a positive integer" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_machines_of_one_rank_each(tiny_data, tmp_path):
+    """`--nnodes=2`, simulated by two launchers on this machine meeting at one rendezvous endpoint."""
+    train(_compose(_overrides(tiny_data, tmp_path / "one")))
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "facetrain.cli", "train",
+           *_overrides(tiny_data, tmp_path / "two")]
+    nodes = [subprocess.Popen(cmd[:3] + [f"--node_rank={n}"] + cmd[3:], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for n in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert_same_weights(tmp_path / "one", tmp_path / "two", 4)
