@@ -19,17 +19,8 @@ from torch import nn
 from facetrain.errors import FacetrainError
 from facetrain.run.atomic import atomic_write
 
-__all__ = [
-    "capture_state",
-    "checkpoint_path",
-    "find_checkpoint",
-    "latest_checkpoint",
-    "load_checkpoint",
-    "resolve_checkpoint",
-    "restore_state",
-    "run_of_checkpoint",
-    "save_checkpoint",
-]
+__all__ = ["capture_state", "checkpoint_path", "find_checkpoint", "latest_checkpoint", "load_checkpoint",
+           "resolve_checkpoint", "restore_state", "run_of_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger(__name__)
 
