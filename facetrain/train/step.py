@@ -18,9 +18,10 @@ __all__ = ["train_step"]
 def _optimizer_step(state: TrainState) -> torch.Tensor | None:
     """Unscale, clip to `clip_grad_norm` (if set), and step unless the gradients are not finite.
 
-    Returns the global gradient norm before clipping, or None when the step was skipped. A skipped step leaves weights, momentum and weight decay
-    untouched, so one overflowing batch costs one step, not the run. Reading the norm is the step's one
-    host sync (fp16's GradScaler makes the same one to skip its own overflowing steps).
+    Returns the global gradient norm before clipping, or None when the step was skipped. A skipped step
+    leaves weights, momentum and weight decay untouched, so one overflowing batch costs one step, not the
+    run. Reading the norm is the step's one host sync (fp16's GradScaler makes the same one to skip its
+    own overflowing steps).
     """
     state.scaler.unscale_(state.optimizer)
     max_norm = state.clip_grad_norm or math.inf
