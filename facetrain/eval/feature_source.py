@@ -109,7 +109,8 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
         raise FacetrainError(f"evaluation folder {images.root} does not exist; run `facetrain data synth` for the "
                              "demo data or set data.root=... to your copy of the dataset")
     bad_idx = _unusable(images)
-    _refuse_or_drop(cfg, images, [images.keys[i] for i in bad_idx], "are missing or have no usable face box")
+    _refuse_or_drop(cfg, images, [images.keys[i] for i in bad_idx],
+                    "are missing" + (" or have no usable face box" if images.boxes is not None else ""))
     bad = set(bad_idx)
     idx = [i for i in range(len(images.keys)) if i not in bad]
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))

@@ -40,7 +40,7 @@ __all__ = ["IjbProtocol", "evaluate_ijb", "ijb_identification", "ijb_templates",
 
 log = logging.getLogger(__name__)
 
-BLOCK = 1 << 18  # pairs scored at a time: IJB-C's 15.7M pairs never build a [P, D] array
+BLOCK = 1 << 16  # pairs scored at a time (2 x 256 MiB at D = 512): IJB-C's 15.7M pairs never build [P, D]
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ def template_pair_scores(features: np.ndarray, a: np.ndarray, b: np.ndarray, blo
 def _unknown(ids, known: set[int], where: str, what: str) -> None:
     missing = [t for t in ids if t not in known]
     if missing:
-        raise FacetrainError(f"{where}: {len(missing)} {what} template(s) have no face in face_tid_mid (first: "
-                             f"{missing[0]}); the meta files do not belong together")
+        raise FacetrainError(f"{where}: {what} template {missing[0]} has no face in face_tid_mid ({len(missing)} such "
+                             "template(s)); the meta files do not belong together")
 
 
 def ijb_verification(pooled: PooledTemplates, pairs: IjbPairs, listed: set[int], p: DictConfig

@@ -57,9 +57,11 @@ def pool_templates(features: np.ndarray, template_ids: Sequence[int], media_ids:
     """
     if pooling not in POOLINGS:
         raise FacetrainError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-    feats = l2_normalize(features) if normalize_images else np.asarray(features, dtype=np.float64)
+    feats = np.array(features, dtype=np.float64)  # a copy: scaled in place below
+    if normalize_images:
+        feats = l2_normalize(feats)
     if weights is not None:
-        feats = feats * np.asarray(weights, dtype=np.float64)[:, None]
+        feats *= np.asarray(weights, dtype=np.float64)[:, None]
     tids, mids = np.asarray(template_ids), np.asarray(media_ids)
     unique, first, template = np.unique(tids, return_index=True, return_inverse=True)
     rank = np.empty(len(unique), dtype=int)
