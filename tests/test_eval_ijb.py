@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.errors import FacetrainError
-from facetrain.eval.ijb import ijb_identification, ijb_templates, ijb_verification
+from facetrain.eval.ijb import evaluate_ijb, ijb_identification, ijb_templates, ijb_verification
 from facetrain.eval.ijb_meta import (
     IjbFaces,
     IjbPoints,
@@ -154,7 +154,7 @@ def env(tmp_path_factory, tiny_data):
     return root, root / "run"
 
 
-def test_synthetic_tree_scores_through_the_cli(env, tmp_path):
+def test_synthetic_tree_scores_through_the_cli(env, tmp_path, capsys):
     root, run = env
     out = tmp_path / "eval"
     proc = run_cli("eval", "ijbc", f"paths.data={root}", f"model={run}", "device=cpu", "num_workers=0",
@@ -174,6 +174,24 @@ def test_synthetic_tree_scores_through_the_cli(env, tmp_path):
                                   f"features={out / 'features_ijbc.npz'}", f"protocol.meta={meta}", "plots=false"])
     again = instantiate(cfg.protocol.evaluate)(cfg)
     assert again["ijbc/tar@far=0.01"] == pytest.approx(m["ijbc/tar@far=0.01"]) and "ijbc/rank1" not in again
+    assert "IJB-C 1:N identification skipped: " in capsys.readouterr().out
+
+    ijbb = tmp_path / "IJBB" / "meta"  # IJB-B: the same code path under IJB-B's file names (galleries S1, S2)
+    ijbb.mkdir(parents=True)
+    for f in (root / "synth" / "ijbc" / "meta").iterdir():
+        (ijbb / f.name.replace("ijbc", "ijbb").replace("_G", "_S")).write_bytes(f.read_bytes())
+    cfg_b = compose_config("eval", ["protocol=ijbb", f"data.root={ijbb.parent}", f"run_dir={tmp_path / 'b'}",
+                                    f"features={out / 'features_ijbc.npz'}", "plots=false"])
+    b = instantiate(cfg_b.protocol.evaluate)(cfg_b)
+    assert b["ijbb/tar@far=0.1"] == pytest.approx(m["ijbc/tar@far=0.1"]) and b["ijbb/s2/rank1"] == m["ijbc/g2/rank1"]
+    with pytest.raises(FacetrainError, match=r"set data.root=\.\.\. to your IJB-B folder"):
+        evaluate_ijb(compose_config("eval", ["protocol=ijbb"]))
+
+    five = meta / "ijbc_name_5pts_score.txt"  # an image without landmarks: refused, naming the face_tid_mid line
+    five.write_text("".join(ln for ln in five.read_text().splitlines(True) if not ln.startswith("2.jpg ")))
+    with pytest.raises(FacetrainError, match=r"ijbc_face_tid_mid.txt:2: 1 image\(s\) have no landmarks in .*"
+                                             r"\(first: 2.jpg\)"):
+        instantiate(cfg.protocol.evaluate)(cfg)
 
 
 def test_cli_refuses_a_malformed_meta_line_in_one_line(env, tmp_path):
