@@ -8,8 +8,11 @@ import pytest
 from conftest import TINY_SPEC, compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image, ImageFilter
 
+from facetrain.data.image_io import read_aligned
 from facetrain.data.synth import SynthSpec, write_synthetic_data
+from facetrain.data.synth.ijbc_tree import _loose_crop
 from facetrain.errors import FacetrainError
 from facetrain.eval.ijb import evaluate_ijb, ijb_identification, ijb_templates, ijb_verification
 from facetrain.eval.ijb_meta import (
@@ -73,6 +76,16 @@ def test_tar_at_far_equals_an_exact_k_computation(tmp_path):
     for far in (1e-4, 1e-3, 0.01, 0.05):  # k = 0 (midpoint rule), 1, ~10, ~50
         assert numbers[f"tar@far={far:g}"] == pytest.approx(_reference_tar(genuine, impostor, far))
     assert numbers["genuine"] == 60 and numbers["impostor"] == len(impostor) and numbers["pairs_dropped"] == 0
+
+
+def test_aligning_a_synthetic_loose_crop_gives_back_the_rendered_face(tmp_path):
+    face = Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 96, 3), dtype=np.uint8)).filter(
+        ImageFilter.GaussianBlur(2))  # smooth, so the 0.5 px landmark jitter moves pixels little
+    scene, points, _ = _loose_crop(face, np.random.default_rng(4))
+    scene.save(tmp_path / "1.png")
+    back = read_aligned(tmp_path / "1.png", points, (112, 96)).permute(1, 2, 0).numpy().astype(float)
+    inner = (slice(8, -8), slice(8, -8))  # the border mixes in the loose crop's background
+    assert scene.size != face.size and np.abs(back[inner] - np.asarray(face, float)[inner]).mean() < 2.5  # 1 px off: 3.1
 
 
 def test_template_pooling_by_hand():

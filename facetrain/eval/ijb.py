@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -180,7 +179,7 @@ def evaluate_ijb(cfg: DictConfig) -> dict[str, float]:
     ijb = load_ijb(p)
     listed = set(ijb.faces.template.tolist())
     for gallery, f in zip(ijb.galleries.values(), p.galleries, strict=False):
-        _unknown(gallery, listed, str(Path(abs_path(p.meta)) / str(f)), "gallery")
+        _unknown(gallery, listed, str(abs_path(p.meta) / str(f)), "gallery")
     _unknown(ijb.probes, listed, str(abs_path(p.meta) / str(p.probes)), "probe")
     source = gather_features(cfg, _image_set(p, ijb, bool(cfg.allow_missing)), name)
     feats = dict(zip(source.features.paths, source.features.features, strict=True))
