@@ -13,7 +13,7 @@ from PIL import Image
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["TEMPLATE_112x96", "similarity_transform", "template_for", "warp_face"]
+__all__ = ["TEMPLATE_112x96", "similarity_transform", "template_for", "warp_affine", "warp_face"]
 
 # Left eye, right eye, nose tip, left and right mouth corners (as seen in the image) of a 112x96
 # (height x width) crop: sphereface `preprocess/code/face_align_demo.m`, used by Face-ResNet too.
@@ -57,17 +57,22 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
 
 
-def warp_face(image: Image.Image, landmarks: np.ndarray, size: Sequence[int]) -> Image.Image:
-    """The aligned (height, width) RGB crop whose landmarks land on `template_for(size)` (bilinear).
+def warp_affine(image: Image.Image, matrix: np.ndarray, size: Sequence[int], fill: int | tuple = 0) -> Image.Image:
+    """The (height, width) image whose pixel q shows `image` at p, where q = matrix[:, :2] @ p + matrix[:, 2] (bilinear).
 
     PIL's affine transform wants the output→input map in its own coordinates, where pixel
     centres sit at +0.5; the shifts below convert from the integer-centre convention.
     """
     h, w = int(size[0]), int(size[1])
-    m = similarity_transform(landmarks, template_for((h, w)))
-    inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
+    inv = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     # src_pil = inv @ (dst_pil - 0.5) + 0.5
     a, t = inv[:, :2], inv[:, 2]
     t_pil = t + 0.5 - a @ np.array([0.5, 0.5])
     coeffs = (a[0, 0], a[0, 1], t_pil[0], a[1, 0], a[1, 1], t_pil[1])
-    return image.convert("RGB").transform((w, h), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
+    return image.transform((w, h), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR, fillcolor=fill)
+
+
+def warp_face(image: Image.Image, landmarks: np.ndarray, size: Sequence[int]) -> Image.Image:
+    """The aligned (height, width) RGB crop whose landmarks land on `template_for(size)` (bilinear)."""
+    m = similarity_transform(landmarks, template_for((int(size[0]), int(size[1]))))
+    return warp_affine(image.convert("RGB"), m, size)

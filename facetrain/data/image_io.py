@@ -11,10 +11,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
+from facetrain.data.alignment import warp_face
 from facetrain.data.face_box import crop_box
 from facetrain.errors import FacetrainError
 
-__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_image"]
+__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_aligned", "read_image"]
 
 FIT_MODES = ("resize", "crop")
 
@@ -23,11 +24,12 @@ class ImageReadError(FacetrainError):
     """A file that is not a readable image (empty, truncated, not an image, a directory)."""
 
 
-def _decode(source, name: str) -> torch.Tensor:
+def _decode(source, name: str, landmarks: np.ndarray | None = None, size: Sequence[int] | None = None
+            ) -> torch.Tensor:
     try:
         with Image.open(source) as im:
             # convert() forces the full decode, so a truncated JPEG fails here, not later in training.
-            array = np.asarray(im.convert("RGB"))
+            array = np.asarray(im.convert("RGB") if landmarks is None else warp_face(im, landmarks, size))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         reason = str(err) or type(err).__name__
         raise ImageReadError(f"cannot read image {name} ({reason}); remove or replace the file") from None
@@ -103,3 +105,14 @@ def decode_image(data: bytes, size: Sequence[int] | None = None, fit: str = "res
                  ) -> torch.Tensor:
     """Like `read_image`, from the encoded bytes of a file (a pack's JPEG shard)."""
     return fit_image(_decode(io.BytesIO(data), name), size, fit)
+
+
+def read_aligned(path: Path, landmarks: np.ndarray, size: Sequence[int]) -> torch.Tensor:
+    """uint8 [3, H, W]: the face of a file warped so its 5 landmarks land on the template for `size` (IJB-B/C).
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or not an image.
+    """
+    if Path(path).is_dir():
+        raise ImageReadError(f"cannot read image {path} (it is a directory); rename or remove it")
+    return _decode(path, str(path), np.asarray(landmarks, dtype=np.float64).reshape(5, 2), size)

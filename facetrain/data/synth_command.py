@@ -18,7 +18,7 @@ def synth(cfg: DictConfig) -> dict:
         train_max_images=int(s.train_max_images), lfw_folds=int(s.lfw_folds),
         lfw_pairs_per_fold=int(s.lfw_pairs_per_fold), lfw_identities_per_fold=int(s.lfw_identities_per_fold),
         lfw_max_images=int(s.lfw_max_images), jpeg_quality=int(s.jpeg_quality),
-        **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_"))},  # optional eval trees
+        **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_"))},  # optional eval trees
     )
     out = abs_path(s.out)
     summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
@@ -27,7 +27,7 @@ def synth(cfg: DictConfig) -> dict:
           f"{summary['train_identities']} people), {out}/lfw ({summary['lfw_images']} images, "
           f"{summary['lfw_pairs']} pairs in pairs.txt)")
     for tree, key, what in (("blufr_lfw", "blufr_trials", "trials"), ("ytf", "ytf_pairs", "video pairs"),
-                            ("ijba", "ijba_pairs", "1:1 pairs")):
+                            ("ijba", "ijba_pairs", "1:1 pairs"), ("ijbc", "ijbc_pairs", "1:1 pairs")):
         if key in summary:
             print(f"  {out}/{tree} ({summary[key]} {what})")
     return summary

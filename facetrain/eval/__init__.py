@@ -1,4 +1,4 @@
-"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, .bin sets)."""
+"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, IJB-B/C, .bin)."""
 
 from facetrain.eval.bin_file import BinPairs, read_bin
 from facetrain.eval.bin_sets import evaluate_bin
@@ -7,6 +7,7 @@ from facetrain.eval.blufr_lists import BlufrLists, parse_blufr_lists
 from facetrain.eval.embedder import embed_encoded, embed_images
 from facetrain.eval.features import Features, load_features, save_features
 from facetrain.eval.identification import cmc, open_set, split_probes
+from facetrain.eval.ijb import evaluate_ijb
 from facetrain.eval.ijba import evaluate_ijba
 from facetrain.eval.ijba_protocol import load_split, read_comparisons, read_templates
 from facetrain.eval.lfw import evaluate_lfw, lfw_metrics
@@ -32,6 +33,7 @@ __all__ = [
     "embed_images",
     "evaluate_bin",
     "evaluate_blufr",
+    "evaluate_ijb",
     "evaluate_ijba",
     "evaluate_lfw",
     "evaluate_ytf",

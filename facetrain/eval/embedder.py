@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
-from facetrain.data.image_io import check_fit, decode_image, read_image
+from facetrain.data.image_io import check_fit, decode_image, read_aligned, read_image
 from facetrain.errors import FacetrainError
 
 __all__ = ["CHANNELS", "MIRROR_MODES", "embed_encoded", "embed_images"]
@@ -27,20 +27,23 @@ def _grey(image: torch.Tensor) -> torch.Tensor:
 
 
 class _ImageList(Dataset):
-    """Whole images, or (with boxes) face crops around each box with a margin; RGB or grey."""
+    """Whole images, face crops around boxes (with a margin), or faces aligned by 5 landmarks; RGB or grey."""
 
     def __init__(self, root: Path, paths: Sequence[str], size: Sequence[int],
                  boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0, fit: str = "resize",
-                 channels: int = 3):
+                 channels: int = 3, landmarks: Sequence[np.ndarray] | None = None):
         self.root, self.paths, self.size, self.boxes, self.margin = root, list(paths), size, boxes, margin
-        self.fit, self.channels = fit, channels
+        self.fit, self.channels, self.landmarks = fit, channels, landmarks
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        box = None if self.boxes is None else self.boxes[i]
-        image = read_image(self.root / self.paths[i], self.size, self.fit, box, self.margin)
+        if self.landmarks is not None:
+            image = read_aligned(self.root / self.paths[i], self.landmarks[i], self.size)
+        else:
+            box = None if self.boxes is None else self.boxes[i]
+            image = read_image(self.root / self.paths[i], self.size, self.fit, box, self.margin)
         return _grey(image) if self.channels == 1 else image
 
 
@@ -92,7 +95,7 @@ def _embed(backbone: nn.Module, dataset: Dataset, device: torch.device, mirror: 
 def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: torch.device,
                  mirror: str = "sum", batch_size: int = 256, num_workers: int = 0, progress: bool = True,
                  boxes: Sequence[Sequence[float]] | None = None, margin: float = 0.0, fit: str = "resize",
-                 channels: int = 3) -> np.ndarray:
+                 channels: int = 3, landmarks: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """float32 [N, D] (or [N, 2D] for `concat`): f(x) + f(flip(x)) by default (NormFace's mirror trick).
 
     Args:
@@ -106,12 +109,14 @@ def embed_images(backbone: nn.Module, root: Path, paths: Sequence[str], device: 
         margin: the crop grows by this fraction of the box on every side.
         fit: how images reach the input size, `resize` or `crop` (as the model's `data.fit` in training).
         channels: 3 (RGB) or 1 (grey, after reading: for models trained on 1-channel digits).
+        landmarks: [5, 2] points per path (IJB-B/C): each face is warped onto the 5-point template at the
+            input size (instead of `boxes` / `fit`).
 
     Returns:
         the features, one row per path.
     """
     _check_settings(mirror, fit, channels)
-    dataset = _ImageList(root, paths, backbone.input_size, boxes, margin, fit, channels)
+    dataset = _ImageList(root, paths, backbone.input_size, boxes, margin, fit, channels, landmarks)
     return _embed(backbone, dataset, device, mirror, batch_size, num_workers, progress)
 
 

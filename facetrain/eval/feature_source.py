@@ -35,6 +35,7 @@ class ImageSet:
     files: list[str] | None = None  # file of each key when it differs from the key (IJB-A faces)
     boxes: list[tuple[float, float, float, float]] | None = None  # face box (x, y, w, h) of each key
     origins: dict[str, str] = field(default_factory=dict)  # key -> "file:line" that first named it
+    landmarks: list[np.ndarray] | None = None  # [5, 2] points of each key: the face is aligned by them (IJB-B/C)
 
     def file(self, i: int) -> str:
         return self.keys[i] if self.files is None else self.files[i]
@@ -108,7 +109,8 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
         raise FacetrainError(f"evaluation folder {images.root} does not exist; run `facetrain data synth` for the "
                              "demo data or set data.root=... to your copy of the dataset")
     bad_idx = _unusable(images)
-    _refuse_or_drop(cfg, images, [images.keys[i] for i in bad_idx], "are missing or have no usable face box")
+    _refuse_or_drop(cfg, images, [images.keys[i] for i in bad_idx],
+                    "are missing" + (" or have no usable face box" if images.boxes is not None else ""))
     bad = set(bad_idx)
     idx = [i for i in range(len(images.keys)) if i not in bad]
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
@@ -117,19 +119,22 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     margin = float(cfg.protocol.get("margin", 0.0))
     files = [images.file(i) for i in idx]
     boxes = [images.boxes[i] for i in idx] if images.boxes is not None else None
+    points = [images.landmarks[i] for i in idx] if images.landmarks is not None else None
 
     def embed(todo: list[int]) -> np.ndarray:
         log.info("embedding %d images with %s", len(todo), checkpoint)
         return embed_images(trained.embedder, images.root, [files[j] for j in todo], pick_device(cfg.device), mirror=cfg.mirror,
                             batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers),
                             progress=bool(cfg.progress), boxes=None if boxes is None else [boxes[j] for j in todo],
-                            margin=margin, fit=pre.fit, channels=pre.channels)
+                            margin=margin, fit=pre.fit, channels=pre.channels,
+                            landmarks=None if points is None else [points[j] for j in todo])
 
     keys = [images.keys[i] for i in idx]
     if cfg.cache:
         settings = {"mirror": cfg.mirror, "embedding": cfg.embedding, "root": str(images.root.resolve()), "fit": pre.fit,
-                    "margin": margin if boxes is not None else None}
-        prints = [file_fingerprint(images.root / f, None if boxes is None else boxes[j]) for j, f in enumerate(files)]
+                    "margin": margin if boxes is not None else None} | ({"aligned": True} if points is not None else {})
+        crops = boxes if points is None else [p.reshape(-1) for p in points]  # what must stay unchanged per row
+        prints = [file_fingerprint(images.root / f, None if crops is None else crops[j]) for j, f in enumerate(files)]
         feats, embedded = cached_features(cache_file(_cache_dir(cfg, checkpoint), checkpoint, settings), keys, prints,
                                           embed)
     else:

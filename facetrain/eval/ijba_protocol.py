@@ -14,8 +14,8 @@ import numpy as np
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["IjbaSplit", "TemplateRows", "box_key", "face_keys", "find_splits", "load_split", "read_comparisons",
-           "read_templates"]
+__all__ = ["IjbaSplit", "TemplateRows", "box_key", "face_keys", "field_int", "find_splits", "load_split",
+           "read_comparisons", "read_templates"]
 
 NEEDED = ("TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT")
 
@@ -37,7 +37,8 @@ class TemplateRows:
         return dict(zip(self.template.tolist(), self.subject.tolist(), strict=True))
 
 
-def _int(value: str, path: Path, line: int, column: str) -> int:
+def field_int(value: str, path: Path, line: int, column: str) -> int:
+    """An integer field of a protocol file, or one line naming the file, line, column and value."""
     try:
         return int(value)
     except ValueError:
@@ -73,7 +74,7 @@ def read_templates(path: Path) -> TemplateRows:
             if len(row) != len(header):
                 raise FacetrainError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
             for c in ("TEMPLATE_ID", "SUBJECT_ID", "MEDIA_ID"):
-                cols[c].append(_int(row[col[c]], path, line, c))
+                cols[c].append(field_int(row[col[c]], path, line, c))
             for c in ("FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT"):
                 cols[c].append(_float(row[col[c]], path, line, c))
             cols["FILE"].append(row[col["FILE"]].strip())
@@ -94,7 +95,7 @@ def read_comparisons(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 continue
             if len(row) != 2:
                 raise FacetrainError(f"{path}:{line}: expected `templateA,templateB`, got {','.join(row)!r}")
-            pairs.append([_int(row[0], path, line, "template id"), _int(row[1], path, line, "template id")])
+            pairs.append([field_int(row[0], path, line, "template id"), field_int(row[1], path, line, "template id")])
             lines.append(line)
     return np.array(pairs, dtype=int).reshape(-1, 2), np.array(lines)
 

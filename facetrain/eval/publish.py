@@ -14,7 +14,7 @@ from facetrain.run import update_metrics
 
 __all__ = ["publish"]
 
-_TITLES = {"lfw": "LFW", "blufr": "LFW BLUFR", "ytf": "YouTube Faces", "ijba": "IJB-A 1:1", "bin": "insightface .bin"}
+_TITLES = {"lfw": "LFW", "blufr": "LFW BLUFR", "ytf": "YouTube Faces", "ijba": "IJB-A 1:1", "ijbb": "IJB-B 1:1", "ijbc": "IJB-C 1:1", "bin": "insightface .bin"}
 
 
 def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, curves: Mapping[str, RocCurve],

@@ -1,4 +1,4 @@
-"""Write synthetic training and evaluation trees laid out exactly like CASIA-WebFace, LFW (+ BLUFR lists), YTF and IJB-A."""
+"""Write synthetic training and evaluation trees laid out exactly like CASIA-WebFace, LFW (+ BLUFR lists), YTF, IJB-A, IJB-C."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from facetrain.data.synth.blufr_lists import write_blufr_lists
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.ijba_tree import write_ijba
+from facetrain.data.synth.ijbc_tree import write_ijbc
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.render import render_face
@@ -25,7 +26,7 @@ from facetrain.errors import FacetrainError
 __all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
 
 _TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
-_OPTIONAL = ("blufr_", "ytf_", "ijba_")  # spec fields of the optional evaluation trees
+_OPTIONAL = ("blufr_", "ytf_", "ijba_", "ijbc_")  # spec fields of the optional evaluation trees
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class SynthSpec:
     ijba_subjects: int = 60
     ijba_templates: int = 3
     ijba_impostor_ratio: int = 5
+    ijbc_subjects: int = 0
+    ijbc_templates: int = 3
+    ijbc_impostor_ratio: int = 20
 
 
 def _render_person(args) -> int:
@@ -149,7 +153,7 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
     """Write `out/casia` (training), `out/lfw` (evaluation + pairs.txt) and the optional trees; return a summary.
 
     A finished tree carries `synth.json`; an existing tree made with the same spec is kept as is. The
-    optional trees (BLUFR lists, YTF, IJB-A) carry their own marker, so adding one later leaves casia/lfw alone.
+    optional trees (BLUFR lists, YTF, IJB-A, IJB-C) carry their own marker, so adding one later leaves casia/lfw alone.
     """
     marker = out / "synth.json"
     wanted = {"spec": _spec_dict(spec)}
@@ -184,7 +188,7 @@ def _lfw_counts(lfw: Path) -> dict[str, int]:
 
 
 def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: bool) -> dict:
-    """BLUFR lists over the LFW tree, the YTF tree and the IJB-A tree, each when asked for (count > 0)."""
+    """BLUFR lists over the LFW tree, the YTF, IJB-A and IJB-C trees, each when asked for (count > 0)."""
     run = partial(_run_tasks, workers)
     writers = {
         "blufr_lfw": (spec.blufr_trials, ("blufr_",), lambda d: write_blufr_lists(
@@ -195,6 +199,8 @@ def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: b
         "ijba": (spec.ijba_splits, ("ijba_",), lambda d: write_ijba(
             d, spec.seed, spec.ijba_splits, spec.ijba_subjects, spec.ijba_templates, spec.ijba_impostor_ratio,
             spec.jpeg_quality, run)),
+        "ijbc": (spec.ijbc_subjects, ("ijbc_",), lambda d: write_ijbc(
+            d, spec.seed, spec.ijbc_subjects, spec.ijbc_templates, spec.ijbc_impostor_ratio, spec.jpeg_quality, run)),
     }
     summary: dict = {}
     for name, (enabled, prefixes, write) in writers.items():
