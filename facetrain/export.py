@@ -111,6 +111,9 @@ def export_from_config(cfg: DictConfig) -> Path:
         raise FacetrainError(f"format={fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
     backbone = load_embedder(checkpoint).embedder.eval()
+    if not isinstance(backbone, Backbone):
+        raise FacetrainError(f"model={checkpoint} is already an exported model; export takes a facetrain checkpoint "
+                             "or an arcface_torch backbone.pth")
     out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
     export_backbone(backbone, fmt, out)
     log.info("exported the backbone of %s to %s (%s)", checkpoint, out, fmt)

@@ -21,7 +21,7 @@ from facetrain.backbones.torchvision_trunks import imagenet_weights_file
 from facetrain.errors import FacetrainError
 
 SIZES = [(112, 96), (112, 112), (128, 128)]
-BIG = ["resnet101", "resnext101", "iresnet50", "iresnet100"]  # seconds per step on 2 CPU cores
+BIG = ["resnet101", "resnext101", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200"]  # seconds per step on 2 CPU cores
 SMALL = ["face_resnet27", "sphereface20", "lenet_pp"]
 
 

@@ -1,9 +1,13 @@
 """Validation while training: LFW-protocol scores of the current backbone, val/ scalars, best.pt."""
 
 import json
+import pickle
 
 import pytest
 import torch
+from bin_helpers import lfw_as_bin, write_py3_bin
+from conftest import compose_config
+from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facetrain.errors import FacetrainError
@@ -44,3 +48,44 @@ def test_first_pairs_per_fold_keeps_the_folds_shape(tiny_data):
 def test_bad_validation_settings_are_one_line_errors(train_cfg, tmp_path, override, message):
     with pytest.raises(FacetrainError, match=message):
         train(train_cfg("iterations=2", "val.every=2", override, run_dir=tmp_path / "r"))
+
+
+def test_bin_sets_validate_with_eval_bins_keys_and_numbers(train_cfg, tiny_data, tmp_path):
+    """The .bin of the LFW tree's own pairs scores what the tree does; the last validation is `eval bin` of last.pt."""
+    lfw_bin = lfw_as_bin(tiny_data / "synth" / "lfw", tmp_path / "lfw_pairs.bin")
+    run = tmp_path / "r"
+    metrics = train(train_cfg("iterations=4", "val.every=2", f"val.sets=[{lfw_bin}]",
+                              "val.metric=bin/lfw_pairs/acc_mean", run_dir=run))
+    assert metrics["val/bin/lfw_pairs/acc_mean"] == metrics["val/lfw/acc_mean"]
+    assert metrics["val/bin/lfw_pairs/pairs"] == 40 and "val/best/bin/lfw_pairs/acc_mean" in metrics
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["iteration"] == metrics["val/best_iteration"]
+    cfg = compose_config("eval", ["protocol=bin", f"protocol.paths=[{lfw_bin}]", f"model={run}", "device=cpu",
+                                  f"run_dir={tmp_path / 'eval'}", "progress=false", "num_workers=0", "cache=false"])
+    scored = instantiate(cfg.protocol.evaluate)(cfg)
+    assert {k: metrics[f"val/{k}"] for k in scored} == pytest.approx(scored)
+
+
+def test_bin_sets_alone_keep_best_pt(train_cfg, tiny_data, tmp_path):
+    data = pickle.loads(lfw_as_bin(tiny_data / "synth" / "lfw", tmp_path / "a.bin").read_bytes())
+    cfp = write_py3_bin(tmp_path / "cfp_fp.bin", data[0], data[1])
+    run = tmp_path / "r"
+    metrics = train(train_cfg("iterations=2", "val.every=2", "val.root=null", f"val.sets=[{cfp}]",
+                              "val.metric=bin/cfp_fp/auc", run_dir=run))
+    assert not any(k.startswith("val/lfw/") for k in metrics) and 0 <= metrics["val/bin/cfp_fp/auc"] <= 1
+    assert json.loads((run / "metrics.json").read_text())["val/best/bin/cfp_fp/auc"] == metrics["val/bin/cfp_fp/auc"]
+    assert (run / "checkpoints" / "best.pt").is_file()
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("val/bin/cfp_fp/acc_mean")] == [2]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["val.root=null"], "validation has nothing to score"),
+    (["val.sets=[/no/cfp_fp.bin]"], "cfp_fp.bin"),
+    (["val.metric=bin/nothing/acc_mean"], r"val.metric=bin/nothing/acc_mean is not one of"),
+])
+def test_bad_bin_validation_settings_are_one_line_errors(train_cfg, tmp_path, overrides, message):
+    with pytest.raises(FacetrainError, match=message) as err:
+        train(train_cfg("iterations=2", "val.every=2", *overrides, run_dir=tmp_path / "r"))
+    assert "\n" not in str(err.value)

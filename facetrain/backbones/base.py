@@ -24,11 +24,12 @@ class Backbone(nn.Module):
         embedding_dim: size of the embedding the network outputs.
         input_size: (height, width) the network is built for.
         in_channels: image channels (3 for colour faces, 1 for grey digits).
+        input_std: the pixel divisor of `InputNorm` (128; arcface_torch's models: 127.5).
     """
 
-    def __init__(self, embedding_dim: int, input_size: Sequence[int], in_channels: int = 3):
+    def __init__(self, embedding_dim: int, input_size: Sequence[int], in_channels: int = 3, input_std: float = 128.0):
         super().__init__()
         self.input_size = as_size(input_size)
         self.embedding_dim = int(embedding_dim)
         self.in_channels = int(in_channels)
-        self.norm = InputNorm()
+        self.norm = InputNorm(input_std)

@@ -10,7 +10,10 @@ from torch import nn
 from facetrain.backbones.base import Backbone
 from facetrain.backbones.sizes import conv_out
 
-__all__ = ["IBasicBlock", "IResNet"]
+__all__ = ["IRESNET_LAYERS", "IBasicBlock", "IResNet"]
+
+# blocks per stage of arcface_torch's iresnet18 ... iresnet200 (configs/backbone/iresnet*.yaml repeat them)
+IRESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 200: (6, 26, 60, 6)}
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -54,6 +57,8 @@ class IResNet(Backbone):
         in_channels: image channels.
         dropout: dropout before the FC (0 in arcface_torch; 0.4 in the MXNet recipes).
         conv_init_std: std of the conv weights' normal init (insightface uses 0.1).
+        input_std: pixel divisor, (x - 127.5) / input_std: 128 as the other backbones, 127.5 as arcface_torch
+            trained its released models ((x / 255 - 0.5) / 0.5).
     """
 
     def __init__(
@@ -64,8 +69,10 @@ class IResNet(Backbone):
         in_channels: int = 3,
         dropout: float = 0.0,
         conv_init_std: float = 0.1,
+        input_std: float = 128.0,
     ):
-        super().__init__(embedding_dim, input_size, in_channels)
+        super().__init__(embedding_dim, input_size, in_channels, input_std)
+        self.layers = tuple(int(b) for b in layers)
         self.stem = nn.Sequential(nn.Conv2d(self.in_channels, 64, 3, padding=1, bias=False), _bn(64), nn.PReLU(64))
         stages, c_in, size = [], 64, self.input_size
         for c_out, blocks in zip((64, 128, 256, 512), layers, strict=True):

@@ -28,7 +28,7 @@ from facetrain.eval.roc_metrics import eer, roc_auc
 from facetrain.eval.verification import kfold_accuracy
 from facetrain.run import load_embedder, pick_device, resolve_checkpoint, run_of_checkpoint
 
-__all__ = ["FOLDS", "bin_folds", "bin_metrics", "evaluate_bin"]
+__all__ = ["FOLDS", "bin_folds", "bin_metrics", "bin_paths", "evaluate_bin", "read_sets", "sets_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +57,23 @@ def bin_metrics(name: str, same: np.ndarray, left: np.ndarray, right: np.ndarray
             f"{key}/eer": eer(same, scores), f"{key}/pairs": float(len(same))}, scores
 
 
-def _bin_paths(cfg: DictConfig) -> list[Path]:
-    given = cfg.protocol.paths
+def bin_paths(given, option: str = "protocol.paths") -> list[Path]:
+    """The `.bin` files of an option (one path or a list), each with its own file name (metrics are keyed by it)."""
     items = [given] if isinstance(given, str) else list(given or [])
     if not items:
-        raise FacetrainError(f"no .bin files given; pass them as {_EXAMPLE} (one file: protocol.paths=/data/lfw.bin)")
+        example = _EXAMPLE.replace("protocol.paths", option)
+        raise FacetrainError(f"no .bin files given; pass them as {example} (one file: {option}=/data/lfw.bin)")
     paths = [abs_path(str(p)) for p in items]
     stems = [p.stem for p in paths]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
-        raise FacetrainError(f"two .bin files are named {twice[0]}; metrics are keyed bin/<file name>, so give each "
-                             "set its own file name")
+        raise FacetrainError(f"two .bin files are named {twice[0]} ({option}); metrics are keyed bin/<file name>, "
+                             "so give each set its own file name")
     return paths
 
 
-def _read_sets(paths: Sequence[Path]) -> list[BinPairs]:
+def read_sets(paths: Sequence[Path]) -> list[BinPairs]:
+    """Each file read safely, refused in one line when it cannot give a 10-fold accuracy."""
     sets = [read_bin(p) for p in paths]
     for s in sets:
         if len(s) < FOLDS or s.same.all() or not s.same.any():
@@ -114,15 +116,22 @@ def _table(names: Sequence[str], metrics: dict[str, float]) -> str:
     return format_table(["set (.bin)", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %"], rows)
 
 
+def sets_metrics(sets: Sequence[BinPairs], features: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """`bin/<set>/...` numbers of every set from the features of all their images (in `_keys` order); also
+    each set's pair scores."""
+    metrics, scores, start = {}, {}, 0
+    for s in sets:
+        rows = features[start:start + len(s.images)]
+        start += len(s.images)
+        numbers, scores[s.name] = bin_metrics(s.name, s.same, rows[0::2], rows[1::2])
+        metrics |= numbers
+    return metrics, scores
+
+
 def evaluate_bin(cfg: DictConfig) -> dict[str, float]:
     """Score a model (or a features file) on each `.bin` of `protocol.paths`; print one table, write metrics.json."""
-    sets = _read_sets(_bin_paths(cfg))
+    sets = read_sets(bin_paths(cfg.protocol.paths))
     source = _features(cfg, sets)
-    metrics, curves, start = {}, {}, 0
-    for s in sets:
-        rows = source.features.features[start:start + len(s.images)]
-        start += len(s.images)
-        numbers, scores = bin_metrics(s.name, s.same, rows[0::2], rows[1::2])
-        metrics |= numbers
-        curves[s.name] = roc_from_scores(s.same, scores)
+    metrics, scores = sets_metrics(sets, source.features.features)
+    curves = {s.name: roc_from_scores(s.same, scores[s.name]) for s in sets}
     return publish(cfg, "bin", metrics, _table([s.name for s in sets], metrics), curves, source)

@@ -24,6 +24,7 @@ from facetrain.train.hooks import (
     TensorBoardHook,
     ValidationHook,
 )
+from facetrain.train.init_from import init_backbone
 from facetrain.train.loader import training_loader
 from facetrain.train.resume import resume
 from facetrain.train.state import TrainState, build_state
@@ -99,6 +100,8 @@ def train(cfg: DictConfig) -> dict:
     dataset = _load_data(cfg, run_dir)
     state = build_state(cfg, dataset.num_classes, device, run_dir)
     resume(state, cfg.resume, bool(cfg.resume_strict))
+    if cfg.get("init_from") and state.iteration == 0:  # a resumed run keeps its own weights
+        init_backbone(state.model.backbone, str(cfg.init_from))
     loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda")
     state.network.train()
     t0 = time.perf_counter()

@@ -1,8 +1,9 @@
-"""ValidationHook: score the LFW protocol with the current backbone every `every` iterations; keep best.pt.
+"""ValidationHook: score the LFW protocol and/or `.bin` sets with the current backbone every `every` iterations; keep best.pt.
 
-Embeds the validation tree exactly as `facetrain eval lfw` would (mirror-sum features, the training fit
-and channels), without the embedding cache (the weights move), logs `val/...` to TensorBoard and
-metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
+Embeds the validation tree exactly as `facetrain eval lfw` would, and each `.bin` set of `val.sets` as
+`facetrain eval bin` would (mirror-sum features, the training fit and channels, the same metric keys:
+`lfw/acc_mean`, `bin/<file name>/acc_mean`), without the embedding cache (the weights move), logs them as
+`val/...` to TensorBoard and metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from omegaconf import DictConfig
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.eval.embedder import embed_images
+from facetrain.eval.bin_sets import bin_paths, read_sets, sets_metrics
+from facetrain.eval.embedder import embed_encoded, embed_images
 from facetrain.eval.features import Features
 from facetrain.eval.lfw import lfw_metrics
 from facetrain.eval.lfw_pairs import LfwPairs, parse_lfw_pairs
@@ -47,9 +49,20 @@ class _Best:
     iteration: int = 0
 
 
+def _lfw_pairs(val: DictConfig) -> LfwPairs:
+    pairs_file = abs_path(val.pairs)
+    if not pairs_file.is_file():
+        raise FacetrainError(f"val.pairs={pairs_file} does not exist; point val.root / val.pairs at an LFW-style "
+                             "evaluation tree and its pairs.txt, set val.root=null to validate on val.sets only, "
+                             "or turn validation off with val.every=0")
+    per_fold = val.get("pairs_per_fold")
+    full = parse_lfw_pairs(pairs_file)
+    return first_pairs_per_fold(full, int(per_fold)) if per_fold else full
+
+
 class ValidationHook(Hook):
     """Args:
-        val: the `val` config (every, root, pairs, metric, mirror, batch_size, pairs_per_fold).
+        val: the `val` config (every, root, pairs, sets, metric, mirror, batch_size, pairs_per_fold).
         data: the `data` config (the training fit).
         iterations: the run's length (a last validation at its end).
     """
@@ -60,28 +73,37 @@ class ValidationHook(Hook):
         self.every, self.iterations = int(val.every), int(iterations)
         self.metric, self.mirror, self.batch_size = str(val.metric), str(val.mirror), int(val.batch_size)
         self.fit = str(data.get("fit", "resize"))
-        self.root = abs_path(val.root)
-        pairs_file = abs_path(val.pairs)
-        if not pairs_file.is_file():
-            raise FacetrainError(f"val.pairs={pairs_file} does not exist; point val.root / val.pairs at an LFW-style "
-                                 "evaluation tree and its pairs.txt, or turn validation off with val.every=0")
-        per_fold = val.get("pairs_per_fold")
-        full = parse_lfw_pairs(pairs_file)
-        self.pairs = first_pairs_per_fold(full, int(per_fold)) if per_fold else full
+        self.root = abs_path(val.root) if val.get("root") else None
+        self.pairs = _lfw_pairs(val) if self.root is not None else None
+        self.sets = read_sets(bin_paths(val.sets, "val.sets")) if val.get("sets") else []
+        if self.pairs is None and not self.sets:
+            raise FacetrainError("validation has nothing to score: val.root=null and no val.sets; give an LFW-style "
+                                 "tree (val.root) or .bin files (val.sets=[/data/lfw.bin]), or set val.every=0")
         self.best = _Best()
 
     def after_step(self, state: TrainState) -> None:
         if state.iteration % self.every == 0 or state.iteration == self.iterations:
             self.validate(state)
 
+    def _score(self, backbone, device) -> dict[str, float]:
+        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them."""
+        channels, metrics = int(getattr(backbone, "in_channels", 3)), {}
+        settings = {"mirror": self.mirror, "batch_size": self.batch_size, "progress": False, "fit": self.fit,
+                    "channels": channels}
+        if self.pairs is not None:
+            features = embed_images(backbone, self.root, self.pairs.images, device, **settings)
+            metrics |= lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))[0]
+        if self.sets:
+            features = embed_encoded(backbone, [b for s in self.sets for b in s.images],
+                                     [f"{i} of {s.path}" for s in self.sets for i in range(len(s.images))],
+                                     device, **settings)
+            metrics |= sets_metrics(self.sets, features)[0]
+        return metrics
+
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
-        backbone = state.model.backbone
-        features = embed_images(backbone, self.root, self.pairs.images, state.device, mirror=self.mirror,
-                                batch_size=self.batch_size, progress=False, fit=self.fit,
-                                channels=int(getattr(backbone, "in_channels", 3)))
-        state.model.train()  # embed_images put the backbone in eval mode
-        metrics, _ = lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))
+        metrics = self._score(state.model.backbone, state.device)
+        state.model.train()  # embedding put the backbone in eval mode
         if self.metric not in metrics:
             raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
         values = {f"val/{k}": v for k, v in metrics.items()}
