@@ -16,6 +16,7 @@ from tqdm import tqdm
 from facetrain.data.synth.blufr_lists import write_blufr_lists
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.ijba_tree import write_ijba
+from facetrain.data.synth.insightface_sets import write_insightface_sets
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.render import render_face
@@ -25,7 +26,7 @@ from facetrain.errors import FacetrainError
 __all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
 
 _TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
-_OPTIONAL = ("blufr_", "ytf_", "ijba_")  # spec fields of the optional evaluation trees
+_OPTIONAL = ("blufr_", "ytf_", "ijba_", "insightface")  # spec fields of the optional trees
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class SynthSpec:
     ijba_subjects: int = 60
     ijba_templates: int = 3
     ijba_impostor_ratio: int = 5
+    insightface: bool = False  # also casia as a RecordIO pack and LFW as lfw.bin, in <out>/faces_synth
 
 
 def _render_person(args) -> int:
@@ -195,6 +197,8 @@ def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: b
         "ijba": (spec.ijba_splits, ("ijba_",), lambda d: write_ijba(
             d, spec.seed, spec.ijba_splits, spec.ijba_subjects, spec.ijba_templates, spec.ijba_impostor_ratio,
             spec.jpeg_quality, run)),
+        "faces_synth": (spec.insightface, ("insightface",), lambda d: write_insightface_sets(
+            d, out / "casia", out / "lfw")),
     }
     summary: dict = {}
     for name, (enabled, prefixes, write) in writers.items():
