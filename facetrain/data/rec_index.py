@@ -111,14 +111,32 @@ def _read_labels(fd: int, files: RecFiles, keys, offsets, extents, progress: boo
     return labels, bad
 
 
-def _read_ranges(fd: int, lookup: dict, first: int, stop: int, extents: dict) -> list[tuple[int, int]] | None:
+class _Table:
+    """The `.idx` as sorted arrays (a dict of millions of keys would cost ~100 bytes each)."""
+
+    def __init__(self, keys: np.ndarray, offsets: np.ndarray, file_size: int):
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.offsets = keys[order], offsets[order]
+        self.extents = _extents(self.offsets, file_size)
+
+    def positions(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's row, or -1 when the `.idx` does not list it."""
+        rows = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[rows] == keys, rows, -1)
+
+    def read(self, fd: int, key: int) -> bytes | None:
+        """Record `key`'s payload, or None when it is not listed."""
+        row = int(self.positions(np.array([key]))[0])
+        return None if row < 0 else read_record(fd, int(self.offsets[row]), int(self.extents[row]))
+
+
+def _read_ranges(fd: int, table: _Table, first: int, stop: int) -> list[tuple[int, int]] | None:
     """The (start, end) image keys of identity records first .. stop-1, or None when one cannot be read."""
     ranges = []
     for key in range(first, stop):
-        if key not in lookup:
-            return None
         try:
-            labels = unpack_payload(read_record(fd, lookup[key], extents[key]))[0].labels
+            payload = table.read(fd, key)
+            labels = unpack_payload(payload)[0].labels if payload is not None else ()
         except RecordError:
             return None
         if len(labels) < 2:
@@ -187,28 +205,24 @@ def load_rec_index(root: str | Path, progress: bool = True) -> RecIndex:
     all_keys, all_offsets = read_idx(files.idx)
     fd = os.open(files.rec, os.O_RDONLY)
     try:
-        extents = _extents(all_offsets, os.fstat(fd).st_size)
-        lookup = dict(zip(all_keys.tolist(), all_offsets.tolist(), strict=True))
-        extent_of = dict(zip(all_keys.tolist(), extents.tolist(), strict=True))
-        header = _read_header(fd, files, lookup, extent_of)
+        table = _Table(all_keys, all_offsets, os.fstat(fd).st_size)
+        header = _read_header(fd, files, table)
         bad: list[tuple[str, str]] = []
-        if header is None:
-            keys = np.sort(all_keys)
-        else:
+        rows = np.arange(len(table.keys))
+        if header is not None:
             wanted = np.arange(1, header[0], dtype=np.int64)
-            present = np.isin(wanted, all_keys)
+            rows = table.positions(wanted)
             bad += [(f"{files.rec.name}:{k}", f"key {k} is an image by record 0 but missing from {files.idx.name}")
-                    for k in wanted[~present].tolist()]
-            keys = wanted[present]
-        offsets = np.array([lookup[k] for k in keys.tolist()], dtype=np.int64)
-        sizes = np.array([extent_of[k] for k in keys.tolist()], dtype=np.int64)
+                    for k in wanted[rows < 0].tolist()]
+            rows = rows[rows >= 0]
+        keys, offsets, sizes = table.keys[rows], table.offsets[rows], table.extents[rows]
         labels = np.full(len(keys), -1, dtype=np.int64)
-        ranges = _read_ranges(fd, lookup, header[0], header[1], extent_of) if header else None
+        ranges = _read_ranges(fd, table, header[0], header[1]) if header else None
         if header and ranges is None:
             log.warning("%s: the identity records %d..%d cannot all be read; taking labels from the image records",
                         files.rec, header[0], header[1] - 1)
-        for label, (start, end) in enumerate(ranges or []):
-            labels[(keys >= start) & (keys < end)] = label
+        for label, (start, end) in enumerate(ranges or []):  # keys are sorted: each range is one slice
+            labels[np.searchsorted(keys, start) : np.searchsorted(keys, end)] = label
         missing = labels < 0
         if missing.any():
             labels[missing], found_bad = _read_labels(fd, files, keys[missing], offsets[missing], sizes[missing],
@@ -228,12 +242,13 @@ def load_rec_index(root: str | Path, progress: bool = True) -> RecIndex:
                     paths, sorted(bad))
 
 
-def _read_header(fd: int, files: RecFiles, lookup: dict, extent_of: dict) -> tuple[int, int] | None:
+def _read_header(fd: int, files: RecFiles, table: _Table) -> tuple[int, int] | None:
     """Record 0's (first identity key, end) when it is a header (flag > 0), else None (every key an image)."""
-    if 0 not in lookup:
-        return None
     try:
-        head = unpack_payload(read_record(fd, lookup[0], extent_of[0]))[0]
+        payload = table.read(fd, 0)
+        if payload is None:
+            return None
+        head = unpack_payload(payload)[0]
     except RecordError as err:
         raise FacetrainError(f"{files.rec}: record 0 cannot be read ({err}); the pack is damaged — copy "
                              "train.rec and train.idx again") from None
