@@ -124,7 +124,7 @@ def test_pack_with_header_reads_labels_from_the_identity_records(tmp_path):
 
 
 def test_truncated_pack_lists_the_bad_records_and_trains_on(tmp_path):
-    recs = {k: record(jpeg(k), float(k % 2)) for k in range(1, 6)}
+    recs = {k: record(jpeg(k), float(k % 2)) for k in range(1, 6)} | {2: record(b"junk", 0.0)}
     root = write_pack(tmp_path / "t", recs)
     rec = root / "train.rec"
     offsets = [int(line.split()[1]) for line in (root / "train.idx").read_text().splitlines()]
@@ -135,8 +135,11 @@ def test_truncated_pack_lists_the_bad_records_and_trains_on(tmp_path):
     data.write_report(run)
     image, label = data[3]  # key 4 cannot be read: the next readable sample (key 1) takes its place
     assert torch.equal(image, data[0][0]) and label == data[0][1]
+    assert torch.equal(data[1][0], data[2][0])  # key 2 holds no image: key 3 takes its place
     listed = dict(line.split("\t") for line in (run / "bad_files.tsv").read_text().splitlines())
-    assert set(listed) == {"train.rec:4", "train.rec:5"} and "truncated file" in listed["train.rec:4"]
+    assert set(listed) == {"train.rec:2", "train.rec:4", "train.rec:5"}
+    assert listed["train.rec:2"] == "cannot identify image file train.rec:2"
+    assert listed["train.rec:4"].endswith("are left in the file (truncated file?)")
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ def parse_record(buf: bytes | memoryview, offset: int = 0, need: int | None = No
             head = _MAGIC_BYTES.join([*parts, bytes(buf[offset + 8 :])])
             if need is not None and len(head) >= need:
                 return head, len(buf)
-            raise RecordError(f"the record needs {end} bytes but the file ends after {len(buf)} (truncated file?)")
+            raise RecordError(f"the record needs {end} bytes but only {len(buf)} are left in the file (truncated file?)")
         parts.append(bytes(buf[offset + 8 : end]))
         offset = end + (-length % 4)
         if flag in (_WHOLE, _LAST):
