@@ -107,10 +107,13 @@ def test_pack_without_header_gaps_extra_labels_and_a_multi_part_record(tmp_path)
     assert data.classes == [f"{c:02d}" for c in range(12)]
 
 
-def test_pack_with_header_reads_labels_from_the_identity_records(tmp_path):
+def test_pack_with_header_reads_labels_from_the_identity_records(tmp_path, caplog):
     labels = [0, 0, 1, 2, 2, 2]
     data = RecFaces(header_pack(tmp_path / "h", labels, prop="3,20,16"), (20, 16))
     assert data.keys.tolist() == [1, 2, 3, 4, 5, 6] and data.labels.tolist() == labels
+    assert "squeezed" not in caplog.text
+    RecFaces(tmp_path / "h", (20, 20))  # the zoo's 112x112 crops at the default 112x96 would be squeezed: said once
+    assert "holds 20x16 crops (its property file) but input_size is 20x20: they are squeezed" in caplog.text
     assert torch.equal(data[3][0], decode_image(jpeg(3), (20, 16)))
     # identity records missing from the .idx: labels come from the image headers instead
     fallback = RecFaces(header_pack(tmp_path / "f", labels, drop_keys=(8,)), (20, 16))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from facetrain.data.rec_index import load_rec_index, read_record
 from facetrain.data.recordio import RecordError, unpack_payload
 
 __all__ = ["RecFaces"]
+
+log = logging.getLogger(__name__)
 
 
 class RecFaces(IdentityDataset):
@@ -40,6 +43,11 @@ class RecFaces(IdentityDataset):
         self.rec_path = index.files.rec
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.fit = fit
+        if index.image_size and self.input_size[0] * index.image_size[1] != self.input_size[1] * index.image_size[0]:
+            h, w = index.image_size
+            log.warning("%s holds %dx%d crops (its property file) but input_size is %dx%d: they are %s; pass "
+                        "input_size=[%d,%d] to train on them as they are", self.rec_path, h, w, *self.input_size,
+                        "squeezed" if fit == "resize" else "cropped", h, w)
         self.bad_at_index = list(index.bad)
         keep = self._select(index.labels, index.classes)
         self.keys, self.offsets, self.extents = index.keys[keep], index.offsets[keep], index.extents[keep]

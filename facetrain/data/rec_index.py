@@ -79,6 +79,7 @@ class RecIndex:
     header: bool
     paths: dict[int, str] = field(default_factory=dict)  # key -> relative path, from train.lst
     bad: list[tuple[str, str]] = field(default_factory=list)
+    image_size: tuple[int, int] | None = None  # (height, width) from `property`
 
     def name(self, key: int) -> str:
         """How a record is named in logs and bad_files.tsv: `train.rec:<key>`."""
@@ -145,20 +146,23 @@ def _read_ranges(fd: int, table: _Table, first: int, stop: int) -> list[tuple[in
     return ranges
 
 
-def _class_count(files: RecFiles, labels: np.ndarray, found: int) -> int:
+def _read_property(files: RecFiles, labels: np.ndarray, found: int) -> tuple[int, tuple[int, int] | None]:
+    """The class count and (height, width) of `property` (`classes,height,width`), else the labels' count."""
     if not files.property.is_file():
-        return found
+        return found, None
     text = files.property.read_text().strip()
     try:
-        classes = int(text.split(",")[0])
+        fields = [int(v) for v in text.split(",")]
     except ValueError:
+        fields = []
+    if len(fields) not in (1, 3):
         raise FacetrainError(f"{files.property}: {text!r} is not `classes,height,width`; fix the file or delete it "
-                             "(the class count then follows from the labels)") from None
+                             "(the class count then follows from the labels)")
     top = int(labels.max()) if len(labels) else -1
-    if top >= classes:
-        raise FacetrainError(f"{files.rec}: a record has label {top} but {files.property} says {classes} classes; "
+    if top >= fields[0]:
+        raise FacetrainError(f"{files.rec}: a record has label {top} but {files.property} says {fields[0]} classes; "
                              "fix the property file or delete it (the class count then follows from the labels)")
-    return classes
+    return fields[0], (fields[1], fields[2]) if len(fields) == 3 else None
 
 
 def _list_paths(files: RecFiles, keys: np.ndarray) -> dict[int, str]:
@@ -236,10 +240,10 @@ def load_rec_index(root: str | Path, progress: bool = True) -> RecIndex:
         raise FacetrainError(f"{files.rec}: no readable image record (see the bad records: {bad[:3]}); "
                              "the pack is damaged — copy it again")
     found = len(ranges) if ranges else int(labels.max()) + 1
-    count = _class_count(files, labels, found)
+    count, image_size = _read_property(files, labels, found)
     paths = _list_paths(files, keys)
     return RecIndex(files, keys, offsets, sizes, labels, _class_names(count, keys, labels, paths), header is not None,
-                    paths, sorted(bad))
+                    paths, sorted(bad), image_size)
 
 
 def _read_header(fd: int, files: RecFiles, table: _Table) -> tuple[int, int] | None:
