@@ -12,7 +12,7 @@ from data_helpers import make_tree
 from hydra.utils import instantiate
 from PIL import Image
 
-from facetrain.data import FaceFolder, PKBatchSampler, RecFaces
+from facetrain.data import FaceFolder, PKBatchSampler, RankShare, RecFaces
 from facetrain.data.image_io import decode_image
 from facetrain.data.rec_convert import folder_to_rec, rec_to_folder
 from facetrain.data.recordio import frame_record, parse_record
@@ -154,7 +154,7 @@ def tree(tmp_path_factory):
     return root
 
 
-def test_rec_and_folder_give_the_same_samples_through_workers_and_pk_batches(tree, tmp_path):
+def test_rec_and_folder_give_the_same_samples_through_workers_pk_batches_and_ranks(tree, tmp_path):
     folder_to_rec(tree, tmp_path / "rec", progress=False)
     folder, rec = FaceFolder(tree, (28, 24), progress=False), RecFaces(tmp_path / "rec", (28, 24))
     assert rec.classes == folder.classes and rec.labels.tolist() == folder.labels.tolist() == [0, 0, 0] + [1] * 6 + [2] * 5
@@ -166,6 +166,8 @@ def test_rec_and_folder_give_the_same_samples_through_workers_and_pk_batches(tre
     images, labels = next(iter(torch.utils.data.DataLoader(rec, batch_sampler=sampler, num_workers=2)))
     assert labels.tolist() == [folder.labels[i] for i in batch] and len(set(labels.tolist())) == 2
     assert torch.equal(images, torch.stack([folder[i][0] for i in batch]))
+    shares = [next(iter(torch.utils.data.DataLoader(rec, batch_sampler=RankShare(sampler, r, 2)))) for r in (0, 1)]
+    assert torch.equal(torch.cat([images for images, _ in shares]), images)  # two ranks: the global batch, split
     assert RecFaces(tmp_path / "rec", (28, 24), min_images=5).classes == ["bob", "cy"]
 
 
