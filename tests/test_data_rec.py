@@ -101,6 +101,9 @@ def test_pack_without_header_gaps_extra_labels_and_a_multi_part_record(tmp_path)
     assert data.classes == ["0", "1", "2"] and data.bad_at_index == []
     for j, key in enumerate(data.keys.tolist()):
         assert torch.equal(data[j][0], decode_image(images[key], (20, 16))), key
+    idx = root / "train.idx"
+    idx.write_text("\n" + idx.read_text().replace("\t", " ") + "\n")  # blank lines, spaces: parsed line by line
+    assert RecFaces(root, (20, 16)).keys.tolist() == [0, 3, 4, 7, 10]
     # property gives the class count (here more classes than labels: an identity without images)
     (root / "property").write_text("12,20,16\n")
     data = RecFaces(root, (20, 16), min_images=0)

@@ -133,11 +133,13 @@ class _Table:
 
 def _read_ranges(fd: int, table: _Table, first: int, stop: int) -> list[tuple[int, int]] | None:
     """The (start, end) image keys of identity records first .. stop-1, or None when one cannot be read."""
+    rows = table.positions(np.arange(first, stop, dtype=np.int64))
+    if (rows < 0).any():
+        return None
     ranges = []
-    for key in range(first, stop):
+    for offset, extent in zip(table.offsets[rows].tolist(), table.extents[rows].tolist(), strict=True):
         try:
-            payload = table.read(fd, key)
-            labels = unpack_payload(payload)[0].labels if payload is not None else ()
+            labels = unpack_payload(read_record(fd, offset, extent))[0].labels
         except RecordError:
             return None
         if len(labels) < 2:

@@ -11,6 +11,7 @@ the class); then the encoded image. The `.idx` file has one `key<TAB>offset` lin
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,25 +123,40 @@ def unpack_payload(payload: bytes) -> tuple[ImageHeader, bytes]:
 def read_idx(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(keys, offsets) of a `.idx` file, as int64 arrays in file order.
 
+    Millions of lines (MS1MV2: 5.8 M) are parsed by numpy at once; a file that does not parse as one
+    `key<TAB>offset` per line is read again line by line, to name the first bad line.
+
     Raises:
         FacetrainError: a line that is not `key<TAB>offset` (with the line number).
     """
+    text = path.read_text()
+    lines = text.count("\n") + (not text.endswith("\n"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns and stops at a bad token
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+    except ValueError:  # numpy 2 raises there
+        values = np.empty(0, dtype=np.int64)
+    if values.size == 2 * lines == 2 * text.count("\t") and values.size and values.min() >= 0:
+        return values[0::2].copy(), values[1::2].copy()
+    return _read_idx_lines(path, text)
+
+
+def _read_idx_lines(path: Path, text: str) -> tuple[np.ndarray, np.ndarray]:
     keys, offsets = [], []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            try:
-                key, offset = (int(v) for v in fields)
-            except ValueError:
-                raise FacetrainError(f"{path} line {n}: {line.strip()!r} is not `key<TAB>offset`; the .idx file is "
-                                     "damaged — rebuild it or copy it again with its train.rec") from None
-            if key < 0 or offset < 0:
-                raise FacetrainError(f"{path} line {n}: negative key or offset {line.strip()!r}; the .idx file is "
-                                     "damaged — rebuild it or copy it again with its train.rec")
-            keys.append(key)
-            offsets.append(offset)
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            key, offset = (int(v) for v in line.split())
+        except ValueError:
+            raise FacetrainError(f"{path} line {n}: {line.strip()!r} is not `key<TAB>offset`; the .idx file is "
+                                 "damaged — rebuild it or copy it again with its train.rec") from None
+        if key < 0 or offset < 0:
+            raise FacetrainError(f"{path} line {n}: negative key or offset {line.strip()!r}; the .idx file is "
+                                 "damaged — rebuild it or copy it again with its train.rec")
+        keys.append(key)
+        offsets.append(offset)
     if not keys:
         raise FacetrainError(f"{path} lists no records; it should hold one `key<TAB>offset` line per record")
     return np.array(keys, dtype=np.int64), np.array(offsets, dtype=np.int64)
