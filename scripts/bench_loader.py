@@ -1,10 +1,10 @@
-"""Images/s of torchvision's ImageFolder vs facetrain's folder loader vs its pack loaders, on the same JPEGs.
+"""Images/s of torchvision's ImageFolder vs facetrain's folder, pack and RecordIO (data=rec) loaders, on the same JPEGs.
 
     .venv/bin/python scripts/bench_loader.py                       # 20,000 JPEGs at 250x250 and at 112x96
     .venv/bin/python scripts/bench_loader.py --images 2000 --batches 5   # a quick look
 
 Writes a synthetic CASIA-style tree per source size (identity folders of JPEGs; kept between runs),
-packs it (raw and jpeg), then reads random batches through a DataLoader with the same batch size,
+packs it (raw and jpeg) and converts it to an insightface RecordIO pack (`rec`), then reads random batches through a DataLoader with the same batch size,
 worker count and transforms (decode -> uint8 tensor -> resize to the input size). Files are in the
 page cache (just written or read by the warm-up), so the numbers measure CPU, not the disk. Memory
 is the proportional set size (PSS) of the main process plus its workers at the end of each run, so
@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from facetrain.data import FaceFolder, PackedFaces
+from facetrain.data import FaceFolder, PackedFaces, RecFaces
 from facetrain.data.pack import pack_tree
+from facetrain.data.rec_convert import folder_to_rec
 
 
 def _write_person(args) -> int:
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per loader")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the same for every loader)")
-    parser.add_argument("--loaders", default="imagefolder,folder,pack_raw,pack_jpeg")
+    parser.add_argument("--loaders", default="imagefolder,folder,pack_raw,pack_jpeg,rec")
     args = parser.parse_args()
     torch.set_num_threads(1)  # each worker decodes one image at a time, as in training
     h, w = (int(v) for v in args.input_size.split("x"))
@@ -125,16 +126,21 @@ def main() -> None:
             if not (pack_dir / "pack.json").exists():
                 pack_tree(tree, pack_dir, fmt, (h, w), workers=max(1, args.workers), progress=False)
             packs[fmt] = (pack_dir, time.perf_counter() - t0)
+        rec_dir, t0 = args.out / f"rec-{spec}", time.perf_counter()
+        if not (rec_dir / "train.idx").exists():
+            folder_to_rec(tree, rec_dir, progress=False)
+        packs["rec"] = (rec_dir, time.perf_counter() - t0)
         make = {
             "imagefolder": lambda t=tree: datasets.ImageFolder(
                 str(t), transform=v2.Compose([v2.PILToTensor(), v2.Resize((h, w), antialias=True)])),
             "folder": lambda t=tree: FaceFolder(t, (h, w), cache_dir=args.out / "cache", progress=False),
             "pack_raw": lambda p=packs: PackedFaces(p["raw"][0], (h, w)),
             "pack_jpeg": lambda p=packs: PackedFaces(p["jpeg"][0], (h, w)),
+            "rec": lambda p=packs: RecFaces(p["rec"][0], (h, w), progress=False),
         }
         for name in args.loaders.split(","):
             result = measure(make[name](), args.batch, args.batches, args.workers)
-            pack = packs.get(name.removeprefix("pack_")) if name.startswith("pack_") else None
+            pack = packs.get(name.removeprefix("pack_")) if name.startswith(("pack_", "rec")) else None
             disk = _dir_mib(pack[0]) if pack else _dir_mib(tree)
             rows.append({"source": spec, "loader": name, **result, "disk_mib": disk,
                          "pack_s": pack[1] if pack else 0.0})

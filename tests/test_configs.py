@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from facetrain.data.pack import pack_tree
+from facetrain.data.rec_convert import folder_to_rec
 from facetrain.train.build import build_parts
 
 GROUPS = ["backbone", "head", "loss", "data", "optim", "schedule"]
@@ -23,6 +24,9 @@ def _data_overrides(option, tiny_data, tmp_path):
     if option == "packed":
         pack_tree(casia, tmp_path / "pack", size=(112, 96), workers=1, progress=False)
         return [f"data.root={tmp_path / 'pack'}"]
+    if option == "rec":
+        folder_to_rec(casia, tmp_path / "rec", progress=False)
+        return [f"data.root={tmp_path / 'rec'}"]
     return [] if option == "synth" else [f"data.root={casia}", f"data.cache_dir={tmp_path / 'cache'}"]
 
 

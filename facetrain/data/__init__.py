@@ -7,6 +7,7 @@ from facetrain.data.image_io import read_image
 from facetrain.data.packed import PackedFaces
 from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.rank_share import RankShare, rank_rows
+from facetrain.data.rec import RecFaces
 from facetrain.data.sampler import IterationBatchSampler
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PKBatchSampler",
     "PackedFaces",
     "RankShare",
+    "RecFaces",
     "random_hflip",
     "rank_rows",
     "read_image",

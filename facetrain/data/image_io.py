@@ -31,7 +31,7 @@ def _decode(source, name: str, landmarks: np.ndarray | None = None, size: Sequen
             # convert() forces the full decode, so a truncated JPEG fails here, not later in training.
             array = np.asarray(im.convert("RGB") if landmarks is None else warp_face(im, landmarks, size))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        reason = str(err) or type(err).__name__
+        reason = (str(err) or type(err).__name__).replace(repr(source), name)  # not `<_io.BytesIO object at 0x...>`
         raise ImageReadError(f"cannot read image {name} ({reason}); remove or replace the file") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 

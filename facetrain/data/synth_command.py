@@ -19,6 +19,7 @@ def synth(cfg: DictConfig) -> dict:
         lfw_pairs_per_fold=int(s.lfw_pairs_per_fold), lfw_identities_per_fold=int(s.lfw_identities_per_fold),
         lfw_max_images=int(s.lfw_max_images), jpeg_quality=int(s.jpeg_quality),
         **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_"))},  # optional eval trees
+        insightface=bool(s.get("insightface", False)),
     )
     out = abs_path(s.out)
     summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
@@ -30,6 +31,9 @@ def synth(cfg: DictConfig) -> dict:
                             ("ijba", "ijba_pairs", "1:1 pairs"), ("ijbc", "ijbc_pairs", "1:1 pairs")):
         if key in summary:
             print(f"  {out}/{tree} ({summary[key]} {what})")
+    if "insightface_images" in summary:
+        print(f"  {out}/faces_synth (insightface's layout: train.rec/.idx/property with {summary['insightface_images']}"
+              f" images for data=rec, lfw.bin with {summary['insightface_pairs']} pairs for `facetrain eval bin`)")
     return summary
 
 

@@ -17,6 +17,7 @@ from facetrain.data.synth.blufr_lists import write_blufr_lists
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.ijba_tree import write_ijba
 from facetrain.data.synth.ijbc_tree import write_ijbc
+from facetrain.data.synth.insightface_sets import write_insightface_sets
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.render import render_face
@@ -26,7 +27,7 @@ from facetrain.errors import FacetrainError
 __all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
 
 _TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
-_OPTIONAL = ("blufr_", "ytf_", "ijba_", "ijbc_")  # spec fields of the optional evaluation trees
+_OPTIONAL = ("blufr_", "ytf_", "ijba_", "ijbc_", "insightface")  # spec fields of the optional trees
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SynthSpec:
     ijbc_subjects: int = 0
     ijbc_templates: int = 3
     ijbc_impostor_ratio: int = 20
+    insightface: bool = False  # also casia as a RecordIO pack and LFW as lfw.bin, in <out>/faces_synth
 
 
 def _render_person(args) -> int:
@@ -201,6 +203,8 @@ def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: b
             spec.jpeg_quality, run)),
         "ijbc": (spec.ijbc_subjects, ("ijbc_",), lambda d: write_ijbc(
             d, spec.seed, spec.ijbc_subjects, spec.ijbc_templates, spec.ijbc_impostor_ratio, spec.jpeg_quality, run)),
+        "faces_synth": (spec.insightface, ("insightface",), lambda d: write_insightface_sets(
+            d, out / "casia", out / "lfw")),
     }
     summary: dict = {}
     for name, (enabled, prefixes, write) in writers.items():
