@@ -17,7 +17,7 @@ class ReportCallback(Callback):
 
     Args:
         enabled: false turns the report off (`hydra.callbacks.report.enabled=false`).
-        overrides: report.yaml overrides (`[eval=lfw,x=alpha]`).
+        overrides: report.yaml overrides (`["eval=lfw","x=alpha"]` on the command line).
     """
 
     def __init__(self, enabled: bool = True, overrides: list[str] | None = None):
