@@ -41,7 +41,8 @@ def fake_sweep(tmp_path):
     lfw = {"2": 0.80, "8": 0.91, "32": 0.88}
     for num, alpha in enumerate(["2", "8", "32"]):
         _fake_run(sweep / f"{num}_alpha={alpha}", num, ["loss=l2softmax", f"alpha={alpha}"],
-                  {"train/loss": 1.0 + num, "lfw/acc_mean": lfw[alpha], "lfw/acc_std": 0.01, "train/num_classes": 10})
+                  {"train/loss": 1.0 + num, "lfw/acc_mean": lfw[alpha], "lfw/acc_std": 0.01, "train/num_classes": 10}
+                  | ({"lfw/acc_stderr": 0.002} if alpha == "2" else {}))
     _fake_run(sweep / "3_alpha=16", 3, ["loss=l2softmax", "alpha=16"], {"train/loss": None}, "diverged",
               "the loss was not finite for 3 windows in a row; lower the learning rate")
     _fake_run(sweep / "4_alpha=auto", 4, ["loss=l2softmax", "alpha=auto"],
@@ -63,7 +64,8 @@ def test_report_of_a_fabricated_sweep(fake_sweep, capsys):
     assert plot.path.is_file() and plot.path.name == "lfw_acc_mean_vs_alpha.png"
     assert plot.series == {"l2softmax": ([2.0, 8.0, 32.0], [80.0, 91.0, 88.0])}  # the diverged job has no point
     assert plot.points == {"alpha=auto": (4.2767, 90.0)}  # drawn at the alpha the run used
-    assert plot.hlines == {"softmax (5)": 85.0}
+    assert plot.hlines == {"softmax (job 5)": 85.0}
+    assert plot.errors == {"l2softmax": [pytest.approx(0.2), 0.0, 0.0]}  # lfw/acc_stderr where the run logged it
     assert list(plot.vlines.values()) == [pytest.approx(math.log(0.9 * 8 / 0.1))]
     assert any("job 3 (diverged)" in note for note in plot.notes)
 

@@ -14,11 +14,13 @@ __all__ = ["Plot", "new_axes", "save_png"]
 
 @dataclass
 class Plot:
-    """A written PNG and what it shows: curves (label -> xs, ys), single points, horizontal and vertical lines."""
+    """A written PNG and what it shows: curves (label -> xs, ys) with error bars, single points, horizontal and
+    vertical lines."""
 
     path: Path
     title: str
     series: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    errors: dict[str, list[float]] = field(default_factory=dict)  # a series' error bars (standard error; 0 = none)
     points: dict[str, tuple[float, float]] = field(default_factory=dict)
     hlines: dict[str, float] = field(default_factory=dict)
     vlines: dict[str, float] = field(default_factory=dict)

@@ -100,6 +100,7 @@ def _draw(curve: list[RunRecord], baselines: list[RunRecord], x: str, metric: st
             xs, ys = plot.series.setdefault(label, ([], []))
             xs.append(value)
             ys.append(y * scale)
+            plot.errors.setdefault(label, []).append((run.number(_stderr_key(metric)) or 0.0) * scale)
         elif run.number(f"train/{x}") is not None:
             plot.points[f"{x}={raw} ({label})" if others else f"{x}={raw}"] = (run.number(f"train/{x}"), y * scale)
         else:
@@ -108,17 +109,25 @@ def _draw(curve: list[RunRecord], baselines: list[RunRecord], x: str, metric: st
     categories = _place_words(plot, words, x)
     for run in baselines:
         if run.number(metric) is not None:
-            plot.hlines[f"{run.choices.get('loss', 'baseline')} ({run.name})"] = run.number(metric) * scale
+            where = run.name if run.baseline else f"job {run.name}"
+            plot.hlines[f"{run.choices.get('loss', 'baseline')} ({where})"] = run.number(metric) * scale
     if x == "alpha" and not categories:
         plot.vlines = {f"eq. 9 lower bound ({b:.3g})": b for b in alpha_bounds(curve + baselines)}
     _render(plot, x, metric + (" (%)" if scale != 1 else ""), categories)
     return plot
 
 
+def _stderr_key(metric: str) -> str:
+    """`lfw/acc_mean` -> `lfw/acc_stderr`: the standard error over folds the protocol logs next to a mean."""
+    return metric[: -len("_mean")] + "_stderr" if metric.endswith("_mean") else f"{metric}_stderr"
+
+
 def _sort_series(plot: Plot) -> None:
     for label, (xs, ys) in plot.series.items():
         order = sorted(range(len(xs)), key=xs.__getitem__)
         plot.series[label] = ([xs[i] for i in order], [ys[i] for i in order])
+        if label in plot.errors:
+            plot.errors[label] = [plot.errors[label][i] for i in order]
 
 
 def _place_words(plot: Plot, words: list[tuple[str, str, float]], x: str) -> list[str]:
@@ -139,7 +148,8 @@ def _place_words(plot: Plot, words: list[tuple[str, str, float]], x: str) -> lis
 def _render(plot: Plot, x: str, ylabel: str, categories: list[str]) -> None:
     fig, ax = new_axes()
     for label, (xs, ys) in plot.series.items():
-        ax.plot(xs, ys, "o-" if not categories else "o", label=label, linewidth=1.5)
+        ax.errorbar(xs, ys, yerr=plot.errors.get(label) if any(plot.errors.get(label, [])) else None,
+                    fmt="o-" if not categories else "o", label=label, linewidth=1.5, capsize=3)
     for label, (px, py) in plot.points.items():
         ax.plot([px], [py], marker="*", markersize=11, linestyle="none", label=label)
     for i, (label, y) in enumerate(plot.hlines.items()):
