@@ -2,41 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facetrain.errors import FacetrainError
 from facetrain.report.compose import compose_primary, quote
-from facetrain.report.runs import RunRecord, load_run
+from facetrain.report.runs import RunRecord, read_run_metrics
 
 __all__ = ["evaluate_runs"]
 
 
 def evaluate_runs(runs: list[RunRecord], protocol: str, overrides: list[str]) -> list[RunRecord]:
-    """Each completed run (or one that recorded no status) with a checkpoint and no `<protocol>/...` metric is scored (as `facetrain eval PROTOCOL
-    model=RUN`, writing RUN/eval_<protocol>/ and the numbers into RUN/metrics.json); returns the runs re-read.
+    """Score each run that completed (or recorded no status) and has no `<protocol>/...` metric, as `facetrain
+    eval PROTOCOL model=RUN` would (RUN/eval_<protocol>/, numbers merged into RUN/metrics.json); the runs re-read.
 
     A run that cannot be scored (no checkpoint, an eval error) keeps its row; the reason is printed.
     """
-    done = []
-    for run in runs:
-        if run.status not in ("completed", "unknown") or any(k.startswith(f"{protocol}/") for k in run.metrics):
-            done.append(run)
-            continue
-        if not (run.dir / "checkpoints" / "last.pt").is_file():
-            print(f"report: job {run.name}: not evaluated (no checkpoints/last.pt)")
-            done.append(run)
-            continue
-        print(f"report: job {run.name}: facetrain eval {protocol} model={run.dir}", flush=True)
-        own = [f"model={quote(run.dir)}", f"run_dir={quote(run.dir / f'eval_{protocol}')}", "progress=false"]
-        cfg = _eval_config(protocol, own, overrides)
-        try:
-            instantiate(cfg.protocol.evaluate)(cfg)
-        except FacetrainError as err:
-            print(f"report: job {run.name}: eval {protocol} failed: {err}")
-        done.append(load_run(run.dir, run.name))
-    return done
+    return [_score(run, protocol, overrides) if _wants_scoring(run, protocol) else run for run in runs]
+
+
+def _wants_scoring(run: RunRecord, protocol: str) -> bool:
+    return run.status in ("completed", "unknown") and not any(k.startswith(f"{protocol}/") for k in run.metrics)
+
+
+def _score(run: RunRecord, protocol: str, overrides: list[str]) -> RunRecord:
+    if not (run.dir / "checkpoints" / "last.pt").is_file():
+        print(f"report: job {run.name}: not evaluated (no checkpoints/last.pt)")
+        return run
+    own = [f"model={quote(run.dir)}", f"run_dir={quote(run.dir / f'eval_{protocol}')}", "progress=false"]
+    cfg = _eval_config(protocol, own, overrides)
+    print(f"report: job {run.name}: facetrain eval {protocol} model={run.dir}", flush=True)
+    try:
+        instantiate(cfg.protocol.evaluate)(cfg)
+    except FacetrainError as err:
+        print(f"report: job {run.name}: eval {protocol} failed: {err}")
+    return replace(run, metrics=read_run_metrics(run.dir))
 
 
 def _eval_config(protocol: str, own: list[str], overrides: list[str]) -> DictConfig:

@@ -12,7 +12,7 @@ from facetrain.run.metrics_file import read_metrics
 from facetrain.run.status_file import STATUS_NAME, read_status
 from facetrain.run.sweep_status import sweep_jobs
 
-__all__ = ["RunRecord", "is_run_dir", "load_run", "load_runs"]
+__all__ = ["RunRecord", "is_run_dir", "load_run", "load_runs", "read_run_metrics"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def load_runs(dirs: list[Path]) -> list[RunRecord]:
 
 def load_run(run_dir: Path, name: str) -> RunRecord:
     """Read one run's overrides, choices, metrics and status; a run that recorded no status is `unknown`."""
-    metrics = _read_json_metrics(run_dir)
+    metrics = read_run_metrics(run_dir)
     recorded = read_status(run_dir)
     if recorded is None and "status" in metrics:
         recorded = {"status": metrics["status"], "reason": metrics.get("status_reason", "")}
@@ -74,7 +74,8 @@ def load_run(run_dir: Path, name: str) -> RunRecord:
                      str(recorded.get("reason") or ""), _wall_seconds(run_dir, metrics), choices)
 
 
-def _read_json_metrics(run_dir: Path) -> dict:
+def read_run_metrics(run_dir: Path) -> dict:
+    """metrics.json ({} when absent); a file that does not parse is the user's to fix."""
     try:
         return read_metrics(run_dir)
     except ValueError as err:
