@@ -30,18 +30,22 @@ def _to_hydra_args(command: str, args: list[str]) -> list[str]:
     return args
 
 
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}  # Hydra flags followed by their value
+
+
 def _report_args(args: list[str]) -> list[str]:
     """`report DIR1 DIR2 x=alpha` -> `x=alpha dirs=['DIR1','DIR2']`; a job folder (`0_alpha=16`) is a DIR when it exists."""
     from pathlib import Path
 
     from facetrain.report.compose import quote
 
-    def is_dir_arg(arg: str) -> bool:
-        return not arg.startswith("-") and ("=" not in arg or Path(arg).exists())
-
-    dirs = [a for a in args if is_dir_arg(a)]
-    quoted = ",".join(map(quote, dirs))
-    return [a for a in args if not is_dir_arg(a)] + ([f"dirs=[{quoted}]"] if dirs else [])
+    dirs, rest = [], []
+    for i, arg in enumerate(args):
+        flag_value = i > 0 and args[i - 1] in _VALUE_FLAGS
+        is_dir = not flag_value and not arg.startswith("-") and ("=" not in arg or Path(arg).exists())
+        (dirs if is_dir else rest).append(arg)
+    return rest + ([f"dirs=[{','.join(map(quote, dirs))}]"] if dirs else [])
 
 
 def main(argv: list[str] | None = None) -> None:

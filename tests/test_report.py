@@ -175,5 +175,5 @@ def test_cli_positional_dirs_become_the_dirs_key(tmp_path):
 
     job = tmp_path / "0_alpha=16,loss=l2softmax"
     job.mkdir()
-    assert _to_hydra_args("report", [str(job), "x=alpha", "runs/a"]) == [
-        "x=alpha", f"dirs=['{job}','runs/a']"]
+    assert _to_hydra_args("report", [str(job), "x=alpha", "runs/a", "--cfg", "job"]) == [
+        "x=alpha", "--cfg", "job", f"dirs=['{job}','runs/a']"]
