@@ -90,8 +90,11 @@ def test_words_on_a_numeric_axis_are_listed_in_the_table_only(tmp_path):
     sweep = tmp_path / "sweep"
     _fake_run(sweep / "0", 0, ["alpha=8"], {"lfw/acc_mean": 0.9})
     _fake_run(sweep / "1", 1, ["alpha=trained"], {"lfw/acc_mean": 0.8})  # no train/alpha: nowhere to draw it
-    (plot,) = _report(f"dirs=[{sweep}]").plots
+    report = _report(f"dirs=[{sweep}]")
+    (plot,) = report.plots
     assert plot.series == {"l2softmax": ([8.0], [90.0])} and not plot.points
+    assert report.table.splitlines()[0].split() == ["job", "alpha", "status", "lfw", "acc", "%", "(mean", "±", "std)",
+                                                    "wall", "s"]  # every job completed: no reason column
     assert plot.notes == ["alpha=trained is not a number: listed in the table only"]
 
 

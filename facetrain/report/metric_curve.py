@@ -109,7 +109,7 @@ def _draw(curve: list[RunRecord], baselines: list[RunRecord], x: str, metric: st
     categories = _place_words(plot, words, x)
     for run in baselines:
         if run.number(metric) is not None:
-            where = run.name if run.baseline else f"job {run.name}"
+            where = f"job {run.name}" if run.name.isdigit() else run.name
             plot.hlines[f"{run.choices.get('loss', 'baseline')} ({where})"] = run.number(metric) * scale
     if x == "alpha" and not categories:
         plot.vlines = {f"eq. 9 lower bound ({b:.3g})": b for b in alpha_bounds(curve + baselines)}

@@ -49,12 +49,14 @@ def _headline_metrics(runs: list[RunRecord]) -> list[tuple[str, Callable[[RunRec
 
 
 def headline_table(runs: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows): job, the varying overrides, status, headline numbers, wall time, reason."""
+    """(headers, rows): job, the varying overrides, status, headline numbers, wall time, and the reason of any
+    job that did not complete (no reason column when every job completed)."""
     keys = varying_keys(runs)
     numbers = _headline_metrics(runs)
-    headers = ["job", *keys, "status", *(h for h, _ in numbers), "wall s", "reason"]
+    reasons = any(run.reason for run in runs)
+    headers = ["job", *keys, "status", *(h for h, _ in numbers), "wall s"] + (["reason"] if reasons else [])
     rows = [[run.name, *(run.overrides.get(k, "") for k in keys), run.status, *(cell(run) for _, cell in numbers),
-             "" if run.wall_s is None else f"{run.wall_s:.0f}", run.reason] for run in runs]
+             "" if run.wall_s is None else f"{run.wall_s:.0f}"] + ([run.reason] if reasons else []) for run in runs]
     return headers, rows
 
 
