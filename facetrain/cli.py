@@ -11,6 +11,7 @@ commands:
   eval PROTOCOL      score a model or features file      facetrain eval lfw model=runs/train/RUN
   data synth         write the synthetic demo data       facetrain data synth synth.seed=1
   export             backbone -> TorchScript or ONNX     facetrain export model=runs/train/RUN format=onnx
+  report DIR...      table + plots of a sweep or runs    facetrain report runs/multirun/DATE eval=lfw
 
 Sweeps: facetrain train -m loss=l2softmax alpha=8,16,32
 Config groups and keys of a command: facetrain train --help
@@ -21,10 +22,30 @@ _POSITIONAL_KEY = {"eval": "protocol", "data": "action"}  # `eval lfw` -> protoc
 
 def _to_hydra_args(command: str, args: list[str]) -> list[str]:
     """`eval lfw -m model=a,b` -> `-m model=a,b protocol=lfw`: last, since argparse wants the overrides together."""
+    if command == "report":
+        return _report_args(args)
     key = _POSITIONAL_KEY.get(command)
     if key and args and not args[0].startswith("-") and "=" not in args[0]:
         return args[1:] + [f"{key}={args[0]}"]
     return args
+
+
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}  # Hydra flags followed by their value
+
+
+def _report_args(args: list[str]) -> list[str]:
+    """`report DIR1 DIR2 x=alpha` -> `x=alpha dirs=['DIR1','DIR2']`; a job folder (`0_alpha=16`) is a DIR when it exists."""
+    from pathlib import Path
+
+    from facetrain.report.compose import quote
+
+    dirs, rest = [], []
+    for i, arg in enumerate(args):
+        flag_value = i > 0 and args[i - 1] in _VALUE_FLAGS
+        is_dir = not flag_value and not arg.startswith("-") and ("=" not in arg or Path(arg).exists())
+        (dirs if is_dir else rest).append(arg)
+    return rest + ([f"dirs=[{','.join(map(quote, dirs))}]"] if dirs else [])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return
-    from facetrain.commands import data_main, eval_main, export_main, train_main
+    from facetrain.commands import data_main, eval_main, export_main, report_main, train_main
 
-    apps = {"train": train_main, "eval": eval_main, "data": data_main, "export": export_main}
+    apps = {"train": train_main, "eval": eval_main, "data": data_main, "export": export_main, "report": report_main}
     command = argv[0]
     if command not in apps:
         print(f"facetrain: error: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)

@@ -13,7 +13,7 @@ from facetrain.config import CONFIG_PATH
 from facetrain.errors import FacetrainError, report_user_errors
 from facetrain.job_outcome import record_outcome
 
-__all__ = ["data_main", "eval_main", "export_main", "train_main"]
+__all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
@@ -80,3 +80,11 @@ def export_main(cfg: DictConfig) -> None:
     from facetrain.export import export_from_config
 
     export_from_config(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="report")
+@report_user_errors
+def report_main(cfg: DictConfig) -> None:
+    from facetrain.report import build_report
+
+    build_report(cfg)

@@ -1,4 +1,4 @@
-"""`make demo`: synthesize data -> train softmax and L2-softmax -> score both on the LFW protocol -> table.
+"""`make demo`: synthesize data -> train softmax and L2-softmax -> score both on the LFW protocol -> `facetrain report`.
 
 Every step is a plain `facetrain` command, printed before it runs, so the demo doubles as a tutorial.
 """
@@ -6,14 +6,11 @@ Every step is a plain `facetrain` command, printed before it runs, so the demo d
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-from facetrain.eval.report import format_table, pct
 
 RUNS = {  # name -> the train overrides that define it
     "softmax": ["loss=softmax"],
@@ -38,14 +35,10 @@ def main() -> None:
         # the next command scores the LFW protocol anyway: no validation while training (val.every=0)
         facetrain("train", *overrides, *extra, "progress=false", "val.every=0", f"hydra.run.dir={out / name}")
         facetrain("eval", "lfw", f"model={out / name}", "progress=false", f"hydra.run.dir={out / name / 'eval_lfw'}")
-    rows = []
-    for name, overrides in RUNS.items():
-        m = json.loads((out / name / "metrics.json").read_text())
-        rows.append([name, " ".join(overrides), pct(m["train/acc"]), pct(m["lfw/acc_mean"], m["lfw/acc_std"]),
-                     pct(m["lfw/auc"]), f"{m['train/seconds']:.0f}"])
-    print("\nDemo: synthetic CASIA-style training, LFW protocol on synthetic LFW-style pairs (10 folds)\n")
-    print(format_table(["run", "overrides", "train acc %", "LFW acc % (mean ± std)", "LFW AUC %", "train s"], rows))
+    print("\nDemo: synthetic CASIA-style training, LFW protocol on synthetic LFW-style pairs (10 folds)")
+    facetrain("report", *(str(out / name) for name in RUNS), f"out={out}", "x=alpha")
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s.")
+    print(f"Report:      {out}/report.md, report.csv, lfw_acc_mean_vs_alpha.png")
     print(f"Metrics:     {out}/<run>/metrics.json (and eval_lfw/metrics.json, features_lfw.npz)")
     print(f"TensorBoard: .venv/bin/tensorboard --logdir {out}   (event files under {out}/<run>/tb)")
 

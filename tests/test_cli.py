@@ -71,8 +71,8 @@ def test_train_then_eval_verbatim(workdir):
 def test_multirun_sweep_of_alpha(workdir):
     cwd, env = workdir
     run_cli("train", "-m", "loss=l2softmax", "alpha=8,16,32", *SHRINK, "hydra.sweep.dir=sweep", cwd=cwd, env=env)
-    jobs = sorted((cwd / "sweep").glob("*_*"), key=lambda p: int(p.name.split("_")[0]))
-    assert len(jobs) == 3
+    jobs = sorted((p for p in (cwd / "sweep").glob("*_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[0]))
+    assert len(jobs) == 3 and (cwd / "sweep" / "val_lfw_acc_mean_vs_alpha.png").is_file()  # and the report's plot
     alphas = [json.loads((j / "metrics.json").read_text())["train/alpha"] for j in jobs]
     assert alphas == [8, 16, 32]
 

@@ -62,6 +62,8 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path, tiny_data):
     assert json.loads((jobs[0] / "metrics.json").read_text())["status_reason"] == failed["reason"]
     assert _job_lines(proc.stderr) == [f"facetrain: job 0 (alpha=-1) failed: {failed['reason']}"]
     assert "1 of 2 jobs did not complete (1 failed)" in proc.stderr
+    report = (tmp_path / "sweep" / "report.md").read_text()  # the report callback ran first, without changing the above
+    assert "| 0 | -1 | failed |" in report and failed["reason"] in report and "| 1 | 16 | completed |" in report
 
 
 def test_a_diverged_job_is_recorded_as_diverged(tmp_path, tiny_data):

@@ -112,6 +112,7 @@ def train(cfg: DictConfig) -> dict:
     metrics = {f"train/{k}": v for k, v in (state.last_means | state.scalars()).items()}
     metrics |= {"train/iterations": state.iteration, "train/seconds": seconds, "train/skipped_steps": state.skipped_steps,
                 "train/images_per_s": done * int(cfg.batch_size) / seconds if done else 0.0,  # all ranks together
-                "train/world_size": world_size(), "train/global_batch": int(cfg.batch_size)}
+                "train/world_size": world_size(), "train/global_batch": int(cfg.batch_size),
+                "train/num_classes": state.num_classes}  # what the eq. 9 bound of a report needs
     log.info("finished %d iterations in %.1f s; run directory %s", state.iteration, seconds, run_dir)
     return update_metrics(run_dir, metrics) if is_main_process() else metrics

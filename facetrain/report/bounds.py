@@ -1,0 +1,51 @@
+"""The eq. 9 lower bound on alpha for the runs of a report (l2-softmax.md eq. 9), from what the runs recorded."""
+
+from __future__ import annotations
+
+from facetrain.heads.alpha_bound import alpha_lower_bound
+from facetrain.report.runs import RunRecord
+
+__all__ = ["alpha_bounds", "run_alpha_bound"]
+
+
+def alpha_bounds(runs: list[RunRecord]) -> list[float]:
+    """The distinct bounds of the runs (one, unless they trained on different numbers of classes)."""
+    found = {round(b, 6) for b in map(run_alpha_bound, runs) if b is not None}
+    return sorted(found)
+
+
+def run_alpha_bound(run: RunRecord) -> float | None:
+    """An L2 run logs `train/alpha_bound`; otherwise eq. 9 from its class count (metrics.json or its checkpoint)
+    and the head's p (its config; 0.9, the paper's, when the run used no L2 head)."""
+    if run.number("train/alpha_bound") is not None:
+        return run.number("train/alpha_bound")
+    classes = run.number("train/num_classes") or _checkpoint_classes(run)
+    if classes is None or classes <= 2:
+        return None
+    return alpha_lower_bound(int(classes), _head_p(run))
+
+
+def _checkpoint_classes(run: RunRecord) -> float | None:
+    path = run.dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable checkpoint only costs the plot its bound line
+        return None
+    classes = saved.get("num_classes") if isinstance(saved, dict) else None
+    return float(classes) if classes is not None else None
+
+
+def _head_p(run: RunRecord) -> float:
+    import yaml
+
+    path = run.dir / ".hydra" / "config.yaml"
+    try:
+        head = (yaml.safe_load(path.read_text()) or {}).get("head") or {}
+    except (OSError, yaml.YAMLError):
+        head = {}
+    p = head.get("p", 0.9)
+    return float(p) if isinstance(p, int | float) else 0.9
