@@ -47,11 +47,10 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
 def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_ over parameters of which some are sharded: the squares of the sharded gradients are
     summed over the ranks, so every rank finds the norm (and clips by the factor) one process would."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    sharded = [p.grad for p in parameters if p.grad is not None and _shard_of(p) is not None]
-    ids = {id(g) for g in sharded}
-    replicated = [g for g in grads if id(g) not in ids]
-    device = grads[0].device
+    with_grad = [p for p in parameters if p.grad is not None]
+    sharded = [p.grad for p in with_grad if _shard_of(p) is not None]
+    replicated = [p.grad for p in with_grad if _shard_of(p) is None]
+    device = with_grad[0].device
     total = torch.zeros((), device=device, dtype=torch.float32)
     if sharded:
         total = torch.nn.utils.get_total_norm(sharded).float().pow(2)
@@ -60,7 +59,7 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
         total = total + torch.nn.utils.get_total_norm(replicated).float().pow(2)
     norm = total.sqrt()
     if torch.isfinite(norm) and norm > max_norm:
-        torch.nn.utils.clip_grads_with_norm_(grads, max_norm, norm)
+        torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
     return norm
 
 
