@@ -184,3 +184,18 @@ def test_a_one_process_run_resumes_sharded(tiny_data, tmp_path):
     torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "resume=true"), cwd=tmp_path)
     _full_class_weights(tmp_path / "one_then_two")
     assert_same_weights(tmp_path / "full", tmp_path / "one_then_two", 4)
+
+
+def test_pk_batches_split_between_identities_or_are_refused(tmp_path, monkeypatch, train_cfg):
+    from facetrain.losses import TripletLoss
+    from facetrain.train import loader
+
+    monkeypatch.setattr(loader, "world_size", lambda: 2)
+    monkeypatch.setattr(loader, "rank", lambda: 1)
+    dataset = trainer._load_data(train_cfg(), tmp_path)
+    loss = TripletLoss(samples_per_identity=2)
+    batch = next(iter(loader.training_loader(train_cfg(), dataset, loss, 0, False).batch_sampler))
+    labels = [dataset.labels[i] for i in batch]
+    assert len(batch) == 4 and labels[0] == labels[1] and labels[2] == labels[3]  # rank 1: 2 whole identities
+    with pytest.raises(FacetrainError, match="batch_size=6 holds 3 identities of 2 images.* multiple of 4"):
+        loader.training_loader(train_cfg("batch_size=6"), dataset, loss, 0, False)
