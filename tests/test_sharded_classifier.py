@@ -19,7 +19,16 @@ from torch import nn
 
 from facetrain.data import rank_rows
 from facetrain.errors import FacetrainError
-from facetrain.losses import ArcFaceLoss, CenterLoss, NormFaceLoss, RingLoss, SoftmaxLoss
+from facetrain.losses import (
+    AgentLoss,
+    ArcFaceLoss,
+    CContrastiveLoss,
+    CenterLoss,
+    CTripletLoss,
+    NormFaceLoss,
+    RingLoss,
+    SoftmaxLoss,
+)
 from facetrain.losses.class_shard import ClassShard, shard_bounds
 from facetrain.run.collectives import pad_gather_rows
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
@@ -35,7 +44,12 @@ LOSSES = {
     "normface": (lambda rate: NormFaceLoss(D, C, scale=5.0, learn_scale=True, sample_rate=rate), False),
     "arcface": (lambda rate: ArcFaceLoss(D, C, scale=8.0, margin=0.5, sample_rate=rate), False),
 }
-CASES = [(name, rate) for name in LOSSES for rate in (1.0, 0.5)]
+AGENTS = {  # sharded, never sampled
+    "c_contrastive": (lambda rate: CContrastiveLoss(D, C, margin=1.0), False),
+    "c_triplet_hardest": (lambda rate: CTripletLoss(D, C, margin=0.8, pull_weight=0.5), False),
+    "c_triplet_all": (lambda rate: CTripletLoss(D, C, margin=0.8, negatives="all", pull_weight=0.5), False),
+}
+CASES = [(name, rate) for name in LOSSES for rate in (1.0, 0.5)] + [(name, 1.0) for name in AGENTS]
 
 
 class _Tiny(nn.Module):
@@ -58,7 +72,7 @@ def _inputs():
 
 def _build(name: str, rate: float):
     torch.manual_seed(0)
-    make, l2 = LOSSES[name]
+    make, l2 = (LOSSES | AGENTS)[name]
     model, loss = _Tiny(l2), make(rate)
     with torch.no_grad():  # not at the zero init: a bias that matters
         for p in loss.parameters():
@@ -81,7 +95,8 @@ def _distributed_case(name: str, rate: float, rank: int) -> dict:
     classes = {n: pad_gather_rows(p.grad, sizes) for n, p in loss.named_parameters() if hasattr(p, "class_shard")}
     replicated = {n: p.grad.clone() for n, p in loss.named_parameters() if not hasattr(p, "class_shard")}
     return {"loss": out.total.detach(), "backbone": [p.grad.clone() for p in model.parameters()],
-            "classes": classes, "replicated": replicated, "correct": correct}
+            "classes": classes, "replicated": replicated, "correct": correct,
+            "buffers": {n: b.clone() for n, b in loss.named_buffers()}}
 
 
 def _center_and_ring(rank: int) -> dict:
@@ -112,6 +127,10 @@ def _reference(name: str, rate: float) -> dict:
     model, loss = _build(name, 1.0)
     x, labels = _inputs()
     _, f = model(x)
+    if isinstance(loss, AgentLoss):  # the unsharded loss, checked against hand computation elsewhere
+        out = loss(f, labels)
+        out.total.backward()
+        return _grads(model, loss, out.total, out.correct, torch.arange(C))
     if isinstance(loss, SoftmaxLoss):
         logits = f @ loss.classifier.weight.T + loss.classifier.bias
         decision = logits
@@ -126,10 +145,14 @@ def _reference(name: str, rate: float) -> dict:
     target = torch.searchsorted(used, labels)
     value = F.cross_entropy(logits[:, used], target)
     value.backward()
-    correct = (decision[:, used].argmax(dim=1) == target).sum()
+    return _grads(model, loss, value, (decision[:, used].argmax(dim=1) == target).sum(), used)
+
+
+def _grads(model, loss, value, correct, used) -> dict:
     return {"loss": value.detach(), "backbone": [p.grad for p in model.parameters()], "correct": correct,
             "classes": {n: p.grad for n, p in loss.named_parameters() if p.shape[:1] == (C,)},
-            "replicated": {n: p.grad for n, p in loss.named_parameters() if p.shape[:1] != (C,)}, "used": used}
+            "replicated": {n: p.grad for n, p in loss.named_parameters() if p.shape[:1] != (C,)}, "used": used,
+            "buffers": dict(loss.named_buffers())}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +188,8 @@ def test_two_ranks_give_one_process_loss_and_gradients(two_ranks, float64, name,
             torch.testing.assert_close(got["classes"][key], ref["classes"][key], **close)
         for key in ref["replicated"]:  # a learned scale: the sum of the blocks' parts
             torch.testing.assert_close(got["replicated"][key], ref["replicated"][key], **close)
+        for key in ref["buffers"]:  # the agents' distortion bound: from the global batch
+            torch.testing.assert_close(got["buffers"][key], ref["buffers"][key], **close)
         assert int(got["correct"]) == int(ref["correct"])
     grad = two_ranks[0][f"{name}@{rate}"]["classes"]
     unused = torch.ones(C, dtype=torch.bool)

@@ -15,7 +15,8 @@ from facetrain.losses.class_shard import ClassShard
 from facetrain.run.collectives import gather_rows, max_over_ranks, sum_over_ranks
 from facetrain.run.rank import rank, world_size
 
-__all__ = ["block_cross_entropy", "block_forward", "gather_batch", "pick_rows"]
+__all__ = ["at_target", "block_correct", "block_cross_entropy", "block_forward", "gather_batch", "own_mask",
+           "pick_rows", "row_max"]
 
 
 def gather_batch(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,14 +34,14 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _row_max(x: torch.Tensor) -> torch.Tensor:
+def row_max(x: torch.Tensor) -> torch.Tensor:
     """Each row's maximum; -inf for a block with no classes (a rank whose classes were all left out)."""
     if x.shape[1] == 0:
         return x.new_full((x.shape[0],), float("-inf"))
     return x.max(dim=1).values
 
 
-def _at_target(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def at_target(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """x[i, target_i], and 0 where the target lies in another block (so the sum over ranks is the target's)."""
     if x.shape[1] == 0:
         return x.new_zeros(x.shape[0])
@@ -62,17 +63,29 @@ def block_cross_entropy(logits: torch.Tensor, target: torch.Tensor, decision: to
         own rows (its share of the batch) rank their class first among all the classes used.
     """
     logits = _at_least_fp32(logits)
-    shift = max_over_ranks(_row_max(logits.detach()))
+    shift = max_over_ranks(row_max(logits.detach()))
     exp_sum = sum_over_ranks((logits - shift[:, None]).exp().sum(dim=1))
-    target_logit = sum_over_ranks(_at_target(logits, target))
+    target_logit = sum_over_ranks(at_target(logits, target))
     loss = (exp_sum.log() + shift - target_logit).mean()
-    with torch.no_grad():
-        decision = _at_least_fp32(decision)
-        best = max_over_ranks(_row_max(decision))
-        mine = sum_over_ranks(_at_target(decision, target))
-        own = rank_rows(len(target), rank(), world_size())
-        correct = (mine >= best)[own].sum()
-    return loss, correct
+    return loss, block_correct(decision, target)
+
+
+@torch.no_grad()
+def block_correct(decision: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How many of this rank's own rows of the gathered batch score their class highest over all blocks."""
+    decision = _at_least_fp32(decision)
+    best = max_over_ranks(row_max(decision))
+    mine = sum_over_ranks(at_target(decision, target))
+    own = rank_rows(len(target), rank(), world_size())
+    return (mine >= best)[own].sum()
+
+
+def own_mask(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[B, c] True at each sample's own class where this block holds it."""
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    rows = (target >= 0).nonzero().squeeze(1)
+    mask[rows, target[rows]] = True
+    return mask
 
 
 def block_forward(shard: ClassShard, logits_of, features: torch.Tensor, labels: torch.Tensor):

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from facetrain.run.rank import rank, world_size
 
-__all__ = ["gather_rows", "max_over_ranks", "pad_gather_rows", "sum_over_ranks"]
+__all__ = ["gather_rows", "max_over_ranks", "pad_gather_rows", "shared_sum_over_ranks", "sum_over_ranks"]
 
 
 class _GatherRows(torch.autograd.Function):
@@ -57,6 +57,16 @@ def gather_rows(x: torch.Tensor, grad_scale: float | None = None) -> torch.Tenso
 def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
     """The sum of `x` over the ranks; the gradient reaching this rank's `x` is the loss's own (no sum)."""
     return _SumOverRanks.apply(x) if world_size() > 1 else x
+
+
+def shared_sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over the ranks for a value each rank uses in its own part of a sum (not in the
+    shared loss): the gradient reaching `x` adds up every rank's part (torch's all_reduce)."""
+    if world_size() <= 1:
+        return x
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(x)
 
 
 @torch.no_grad()
