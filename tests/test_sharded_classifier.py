@@ -24,10 +24,12 @@ from facetrain.losses import (
     ArcFaceLoss,
     CContrastiveLoss,
     CenterLoss,
+    CosFaceLoss,
     CTripletLoss,
     NormFaceLoss,
     RingLoss,
     SoftmaxLoss,
+    SphereFaceLoss,
 )
 from facetrain.losses.class_shard import ClassShard, shard_bounds
 from facetrain.run.collectives import pad_gather_rows
@@ -43,6 +45,8 @@ LOSSES = {
     "l2softmax": (lambda rate: SoftmaxLoss(D, C, sample_rate=rate), True),
     "normface": (lambda rate: NormFaceLoss(D, C, scale=5.0, learn_scale=True, sample_rate=rate), False),
     "arcface": (lambda rate: ArcFaceLoss(D, C, scale=8.0, margin=0.5, sample_rate=rate), False),
+    "cosface": (lambda rate: CosFaceLoss(D, C, scale=8.0, margin=0.35, sample_rate=rate), False),
+    "sphereface": (lambda rate: SphereFaceLoss(D, C, m=4, sample_rate=rate), False),
 }
 AGENTS = {  # sharded, never sampled
     "c_contrastive": (lambda rate: CContrastiveLoss(D, C, margin=1.0), False),

@@ -30,7 +30,7 @@ def setup_class_shards(loss: FaceLoss, seed: int, shard: bool, rank: int, world_
             shards.append(classes)
     if shard and world_size > 1 and not shards:
         raise FacetrainError(f"shard_classifier=true but {type(loss).__name__} has no class weights that can be "
-                             "sharded (softmax, l2softmax, normface, cosface, arcface, sphereface can); "
+                             "sharded (softmax, l2softmax, normface, cosface, arcface, sphereface, c_contrastive, c_triplet can); "
                              "drop shard_classifier=true")
     return shards
 
