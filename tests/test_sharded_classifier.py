@@ -227,3 +227,11 @@ def test_blocks_cover_the_classes_once():
 def test_a_bad_sample_rate_is_refused():
     with pytest.raises(FacetrainError, match=r"loss.sample_rate=0 must be in \(0, 1\]"):
         SoftmaxLoss(D, C, sample_rate=0)
+
+
+def test_sharding_a_loss_without_class_weights_is_refused():
+    from facetrain.losses import TripletLoss
+
+    with pytest.raises(FacetrainError, match="shard_classifier=true but TripletLoss has no class weights"):
+        setup_class_shards(TripletLoss(), 0, True, 0, 2)
+    assert setup_class_shards(TripletLoss(), 0, True, 0, 1) == []  # one process: nothing to shard, nothing said

@@ -29,9 +29,9 @@ def setup_class_shards(loss: FaceLoss, seed: int, shard: bool, rank: int, world_
                 classes.place(module, module.class_weight_names, rank, world_size)
             shards.append(classes)
     if shard and world_size > 1 and not shards:
-        raise FacetrainError(f"shard_classifier=true but {type(loss).__name__} has no class weights that can be "
-                             "sharded (softmax, l2softmax, normface, cosface, arcface, sphereface, c_contrastive, c_triplet can); "
-                             "drop shard_classifier=true")
+        raise FacetrainError(f"shard_classifier=true but {type(loss).__name__} has no class weights to shard "
+                             "(softmax, l2softmax, normface, cosface, arcface, sphereface, c_contrastive and "
+                             "c_triplet have); drop shard_classifier=true")
     return shards
 
 
@@ -74,11 +74,12 @@ def _own(tensor: torch.Tensor, shard: ClassShard) -> torch.Tensor:
 
 
 def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer):
-    """(container, key, shard, row-shaped) for every checkpoint entry that holds rows of a sharded matrix."""
+    """(container, key, shard) for every checkpoint entry that holds rows of a sharded matrix: the weights
+    and each optimizer state tensor shaped like them (momentum, Adam's moments)."""
     for name, module in parts.items():
         for key, param in module.named_parameters():
             if _shard_of(param) is not None:
-                yield saved["model"][name], key, _shard_of(param), param.shape[1:]
+                yield saved["model"][name], key, _shard_of(param)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     states = saved["optimizer"]["state"]
     for index, param in enumerate(params):
@@ -87,7 +88,7 @@ def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.
             for key in sorted(states[index]):
                 value = states[index][key]
                 if isinstance(value, torch.Tensor) and value.dim() == param.dim() and value.shape[1:] == param.shape[1:]:
-                    yield states[index], key, _shard_of(param), param.shape[1:]
+                    yield states[index], key, _shard_of(param)
 
 
 def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
@@ -95,7 +96,7 @@ def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch
 
     A collective: every rank calls it, in the same order; rank 0 then writes the result.
     """
-    for container, key, shard, _ in list(_sharded_entries(saved, parts, optimizer)):
+    for container, key, shard in list(_sharded_entries(saved, parts, optimizer)):
         container[key] = _full(container[key], shard)
     return saved
 
@@ -103,7 +104,7 @@ def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch
 def localize_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
     """The reverse: cut this rank's rows out of a checkpoint's full class-weight matrices and their
     optimizer state, whatever world size saved it."""
-    for container, key, shard, _ in list(_sharded_entries(saved, parts, optimizer)):
+    for container, key, shard in list(_sharded_entries(saved, parts, optimizer)):
         if key in container:
             container[key] = _own(container[key], shard)
     return saved
