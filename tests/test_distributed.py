@@ -181,8 +181,11 @@ def test_a_sharded_run_resumes_as_one_process(tiny_data, tmp_path):
 def test_a_one_process_run_resumes_sharded(tiny_data, tmp_path):
     train(_compose(_overrides(tiny_data, tmp_path / "full", *SHARDED)))
     train(_compose(_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "iterations=2")))
-    torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "resume=true"), cwd=tmp_path)
+    # validation on every rank: each takes part in gathering the classifier for best.pt
+    torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "resume=true", "val.every=1"), cwd=tmp_path)
     _full_class_weights(tmp_path / "one_then_two")
+    best = torch.load(tmp_path / "one_then_two" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["model"]["loss"]["weight"].shape[0] == 6 and best["iteration"] >= 3
     assert_same_weights(tmp_path / "full", tmp_path / "one_then_two", 4)
 
 
