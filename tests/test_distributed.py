@@ -153,3 +153,52 @@ def test_two_machines_of_one_rank_each(tiny_data, tmp_path):
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert_same_weights(tmp_path / "one", tmp_path / "two", 4)
+
+
+SHARDED = ["loss=arcface", "loss.scale=16", "shard_classifier=true", "loss.sample_rate=0.5"]
+
+
+def _full_class_weights(run: Path) -> None:
+    """The checkpoint holds the whole class-weight matrix and its momentum, whatever world size wrote it."""
+    state, weights = _weights(run)
+    full = weights["loss.weight"].shape
+    assert full[0] == 6  # the tiny data's 6 identities
+    momentum = [s["momentum_buffer"].shape for s in state["optimizer"]["state"].values()]
+    assert momentum.count(full) == 1
+
+
+def test_a_sharded_run_resumes_as_one_process(tiny_data, tmp_path):
+    """2 ranks with half of the ArcFace weights each (and class sampling) to iteration 2, then 1 process to 4:
+    the weights one process trains in 4 iterations."""
+    train(_compose(_overrides(tiny_data, tmp_path / "full", *SHARDED)))
+    torchrun(*_overrides(tiny_data, tmp_path / "two_then_one", *SHARDED, "iterations=2"), cwd=tmp_path)
+    _full_class_weights(tmp_path / "two_then_one")
+    train(_compose(_overrides(tiny_data, tmp_path / "two_then_one", *SHARDED, "resume=true")))
+    assert_same_weights(tmp_path / "full", tmp_path / "two_then_one", 4)
+
+
+@pytest.mark.slow
+def test_a_one_process_run_resumes_sharded(tiny_data, tmp_path):
+    train(_compose(_overrides(tiny_data, tmp_path / "full", *SHARDED)))
+    train(_compose(_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "iterations=2")))
+    # validation on every rank: each takes part in gathering the classifier for best.pt
+    torchrun(*_overrides(tiny_data, tmp_path / "one_then_two", *SHARDED, "resume=true", "val.every=1"), cwd=tmp_path)
+    _full_class_weights(tmp_path / "one_then_two")
+    best = torch.load(tmp_path / "one_then_two" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["model"]["loss"]["weight"].shape[0] == 6 and best["iteration"] >= 3
+    assert_same_weights(tmp_path / "full", tmp_path / "one_then_two", 4)
+
+
+def test_pk_batches_split_between_identities_or_are_refused(tmp_path, monkeypatch, train_cfg):
+    from facetrain.losses import TripletLoss
+    from facetrain.train import loader
+
+    monkeypatch.setattr(loader, "world_size", lambda: 2)
+    monkeypatch.setattr(loader, "rank", lambda: 1)
+    dataset = trainer._load_data(train_cfg(), tmp_path)
+    loss = TripletLoss(samples_per_identity=2)
+    batch = next(iter(loader.training_loader(train_cfg(), dataset, loss, 0, False).batch_sampler))
+    labels = [dataset.labels[i] for i in batch]
+    assert len(batch) == 4 and labels[0] == labels[1] and labels[2] == labels[3]  # rank 1: 2 whole identities
+    with pytest.raises(FacetrainError, match="batch_size=6 holds 3 identities of 2 images.* multiple of 4"):
+        loader.training_loader(train_cfg("batch_size=6"), dataset, loss, 0, False)

@@ -28,8 +28,9 @@ class AgentDistortion(nn.Module):
     def update(self, own_distances: torch.Tensor, labels: torch.Tensor) -> None:
         """own_distances: [B] squared normalized distance of each feature to its own class's agent."""
         classes, inverse = torch.unique(labels, return_inverse=True)
-        sums = torch.zeros(len(classes), device=labels.device).index_add_(0, inverse, own_distances.float())
-        counts = torch.bincount(inverse, minlength=len(classes)).float()
+        dtype = self.value.dtype
+        sums = torch.zeros(len(classes), device=labels.device, dtype=dtype).index_add_(0, inverse, own_distances.to(dtype))
+        counts = torch.bincount(inverse, minlength=len(classes)).to(dtype)
         batch = (sums / counts).mean()
         if torch.isnan(self.value):
             self.value.copy_(batch)

@@ -17,10 +17,13 @@ class FaceLoss(nn.Module):
         samples_per_identity: K > 0 asks the trainer for identity-balanced P x K batches of K images per
             identity (the in-batch pair losses); 0 takes any batch.
         term_name: the key of the loss's own value in `LossOutput.terms` (how `CombinedLoss` renames it).
+        class_weight_names: the parameters holding one row per class that a model-parallel run splits
+            over the ranks (the loss then has a `classes` ClassShard and a block path); () when none.
     """
 
     samples_per_identity: int = 0
     term_name: str = ""
+    class_weight_names: tuple[str, ...] = ()
 
     def __init__(self):
         super().__init__()

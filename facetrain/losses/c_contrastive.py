@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from facetrain.losses.agent_loss import AgentLoss
+from facetrain.losses.block_softmax import at_target, block_correct, own_mask
 from facetrain.losses.output import LossOutput
+from facetrain.run.collectives import sum_over_ranks
 
 __all__ = ["CContrastiveLoss"]
 
@@ -32,6 +34,8 @@ class CContrastiveLoss(AgentLoss):
         self.margin = float(margin)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        if self.classes.active:
+            return self._block_forward(features, labels)
         d = self.agent_distances(features)
         own = torch.zeros_like(d, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
         per_sample = d[own] + (self.margin - d).clamp_min(0.0).masked_fill(own, 0.0).sum(dim=1)
@@ -39,3 +43,13 @@ class CContrastiveLoss(AgentLoss):
         if self.training:
             self.distortion.update(d.detach()[own], labels)
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, -d, labels)
+
+    def _block_forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """Sharded agents: the own-agent distance and the negatives' hinge sum, each added over the blocks."""
+        d, target, labels = self.block_distances(features, labels)
+        d_own = sum_over_ranks(at_target(d, target))
+        negatives = sum_over_ranks((self.margin - d).clamp_min(0.0).masked_fill(own_mask(d, target), 0.0).sum(dim=1))
+        loss = (d_own + negatives).mean()
+        if self.training:
+            self.distortion.update(d_own.detach(), labels)
+        return LossOutput(total=loss, terms={self.term_name: loss.detach()}, correct=block_correct(-d.detach(), target))

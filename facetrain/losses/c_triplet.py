@@ -6,7 +6,9 @@ import torch
 
 from facetrain.errors import FacetrainError
 from facetrain.losses.agent_loss import AgentLoss
+from facetrain.losses.block_softmax import at_target, block_correct, own_mask, row_max
 from facetrain.losses.output import LossOutput
+from facetrain.run.collectives import max_over_ranks, shared_sum_over_ranks, sum_over_ranks
 
 __all__ = ["CTripletLoss"]
 
@@ -37,6 +39,8 @@ class CTripletLoss(AgentLoss):
         self.margin, self.negatives, self.pull_weight = float(margin), negatives, float(pull_weight)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        if self.classes.active:
+            return self._block_forward(features, labels)
         d = self.agent_distances(features)
         d_own = d.gather(1, labels.view(-1, 1))
         own = torch.zeros_like(d, dtype=torch.bool).scatter_(1, labels.view(-1, 1), True)
@@ -49,7 +53,32 @@ class CTripletLoss(AgentLoss):
         pull = d_own.mean()
         if self.training:
             self.distortion.update(d_own.detach().squeeze(1), labels)
+        return LossOutput.classified(triplet + self.pull_weight * pull, self._terms(triplet, pull), -d, labels)
+
+    def _terms(self, triplet: torch.Tensor, pull: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {self.term_name: triplet.detach()}
         if self.pull_weight:
             terms["agent_pull"] = pull.detach()
-        return LossOutput.classified(triplet + self.pull_weight * pull, terms, -d, labels)
+        return terms
+
+    def _block_forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        """Sharded agents. `hardest`: the nearest wrong agent over all blocks, its distance summed in from
+        the block that holds it; `all`: each block's hinge sum, with the own distance shared so that its
+        gradient collects every block's hinges."""
+        d, target, labels = self.block_distances(features, labels)
+        own, d_own_local = own_mask(d, target), at_target(d, target)
+        d_own = sum_over_ranks(d_own_local)
+        if self.negatives == "hardest":
+            local = -row_max(-d.masked_fill(own, float("inf")))  # each row's nearest wrong agent in this block
+            nearest = -max_over_ranks(-local.detach())
+            holds = torch.isfinite(local) & (local.detach() == nearest)
+            triplet = (self.margin + d_own - sum_over_ranks(torch.where(holds, local, 0.0))).clamp_min(0.0).mean()
+        else:
+            shared = shared_sum_over_ranks(d_own_local)[:, None]
+            hinge = (self.margin + shared - d).clamp_min(0.0).masked_fill(own, 0.0).sum(dim=1)
+            triplet = sum_over_ranks(hinge).mean() / max(self.classes.num_classes - 1, 1)
+        pull = d_own.mean()
+        if self.training:
+            self.distortion.update(d_own.detach(), labels)
+        correct = block_correct(-d.detach(), target)
+        return LossOutput(total=triplet + self.pull_weight * pull, terms=self._terms(triplet, pull), correct=correct)

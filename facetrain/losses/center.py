@@ -6,6 +6,7 @@ import torch
 
 from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
+from facetrain.run.collectives import sum_over_ranks
 
 __all__ = ["CenterLoss"]
 
@@ -18,6 +19,8 @@ class CenterLoss(FaceLoss):
     by the optimizer: after each training forward they move by the paper's update,
     c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j), which does not depend on the loss
     weight. (caffe-face instead hands that step to its solver, with lr x lr_mult, momentum and decay.)
+    Under torchrun the sums and counts of the update are added over the ranks, so every rank moves the
+    centers by the global batch's update, the one a single process makes.
 
     Args:
         embedding_dim: feature size.
@@ -44,4 +47,5 @@ class CenterLoss(FaceLoss):
     def _update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         delta = torch.zeros_like(self.centers).index_add_(0, labels, self.centers[labels] - features)
         counts = torch.bincount(labels, minlength=self.centers.shape[0]).to(features.dtype)
+        delta, counts = sum_over_ranks(delta), sum_over_ranks(counts)
         self.centers -= self.alpha * delta / (1.0 + counts)[:, None]

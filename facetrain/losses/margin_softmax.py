@@ -13,6 +13,8 @@ from torch import nn
 
 from facetrain.losses.agents import unit_ball_agents
 from facetrain.losses.base import FaceLoss
+from facetrain.losses.block_softmax import block_forward, pick_rows
+from facetrain.losses.class_shard import ClassShard
 from facetrain.losses.output import LossOutput
 
 __all__ = ["MarginSoftmaxLoss"]
@@ -29,15 +31,18 @@ class MarginSoftmaxLoss(FaceLoss):
         min_scale: s is clamped to at least this in the forward pass (NormFace's released `min_value`).
         weight_lr_mult, weight_wd_mult: learning-rate and weight-decay multipliers of the class weights.
         scale_lr_mult, scale_wd_mult: the same for s (when learned).
+        sample_rate: the share of the classes each batch's softmax uses (Partial FC; 1 = all).
     """
 
     term_name = "margin_softmax"
+    class_weight_names = ("weight",)
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 64.0, learn_scale: bool = False,
                  min_scale: float = 0.01, weight_lr_mult: float = 1.0, weight_wd_mult: float = 1.0,
-                 scale_lr_mult: float = 1.0, scale_wd_mult: float = 1.0):
+                 scale_lr_mult: float = 1.0, scale_wd_mult: float = 1.0, sample_rate: float = 1.0):
         super().__init__()
         self.weight = unit_ball_agents(num_classes, embedding_dim)
+        self.classes = ClassShard(num_classes, sample_rate)
         value = torch.tensor(float(scale))
         if learn_scale:
             self.scale = nn.Parameter(value)
@@ -96,6 +101,8 @@ class MarginSoftmaxLoss(FaceLoss):
         Returns:
             [B, c] logits.
         """
+        if cos.shape[1] == 0:  # a block left without classes by class sampling
+            return self.logit_scale(features) * cos
         index = target.clamp_min(0).view(-1, 1)
         cos_y = cos.gather(1, index)
         margined = torch.where((target >= 0).view(-1, 1), self.target_cosine(cos_y, features), cos_y)
@@ -103,11 +110,19 @@ class MarginSoftmaxLoss(FaceLoss):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         features = features.to(self.weight.dtype)  # fp32 under AMP: cosines near 1 need the precision
+        if self.classes.active:
+            loss, correct = block_forward(self.classes, self._block_logits, features, labels)
+            return LossOutput(total=loss, terms={self.term_name: loss.detach()}, correct=correct)
         cos = self.class_similarities(features, self.weight)
         loss = F.cross_entropy(self.margin_logits(cos, features, labels), labels)
         # accuracy from the margin-free logits: that is the decision rule at test time
         decision = self.logit_scale(features) * cos
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, decision, labels)
+
+    def _block_logits(self, features: torch.Tensor, rows: torch.Tensor | None, target: torch.Tensor):
+        """(margin logits, margin-free scores) of the block's (sampled) classes for the gathered batch."""
+        cos = self.class_similarities(features, pick_rows(self.weight, rows))
+        return self.margin_logits(cos, features, target), self.logit_scale(features) * cos
 
     def scalars(self) -> dict[str, float]:
         return {"s": float(self._scale_value())} if isinstance(self.scale, nn.Parameter) else {}

@@ -8,6 +8,8 @@ from torch import nn
 from facetrain.errors import FacetrainError
 from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
+from facetrain.run.collectives import sum_over_ranks
+from facetrain.run.rank import world_size
 
 __all__ = ["RingLoss"]
 
@@ -19,7 +21,7 @@ class RingLoss(FaceLoss):
         embedding_dim: feature size (unused; accepted so every loss builds alike).
         num_classes: number of classes (unused).
         radius_init: `auto` (R starts at the first batch's mean feature norm, as the released code
-            does) or a positive number.
+            does; under torchrun the global batch's, the same on every rank) or a positive number.
         radius_lr_mult, radius_wd_mult: lr and weight-decay multipliers of R (released MNIST example: 2, 0).
     """
 
@@ -44,7 +46,7 @@ class RingLoss(FaceLoss):
         norms = features.float().norm(dim=1)
         if not bool(self.initialized):
             with torch.no_grad():
-                self.radius.fill_(float(norms.mean()))
+                self.radius.fill_(float(sum_over_ranks(norms.mean()) / world_size()))  # equal shares per rank
                 self.initialized.fill_(True)
         loss = (norms - self.radius).pow(2).sum() / (2 * norms.shape[0])
         return LossOutput(total=loss, terms={self.term_name: loss.detach()})

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrain.losses.base import FaceLoss
+from facetrain.losses.block_softmax import block_forward, pick_rows
+from facetrain.losses.class_shard import ClassShard
 from facetrain.losses.output import LossOutput
 
 __all__ = ["SoftmaxLoss"]
@@ -20,15 +22,25 @@ class SoftmaxLoss(FaceLoss):
         num_classes: number of training identities.
         bias: whether the classifier has a bias (NormFace prop. 1 argues for none once
             features are normalized).
+        sample_rate: the share of the classes each batch's softmax uses (Partial FC; 1 = all).
     """
 
     term_name = "softmax"
+    class_weight_names = ("classifier.weight", "classifier.bias")
 
-    def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True):
+    def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True, sample_rate: float = 1.0):
         super().__init__()
         self.classifier = nn.Linear(embedding_dim, num_classes, bias=bias)
+        self.classes = ClassShard(num_classes, sample_rate)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        if self.classes.active:
+            loss, correct = block_forward(self.classes, self._block_logits, features, labels)
+            return LossOutput(total=loss, terms={self.term_name: loss.detach()}, correct=correct)
         logits = self.classifier(features)
         loss = F.cross_entropy(logits, labels)
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, logits, labels)
+
+    def _block_logits(self, features: torch.Tensor, rows: torch.Tensor | None, target: torch.Tensor):
+        logits = F.linear(features, pick_rows(self.classifier.weight, rows), pick_rows(self.classifier.bias, rows))
+        return logits, logits

@@ -31,8 +31,15 @@ def batch_sampler(dataset: Dataset, loss: FaceLoss, batch_size: int, seed: int, 
 
 
 def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: int, pin_memory: bool) -> DataLoader:
-    """`batch_size` is the global batch: under torchrun each rank loads its block of every global batch."""
+    """`batch_size` is the global batch: under torchrun each rank loads its block of every global batch
+    (of a P x K batch, P / N whole identities: P must be a multiple of the world size N)."""
     sampler = batch_sampler(dataset, loss, int(cfg.batch_size), int(cfg.seed), start)
+    k = int(loss.samples_per_identity)
+    if world_size() > 1 and k and (int(cfg.batch_size) // k) % world_size():
+        raise FacetrainError(
+            f"batch_size={cfg.batch_size} holds {int(cfg.batch_size) // k} identities of {k} images, which "
+            f"{world_size()} processes cannot share whole (an identity's images would straddle two ranks and "
+            f"lose their pairs); pick a batch_size that is a multiple of {k * world_size()}")
     if world_size() > 1:
         sampler = RankShare(sampler, rank(), world_size())
     return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory,

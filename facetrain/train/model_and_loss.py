@@ -8,6 +8,7 @@ from torch import nn
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.run import FaceModel
+from facetrain.train.sharding import sharded_parameter_names
 
 __all__ = ["ModelAndLoss", "wrap_for_ranks"]
 
@@ -34,7 +35,8 @@ def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, 
     """`module` itself in one process; under torchrun, DDP around it (SyncBatchNorm first if asked, CUDA only).
 
     The wrapper is only the forward path: checkpoints keep reading the unwrapped parts, so their keys never
-    gain `module.` and a run saved by N processes resumes in any other number.
+    gain `module.` and a run saved by N processes resumes in any other number. Sharded class weights
+    (each rank's own rows) are left out of DDP.
     """
     if world_size <= 1:
         return module
@@ -44,4 +46,7 @@ def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, 
     if sync_bn:
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     ids = [device.index] if device.type == "cuda" else None
+    # each rank's block of a sharded classifier is its own: DDP neither broadcasts nor averages it
+    nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+        module, sharded_parameter_names(module))
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)

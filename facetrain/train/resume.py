@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from facetrain.errors import FacetrainError
 from facetrain.run import load_checkpoint, restore_state
 from facetrain.train.build import named_parts
+from facetrain.train.sharding import localize_checkpoint
 from facetrain.train.state import TrainState
 
 __all__ = ["MODEL_KEYS", "RESUME_MODES", "config_changes", "resume"]
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 RESUME_MODES = (True, False, "auto")
 MODEL_KEYS = ("backbone", "head", "loss", "embedding_dim", "input_size", "alpha")  # they shape the weights
+NOT_SHAPING = ("loss.sample_rate",)  # under MODEL_KEYS, but the weights mean the same
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -77,9 +79,10 @@ def resume(state: TrainState, mode, strict: bool = True) -> None:
             return
         raise FacetrainError(
             f"resume=true but {state.checkpoint} does not exist; point hydra.run.dir=... at the run to continue")
-    saved = load_checkpoint(state.checkpoint)
+    saved = localize_checkpoint(load_checkpoint(state.checkpoint), named_parts(state.model, state.loss),
+                                state.optimizer)  # a sharded classifier keeps its rows of the full matrices
     changes = config_changes(saved["config"], state.cfg)
-    shaping = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_KEYS}
+    shaping = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_KEYS and not k.endswith(NOT_SHAPING)}
     if saved.get("num_classes", state.num_classes) != state.num_classes:
         shaping["training identities"] = (saved["num_classes"], state.num_classes)
     for key, (old, new) in changes.items():

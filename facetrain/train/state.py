@@ -11,10 +11,20 @@ from omegaconf import DictConfig
 from torch import nn
 
 from facetrain.losses import FaceLoss
-from facetrain.run import FaceModel, capture_state, checkpoint_path, world_size
+from facetrain.losses.class_shard import ClassShard
+from facetrain.run import (
+    FaceModel,
+    capture_state,
+    checkpoint_path,
+    is_main_process,
+    rank,
+    save_checkpoint,
+    world_size,
+)
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
 from facetrain.train.progress import RunningMeans
+from facetrain.train.sharding import gather_checkpoint, setup_class_shards
 
 __all__ = ["TrainState", "build_state"]
 
@@ -43,6 +53,7 @@ class TrainState:
     pending_scalars: dict[str, float] = field(default_factory=dict)  # to log at this iteration (validation)
     buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
     network: nn.Module | None = None  # what the step runs: ModelAndLoss(model, loss), DDP-wrapped under torchrun
+    class_shards: list[ClassShard] = field(default_factory=list)  # the class-weight losses' blocks (see sharding)
 
     def __post_init__(self):
         if self.network is None:
@@ -67,9 +78,25 @@ class TrainState:
         """Learned or derived values worth logging (alpha and its bound, a learned scale, ...)."""
         return self.model.head.scalars() | self.loss.scalars()
 
+    @property
+    def sharded(self) -> bool:
+        """True when the class weights are split over the ranks (`shard_classifier=true` under torchrun)."""
+        return any(shard.world_size > 1 for shard in self.class_shards)
+
     def capture(self) -> dict:
-        return capture_state(named_parts(self.model, self.loss), self.stateful, self.iteration, self.cfg,
-                             self.num_classes)
+        """The checkpoint of this state. With a sharded classifier a collective (every rank calls it): the
+        full class-weight matrices and their momentum are gathered, so the checkpoint fits any world size."""
+        parts = named_parts(self.model, self.loss)
+        saved = capture_state(parts, self.stateful, self.iteration, self.cfg, self.num_classes)
+        return gather_checkpoint(saved, parts, self.optimizer) if self.sharded else saved
+
+    def save(self, path: Path) -> None:
+        """Write this state's checkpoint to `path` from rank 0. Every rank calls it (a sharded classifier
+        is gathered from all of them)."""
+        if self.sharded or is_main_process():
+            saved = self.capture()
+        if is_main_process():
+            save_checkpoint(path, saved)
 
     @property
     def checkpoint(self) -> Path:
@@ -78,10 +105,12 @@ class TrainState:
 
 def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir: Path) -> TrainState:
     """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler; under torchrun
-    the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights)."""
+    the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights, and
+    with `shard_classifier=true` keeps only its block of the class weights)."""
     torch.manual_seed(int(cfg.seed))
     model, loss = build_parts(cfg, num_classes)
     model, loss = model.to(device), loss.to(device)
+    shards = setup_class_shards(loss, int(cfg.seed), bool(cfg.get("shard_classifier", False)), rank(), world_size())
     optimizer = build_optimizer(cfg, model, loss)
     scheduler = build_scheduler(cfg, optimizer)
     amp = bool(cfg.amp) and device.type == "cuda"
@@ -89,4 +118,4 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     clip = cfg.get("clip_grad_norm")
     network = wrap_for_ranks(ModelAndLoss(model, loss), device, world_size(), bool(cfg.get("sync_bn", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp,
-                      float(clip) if clip else None, network=network)
+                      float(clip) if clip else None, network=network, class_shards=shards)

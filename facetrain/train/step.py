@@ -10,6 +10,7 @@ from facetrain.data.augment import random_hflip
 from facetrain.data.rank_share import rank_rows
 from facetrain.run import rank, world_size
 from facetrain.train.progress import batch_stats
+from facetrain.train.sharding import clip_global_norm
 from facetrain.train.state import TrainState
 
 __all__ = ["train_step"]
@@ -25,7 +26,10 @@ def _optimizer_step(state: TrainState) -> torch.Tensor | None:
     """
     state.scaler.unscale_(state.optimizer)
     max_norm = state.clip_grad_norm or math.inf
-    norm = torch.nn.utils.clip_grad_norm_(state.parameters, max_norm)
+    if state.sharded:  # the norm over every rank's block of the class weights
+        norm = clip_global_norm(state.parameters, max_norm)
+    else:
+        norm = torch.nn.utils.clip_grad_norm_(state.parameters, max_norm)
     if not torch.isfinite(norm):
         return None
     state.scaler.step(state.optimizer)
@@ -71,6 +75,8 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
     if hflip:
         images = _mirror(state, images)
     _save_buffers(state)
+    for shard in state.class_shards:  # class sampling draws from (seed, iteration)
+        shard.iteration = state.iteration
     with torch.autocast(state.device.type, enabled=state.amp):
         embeddings, out = state.network(images, labels)
     state.optimizer.zero_grad(set_to_none=True)

@@ -70,7 +70,7 @@ def default_hooks(cfg: DictConfig) -> list[Hook]:
     iterations = int(cfg.iterations)
     hooks: list[Hook] = [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows))]
     if int(cfg.val.every) > 0:
-        hooks.append(ValidationHook(cfg.val, cfg.data, iterations))
+        hooks.append(ValidationHook(cfg.val, cfg.data, iterations, all_ranks=bool(cfg.get("shard_classifier"))))
     return hooks + [TensorBoardHook(), ProgressBarHook(iterations, bool(cfg.progress)),
                     CheckpointHook(int(cfg.checkpoint_every), iterations), StopOnSignalHook()]
 

@@ -5,7 +5,6 @@ Skipped while the latest logged window's loss was not finite (see DivergenceHook
 
 from __future__ import annotations
 
-from facetrain.run import save_checkpoint
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
@@ -13,7 +12,7 @@ __all__ = ["CheckpointHook"]
 
 
 class CheckpointHook(Hook):
-    main_process_only = True
+    """Runs on every rank (a sharded classifier is gathered for the checkpoint); rank 0 writes."""
 
     def __init__(self, every: int, iterations: int):
         self.every, self.iterations = int(every), int(iterations)
@@ -21,4 +20,4 @@ class CheckpointHook(Hook):
     def after_step(self, state: TrainState) -> None:
         due = state.iteration % self.every == 0 or state.iteration == self.iterations
         if due and state.bad_windows == 0:  # while the loss is not finite, last.pt stays the last good state
-            save_checkpoint(state.checkpoint, state.capture())
+            state.save(state.checkpoint)

@@ -6,7 +6,7 @@ import logging
 import math
 
 from facetrain.errors import TrainingDiverged
-from facetrain.run import checkpoint_path, is_main_process, save_checkpoint
+from facetrain.run import checkpoint_path
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
@@ -42,8 +42,7 @@ class DivergenceHook(Hook):
         if state.bad_windows < self.patience:
             return
         diverged = checkpoint_path(state.run_dir, "diverged")
-        if is_main_process():
-            save_checkpoint(diverged, state.capture())
+        state.save(diverged)
         since = state.iteration - self.patience * self.window
         raise TrainingDiverged(
             f"the training loss was not finite in every iteration window since iteration {max(since, state.start)} "

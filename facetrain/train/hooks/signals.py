@@ -13,7 +13,6 @@ import signal
 import threading
 
 from facetrain.errors import TrainingInterrupted
-from facetrain.run import is_main_process, save_checkpoint
 from facetrain.run.distributed import max_across_ranks
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
@@ -56,8 +55,8 @@ class StopOnSignalHook(Hook):
         if not received:
             return
         name = signal.Signals(received).name
-        if is_main_process() and state.bad_windows == 0:
-            save_checkpoint(state.checkpoint, state.capture())
+        if state.bad_windows == 0:  # the same on every rank (the window means are averaged over them)
+            state.save(state.checkpoint)
             where = f"checkpoint saved at iteration {state.iteration} to {state.checkpoint}"
         else:
             where = f"{state.checkpoint} keeps the last good state"

@@ -24,7 +24,7 @@ from facetrain.eval.embedder import embed_encoded, embed_images
 from facetrain.eval.features import Features
 from facetrain.eval.lfw import lfw_metrics
 from facetrain.eval.lfw_pairs import LfwPairs, parse_lfw_pairs
-from facetrain.run import checkpoint_path, save_checkpoint, update_metrics
+from facetrain.run import checkpoint_path, is_main_process, update_metrics
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
@@ -65,11 +65,12 @@ class ValidationHook(Hook):
         val: the `val` config (every, root, pairs, sets, metric, mirror, batch_size, pairs_per_fold).
         data: the `data` config (the training fit).
         iterations: the run's length (a last validation at its end).
+        all_ranks: validate on every rank (identical backbones, identical scores), so all of them take
+            part in gathering a sharded classifier for best.pt; rank 0 alone writes.
     """
 
-    main_process_only = True
-
-    def __init__(self, val: DictConfig, data: DictConfig, iterations: int):
+    def __init__(self, val: DictConfig, data: DictConfig, iterations: int, all_ranks: bool = False):
+        self.main_process_only = not all_ranks
         self.every, self.iterations = int(val.every), int(iterations)
         self.metric, self.mirror, self.batch_size = str(val.metric), str(val.mirror), int(val.batch_size)
         self.fit = str(data.get("fit", "resize"))
@@ -110,10 +111,11 @@ class ValidationHook(Hook):
         value = metrics[self.metric]
         if value > self.best.value:
             self.best = _Best(value, state.iteration)
-            save_checkpoint(checkpoint_path(state.run_dir, "best"), state.capture())
+            state.save(checkpoint_path(state.run_dir, "best"))
         values |= {f"val/best/{self.metric}": self.best.value, "val/best_iteration": self.best.iteration}
         log.info("validation at iteration %d: %s %.4f (best %.4f at iteration %d)", state.iteration, self.metric,
                  value, self.best.value, self.best.iteration)
         state.pending_scalars |= values  # TensorBoardHook writes them at this iteration
-        update_metrics(Path(state.run_dir), values)
+        if is_main_process():
+            update_metrics(Path(state.run_dir), values)
         return values
