@@ -119,7 +119,7 @@ def bench(args: argparse.Namespace) -> None:
               f"params={params:,}: {args.steps * args.batch / seconds:,.0f} images/s, "
               f"peak memory {_peak_memory_gib(device):.2f} GiB ({'CUDA allocated' if device.type == 'cuda' else 'RSS'}), "
               f"{flops / per_rank / 1e9:.3f} GFLOP/image, MFU {100 * mfu:.1f}% of a measured "
-              f"{peak / 1e12:.3f} TFLOP/s {str(dtype).removeprefix('torch.')} matmul peak")
+              f"{peak / 1e9:,.1f} GFLOP/s {str(dtype).removeprefix('torch.')} matmul peak")
 
 
 def _device_name(device: torch.device) -> str:

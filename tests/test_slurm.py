@@ -44,10 +44,9 @@ def test_first_host_agrees_with_submitits_parser(nodelist):
 
 
 def test_adopting_exports_torchruns_variables(monkeypatch):
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in TASK.items():
-        monkeypatch.setenv(key, value)
+    torchruns = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE")
+    env = {k: v for k, v in os.environ.items() if k not in torchruns} | TASK
+    monkeypatch.setattr(os, "environ", env)  # a copy: what the call exports must not reach the other tests
     assert distributed.adopt_slurm_environment()
     assert (distributed.launched_world_size(), distributed.local_rank(), os.environ["RANK"]) == (16, 3, "11")
 
