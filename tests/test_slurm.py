@@ -90,3 +90,53 @@ def test_srun_with_two_tasks_trains_as_torchrun_would(tiny_data, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outputs
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train/world_size"] == 2 and metrics["train/iterations"] == 4
+
+
+_TASK = """
+import json, sys, cloudpickle
+launcher, singletons = cloudpickle.load(open(sys.argv[1], "rb"))
+# what each SLURM task runs: job 0 of the sweep, with the job's overrides as the sweeper hands them over
+result = launcher(json.loads(sys.argv[2]), "hydra.sweep.dir", 0, "job_id_for_0", singletons)
+print("job status:", result.status.name)
+"""
+
+
+@pytest.mark.slow
+def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path):
+    """The submitit launcher's job, as two SLURM tasks run it: the launcher pickled on the submitting machine
+    (cloudpickle, as submitit does), then called in two processes that have SLURM's task variables."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from hydra.types import HydraContext
+
+    from facetrain.commands import _train_app
+
+    overrides = [o for o in _overrides(tiny_data, None) if not o.startswith("run_dir")]
+    with initialize_config_module(config_module="facetrain.configs", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        config = loader.load_configuration("train", [*overrides, "hydra/launcher=slurm",
+                                                     f"hydra.sweep.dir={tmp_path / 'sweep'}"], RunMode.MULTIRUN)
+        context = HydraContext(config_loader=loader, callbacks=Callbacks(config))
+        launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=_train_app.__wrapped__,
+                                                           config=config)
+        shipped = tmp_path / "launcher.pkl"
+        shipped.write_bytes(cloudpickle.dumps((launcher, Singleton.get_state())))
+    job = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "77", "SLURM_NTASKS": "2",
+           "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port())}
+    base = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    procs = [subprocess.Popen([sys.executable, "-c", _TASK, str(shipped), json.dumps(overrides)], cwd=tmp_path,
+                              env=base | job | {"SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0] and all("job status: COMPLETED" in o for o in outputs), outputs
+    runs = list((tmp_path / "sweep").rglob("metrics.json"))  # the job subdir names its overrides
+    assert len(runs) == 1, runs  # both tasks wrote into one job directory
+    metrics = json.loads(runs[0].read_text())
+    assert metrics["train/world_size"] == 2 and metrics["train/iterations"] == 4
