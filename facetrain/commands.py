@@ -20,9 +20,11 @@ __all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main"]
 @report_user_errors
 @record_outcome
 def _train_app(cfg: DictConfig) -> float:
+    from facetrain.run.distributed import distributed_run
     from facetrain.train import train
 
-    metrics = train(cfg)
+    with distributed_run():  # under torchrun already joined; under the submitit launcher each task joins here
+        metrics = train(cfg)
     loss = metrics.get("train/loss")
     return float("nan") if loss is None else float(loss)  # what a sweeper would minimise
 
@@ -42,7 +44,11 @@ def _nproc(args: list[str]) -> int:
 def train_main() -> None:
     """`facetrain train`; `nproc=N` starts N ranks through torchrun's launcher. Under torchrun (WORLD_SIZE > 1)
     each rank joins the process group before Hydra names the run directory, so all of them agree on it, and
-    ranks other than 0 leave Hydra's files to rank 0."""
+    ranks other than 0 leave Hydra's files to rank 0. `srun -n N facetrain train` is read as torchrun would
+    start it (SLURM's variables translated)."""
+    from facetrain.run.distributed import adopt_slurm_environment
+
+    adopt_slurm_environment()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         nproc = _nproc(sys.argv[1:])
         if nproc > 1:

@@ -33,11 +33,12 @@ def set_launch_time(when: datetime) -> None:
 
 def register_resolvers() -> None:
     """Register facetrain's resolvers once: `${ft.frac_of:N,a,b}` = round(N * a / b); `${ft.now:FORMAT}` =
-    Hydra's `${now:FORMAT}` of the launch time, the same on every rank of a torchrun launch."""
+    Hydra's `${now:FORMAT}` of the launch time, the same on every rank of a torchrun or submitit launch."""
     if not OmegaConf.has_resolver("ft.frac_of"):
         OmegaConf.register_new_resolver("ft.frac_of", lambda n, a, b: int(round(float(n) * float(a) / float(b))))
-    if not OmegaConf.has_resolver("ft.now"):
-        OmegaConf.register_new_resolver("ft.now", lambda pattern: launch_time().strftime(pattern))
+    if not OmegaConf.has_resolver("ft.now"):  # cached like Hydra's now: a config copied or pickled to another
+        # process (the submitit launcher's tasks) keeps the submitting process's time, so all use one directory
+        OmegaConf.register_new_resolver("ft.now", lambda pattern: launch_time().strftime(pattern), use_cache=True)
 
 
 def abs_path(path: str | Path) -> Path:

@@ -9,6 +9,7 @@ from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.run import FaceModel
 from facetrain.train.sharding import sharded_parameter_names
+from facetrain.train.precision import backbone_autocast
 
 __all__ = ["ModelAndLoss", "wrap_for_ranks"]
 
@@ -20,15 +21,20 @@ class ModelAndLoss(nn.Module):
     parameter's gradient is then averaged over the ranks. Each rank's loss is the mean over its share of the
     batch, and DDP averages those, so N ranks with batch_size / N images each take the step one process takes
     with the whole batch (for losses that are plain means over the batch).
+
+    Mixed precision ends at the embedding: the backbone runs under autocast to `amp_dtype` (bf16, fp16),
+    the head and the loss (classifier, softmax, margins) in fp32 (see `facetrain.train.precision`).
     """
 
-    def __init__(self, model: FaceModel, loss: FaceLoss):
+    def __init__(self, model: FaceModel, loss: FaceLoss, amp_dtype: torch.dtype | None = None):
         super().__init__()
-        self.model, self.loss = model, loss
+        self.model, self.loss, self.amp_dtype = model, loss, amp_dtype
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor):
-        embeddings, features = self.model(images)
-        return embeddings, self.loss(features, labels)
+        with backbone_autocast(images.device.type, self.amp_dtype):
+            embeddings = self.model.backbone(images)
+        embeddings = embeddings.float()
+        return embeddings, self.loss(self.model.head(embeddings), labels)
 
 
 def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, sync_bn: bool) -> nn.Module:

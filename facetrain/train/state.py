@@ -23,8 +23,10 @@ from facetrain.run import (
 )
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
+from facetrain.train.precision import ResumableGradScaler, autocast_dtype, resolve_precision
 from facetrain.train.progress import RunningMeans
 from facetrain.train.sharding import gather_checkpoint, setup_class_shards
+from facetrain.train.speed import configure_backends, prepare_backbone
 
 __all__ = ["TrainState", "build_state"]
 
@@ -42,7 +44,8 @@ class TrainState:
     device: torch.device
     num_classes: int
     run_dir: Path
-    amp: bool = False
+    precision: str = "fp32"  # resolved: bf16, fp16 (with the GradScaler) or fp32
+    channels_last: bool = False  # batches go to the backbone in channels_last memory format
     clip_grad_norm: float | None = None  # max global gradient norm (after unscaling); None = no clipping
     iteration: int = 0  # iterations finished
     start: int = 0  # the iteration this process started (or resumed) from
@@ -57,7 +60,7 @@ class TrainState:
 
     def __post_init__(self):
         if self.network is None:
-            self.network = ModelAndLoss(self.model, self.loss)
+            self.network = ModelAndLoss(self.model, self.loss, autocast_dtype(self.precision))
 
     @cached_property
     def buffers(self) -> list[torch.Tensor]:
@@ -106,16 +109,21 @@ class TrainState:
 def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir: Path) -> TrainState:
     """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler; under torchrun
     the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights, and
-    with `shard_classifier=true` keeps only its block of the class weights)."""
+    with `shard_classifier=true` keeps only its block of the class weights). The precision, memory format and
+    compilation (`precision`, `channels_last`, `compile`) apply here."""
+    precision = resolve_precision(cfg.get("precision", "auto"), cfg.get("amp"), device)
+    configure_backends(cfg, device)
     torch.manual_seed(int(cfg.seed))
     model, loss = build_parts(cfg, num_classes)
     model, loss = model.to(device), loss.to(device)
     shards = setup_class_shards(loss, int(cfg.seed), bool(cfg.get("shard_classifier", False)), rank(), world_size())
+    channels_last = bool(cfg.get("channels_last", False))
+    prepare_backbone(model.backbone, channels_last, bool(cfg.get("compile", False)))
     optimizer = build_optimizer(cfg, model, loss)
     scheduler = build_scheduler(cfg, optimizer)
-    amp = bool(cfg.amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = ResumableGradScaler(device.type, enabled=precision == "fp16")
     clip = cfg.get("clip_grad_norm")
-    network = wrap_for_ranks(ModelAndLoss(model, loss), device, world_size(), bool(cfg.get("sync_bn", False)))
-    return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), amp,
-                      float(clip) if clip else None, network=network, class_shards=shards)
+    network = wrap_for_ranks(ModelAndLoss(model, loss, autocast_dtype(precision)), device, world_size(),
+                             bool(cfg.get("sync_bn", False)))
+    return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
+                      channels_last, float(clip) if clip else None, network=network, class_shards=shards)

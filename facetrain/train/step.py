@@ -11,6 +11,7 @@ from facetrain.data.rank_share import rank_rows
 from facetrain.run import rank, world_size
 from facetrain.train.progress import batch_stats
 from facetrain.train.sharding import clip_global_norm
+from facetrain.train.speed import to_memory_format
 from facetrain.train.state import TrainState
 
 __all__ = ["train_step"]
@@ -74,11 +75,11 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
     labels = labels.to(state.device, non_blocking=True)
     if hflip:
         images = _mirror(state, images)
+    images = to_memory_format(images, state.channels_last)
     _save_buffers(state)
     for shard in state.class_shards:  # class sampling draws from (seed, iteration)
         shard.iteration = state.iteration
-    with torch.autocast(state.device.type, enabled=state.amp):
-        embeddings, out = state.network(images, labels)
+    embeddings, out = state.network(images, labels)  # the backbone under autocast (state.precision), the loss in fp32
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(out.total).backward()
     grad_norm = _optimizer_step(state)

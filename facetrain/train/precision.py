@@ -1,0 +1,81 @@
+"""Numeric precision of training: `precision=auto|bf16|fp16|fp32` (and the older `amp=true`), autocast, GradScaler.
+
+Autocast covers the backbone only. The head (L2 x alpha), the classifier and the softmax run in fp32 outside
+it (`ModelAndLoss`): cosines near 1 and margins like ArcFace's cos(theta + m) lose their meaning at bf16's
+3 significant digits, and the classifier's share of a step is small next to the backbone's convolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+
+from facetrain.errors import FacetrainError
+
+__all__ = ["PRECISIONS", "ResumableGradScaler", "autocast_dtype", "backbone_autocast", "resolve_precision"]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def _bf16_on_gpu() -> bool:
+    """Native bf16 (Ampere and later); torch's emulated bf16 on older GPUs is slower than fp32."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def _from_amp(amp, device: torch.device) -> str:
+    """The older `amp` flag: amp=true was fp16 with a GradScaler on CUDA (and ignored on CPU); amp=false fp32."""
+    choice = "fp16" if amp and device.type == "cuda" else "fp32"
+    log.warning("amp=%s is deprecated; it means precision=%s here (say precision=... instead)",
+                str(bool(amp)).lower(), choice)
+    return choice
+
+
+def resolve_precision(precision: str, amp, device: torch.device) -> str:
+    """The precision a run trains in on `device`: bf16, fp16 or fp32.
+
+    `auto` is bf16 on a GPU with native bf16 and fp32 elsewhere (CPU, older GPUs: ask for fp16 there).
+    A set `amp` (true/false, null = unset) decides when `precision` is left at auto; both set is an error.
+    """
+    precision = str(precision).lower()
+    if precision not in PRECISIONS:
+        raise FacetrainError(f"precision={precision} is not one of {', '.join(PRECISIONS)}")
+    if amp is not None:
+        if precision != "auto":
+            raise FacetrainError(f"amp={amp} and precision={precision} are both set; drop amp (deprecated: "
+                                 "amp=true is precision=fp16)")
+        return _from_amp(amp, device)
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and _bf16_on_gpu() else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise FacetrainError("precision=fp16 needs CUDA (fp16 autocast and its GradScaler are a GPU path); "
+                             "use precision=bf16 or fp32 on CPU")
+    if precision == "bf16" and device.type == "cuda" and not _bf16_on_gpu():
+        raise FacetrainError(f"precision=bf16 but {torch.cuda.get_device_name(device)} has no native bf16; "
+                             "use precision=fp16 (or fp32)")
+    return precision
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision (None: fp32, no autocast)."""
+    return _DTYPES[precision]
+
+
+def backbone_autocast(device_type: str, dtype: torch.dtype | None):
+    """The context the backbone's forward runs in: autocast to `dtype`, or nothing for fp32."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+class ResumableGradScaler(torch.amp.GradScaler):
+    """A GradScaler that resumes from a checkpoint of another precision: a run saved in bf16/fp32 holds an
+    empty scaler state, and an fp16 resume then starts with a fresh scale instead of failing."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.is_enabled() and not state_dict:
+            log.info("the checkpoint has no fp16 loss scale (saved in another precision); starting a fresh one")
+            return
+        super().load_state_dict(state_dict)

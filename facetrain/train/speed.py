@@ -1,0 +1,38 @@
+"""GPU speed settings that leave the numbers alone: channels_last memory format, torch.compile, cuDNN autotuning.
+
+Each keeps checkpoints as they are: channels_last only changes strides (a state dict loads into either
+layout), and the backbone is compiled in place (`nn.Module.compile`), so its state-dict keys stay plain
+(no `_orig_mod.` prefix) and a compiled run resumes uncompiled and the other way round.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+__all__ = ["configure_backends", "prepare_backbone", "to_memory_format"]
+
+
+def configure_backends(cfg: DictConfig, device: torch.device) -> None:
+    """cuDNN autotuning on CUDA (it picks the fastest convolution algorithm for each input shape, which
+    training repeats) unless `deterministic=true`, which asks cuDNN for deterministic algorithms instead."""
+    if device.type != "cuda":
+        return
+    deterministic = bool(cfg.get("deterministic", False))
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A batch in channels_last (NHWC strides) when asked and it is an image batch; as it is otherwise."""
+    return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
+
+
+def prepare_backbone(backbone: nn.Module, channels_last: bool, compile_: bool) -> nn.Module:
+    """Move the backbone's conv weights to channels_last and compile it in place, as configured."""
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    if compile_:
+        backbone.compile()
+    return backbone
