@@ -56,17 +56,27 @@ AGENTS = {  # sharded, never sampled
 CASES = [(name, rate) for name in LOSSES for rate in (1.0, 0.5)] + [(name, 1.0) for name in AGENTS]
 
 
-class _Tiny(nn.Module):
-    """A backbone (one linear layer) giving (embedding, features); `l2` scales them to ALPHA (L2-softmax)."""
+class _Scale(nn.Module):
+    """The head: identity, or L2-normalize and scale to ALPHA (L2-softmax)."""
 
     def __init__(self, l2: bool):
         super().__init__()
-        self.lin, self.l2 = nn.Linear(IN, D), l2
+        self.l2 = l2
+
+    def forward(self, f):
+        return ALPHA * F.normalize(f, dim=1) if self.l2 else f
+
+
+class _Tiny(nn.Module):
+    """A FaceModel-shaped pair: a one-linear-layer backbone and the head, giving (embedding, features)."""
+
+    def __init__(self, l2: bool):
+        super().__init__()
+        self.backbone, self.head = nn.Linear(IN, D), _Scale(l2)
 
     def forward(self, x):
-        f = self.lin(x)
-        f = ALPHA * F.normalize(f, dim=1) if self.l2 else f
-        return f, f
+        e = self.backbone(x)
+        return e, self.head(e)
 
 
 def _inputs():

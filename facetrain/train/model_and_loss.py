@@ -33,7 +33,8 @@ class ModelAndLoss(nn.Module):
     def forward(self, images: torch.Tensor, labels: torch.Tensor):
         with backbone_autocast(images.device.type, self.amp_dtype):
             embeddings = self.model.backbone(images)
-        embeddings = embeddings.float()
+        if self.amp_dtype is not None:  # back to fp32 for the head and loss (a float64 model stays float64)
+            embeddings = embeddings.float()
         return embeddings, self.loss(self.model.head(embeddings), labels)
 
 
