@@ -74,7 +74,8 @@ def _write_digits_csv(path, n=40):
     return path
 
 
-@pytest.mark.parametrize("preset", TWINS)
+# The ResNet twins (torchvision trunks, several seconds each) run in `make test-all`; the rest in the default suite.
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if "101" in p else p for p in TWINS])
 def test_synth_twin_trains_two_iterations(preset, tiny_data, tmp_path):
     run = tmp_path / "run"
     csv = _write_digits_csv(tmp_path / "digits.csv.gz")
