@@ -120,6 +120,6 @@ def test_multirun_selects_the_experiment_from_the_command_line(tiny_data, tmp_pa
                  if not o.startswith(("run_dir=", "experiment="))]
     run_cli("train", "-m", "experiment=l2softmax_alpha_synth", "alpha=4,8", *overrides,
             f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
-    jobs = sorted((tmp_path / "sweep").glob("*/checkpoints/last.pt"))
+    jobs = sorted((tmp_path / "sweep").rglob("checkpoints/last.pt"))  # job dirs nest: overrides hold paths
     assert len(jobs) == 2
     assert [load_checkpoint(j)["model"]["head"].get("alpha", torch.tensor(0.0)).item() for j in jobs] == [4.0, 8.0]
