@@ -113,3 +113,12 @@ def test_multirun_selects_the_experiment_from_the_command_line(tiny_data, tmp_pa
     jobs = sorted((tmp_path / "sweep").rglob("checkpoints/last.pt"))  # job dirs nest: overrides hold paths
     assert len(jobs) == 2
     assert [load_checkpoint(j)["model"]["head"].get("alpha", torch.tensor(0.0)).item() for j in jobs] == [4.0, 8.0]
+
+
+def test_features2d_refuses_a_model_without_a_test_split(train_cfg, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(train_cfg("iterations=1", run_dir=run))  # synthetic faces: a folder tree, no test split
+    cfg = compose_config("eval", [f"paths.data={tiny_data}", "protocol=features2d", f"model={run}",
+                                  f"run_dir={tmp_path / 'eval'}", "device=cpu"])
+    with pytest.raises(FacetrainError, match="without a test split"):
+        evaluate_features2d(cfg)
