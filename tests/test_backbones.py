@@ -89,7 +89,7 @@ def test_output_shape_at_every_input_size(option, size):
         model = _build(option, f"input_size=[{size[0]},{size[1]}]").eval()
         out = model(_images(model, device="meta"))
     assert model.input_size == size
-    assert out.shape == (2, 2 if option == "lenet_pp" else 64)
+    assert out.shape == (2, 64)  # embedding_dim=64 on the command line beats every backbone's default
 
 
 @pytest.mark.parametrize("option", [*BIG, *SMALL, "small_cnn"])
@@ -98,8 +98,38 @@ def test_every_backbone_carries_the_backbone_attributes(option):
     with torch.device("meta"):
         model = _build(option)
     assert isinstance(model, Backbone)
-    assert (model.embedding_dim, model.input_size) == (2 if option == "lenet_pp" else 64, (112, 96))
+    assert (model.embedding_dim, model.input_size) == (64, PAPER_DEFAULTS[option][1])
     assert model.in_channels == (1 if option == "lenet_pp" else 3)
+
+
+PAPER_DEFAULTS = {  # option: (embedding_dim, input_size, parameters) from `backbone=OPTION` alone (reference §1-5)
+    "small_cnn": (128, (112, 96), 980_384),
+    "face_resnet27": (512, (112, 96), 27_536_800),
+    "sphereface20": (512, (112, 96), 22_666_944),
+    "lenet_pp": (2, (28, 28), 797_604),
+    "iresnet50": (512, (112, 112), 43_590_848),
+    "iresnet100": (512, (112, 112), 65_156_160),
+    "resnet101": (512, (128, 128), 43_549_248),
+    "resnext101": (512, (128, 128), 43_177_792),
+}
+
+
+@pytest.mark.parametrize("option", PAPER_DEFAULTS)
+def test_backbone_alone_gives_its_paper_model(option):
+    with torch.device("meta"):
+        model = instantiate(compose_config("train", [f"backbone={option}"]).backbone)
+    assert (model.embedding_dim, model.input_size, n_params(model)) == PAPER_DEFAULTS[option]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["embedding_dim=128"], (128, (112, 96), 23_604_256)),  # the count before backbones carried their defaults
+    (["input_size=[128,128]"], (512, (128, 128), 31_731_104)),  # the L2-softmax crop (reference §1)
+    (["input_size=[112,112]", "embedding_dim=512"], (512, (112, 112), 28_847_520)),
+])
+def test_command_line_beats_the_backbone_defaults(overrides, expected):
+    with torch.device("meta"):
+        model = instantiate(compose_config("train", ["backbone=face_resnet27", *overrides]).backbone)
+    assert (model.embedding_dim, model.input_size, n_params(model)) == expected
 
 
 def test_small_cnn_in_channels_changes_only_the_first_conv():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from conftest import REPO, compose_config
-from data_helpers import write_digits
+from data_helpers import write_digits, write_digits_csv
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -21,6 +21,9 @@ def _data_overrides(option, tiny_data, tmp_path):
     casia = tiny_data / "synth" / "casia"
     if option in ("mnist", "fashion_mnist"):
         return [f"data.root={write_digits(tmp_path / option)}", "input_size=[28,28]", "data.dataset.channels=3"]
+    if option == "mnist5k":
+        return [f"data.dataset.csv={write_digits_csv(tmp_path / 'digits.csv.gz')}", "input_size=[28,28]",
+                "data.dataset.channels=3"]
     if option == "packed":
         pack_tree(casia, tmp_path / "pack", size=(112, 96), workers=1, progress=False)
         return [f"data.root={tmp_path / 'pack'}"]

@@ -22,7 +22,7 @@ from facetrain.train import train, trainer
 # SyncBatchNorm has no CPU kernel. Mirroring stays on: each rank must mirror its rows as one process would.
 # optim.lr=0.01: the sums of two half batches round differently from one batch's (1e-8); at the default 0.1
 # four steps of this tiny model amplify that to 1e-5, at 0.01 it stays at round-off.
-EXACT = ["backbone=lenet_pp", "input_size=[28,28]", "backbone.in_channels=3", "warmup.iterations=0",
+EXACT = ["backbone=lenet_pp", "embedding_dim=2", "input_size=[28,28]", "backbone.in_channels=3", "warmup.iterations=0",
          "schedule.milestones=[3]", "optim.lr=0.01"]
 
 

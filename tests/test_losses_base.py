@@ -88,7 +88,7 @@ def test_combined_terms_take_user_overrides():
     _, ring = _build("ring", "loss.terms.ring.loss.radius_init=2.5")
     assert ring.scalars() == {"ring_radius": 2.5} and ring.param_multipliers() == {}
     assert ring.terms["ring"].param_multipliers() == {"radius": (2.0, 0.0)}
-    assert _build("range")[1].samples_per_identity == 4 and _build("center")[1].samples_per_identity == 0
+    assert _build("range")[1].samples_per_identity == 2 and _build("center")[1].samples_per_identity == 0
 
 
 def _softmax_scores(loss, x):

@@ -40,14 +40,19 @@ class LeNetPP(Backbone):
         embedding_dim: size of the feature (2 for the plots).
         input_size: (height, width); 28x28 is MNIST.
         in_channels: 1 for MNIST digits; 3 to train on colour face crops.
+        channels: the three stages' widths (the paper's 32, 64, 128; narrower ones train faster on a CPU).
     """
 
-    def __init__(self, embedding_dim: int = 2, input_size: Sequence[int] = (28, 28), in_channels: int = 1):
+    def __init__(self, embedding_dim: int = 2, input_size: Sequence[int] = (28, 28), in_channels: int = 1,
+                 channels: Sequence[int] = (32, 64, 128)):
         super().__init__(embedding_dim, input_size, in_channels)
-        self.features = nn.Sequential(_stage(self.in_channels, 32, 2), _stage(32, 64, 2), _stage(64, 128, 3))
+        if len(channels) != 3:
+            raise FacetrainError(f"backbone.channels={list(channels)} must list 3 stage widths (the paper's [32,64,128])")
+        c1, c2, c3 = (int(c) for c in channels)
+        self.features = nn.Sequential(_stage(self.in_channels, c1, 2), _stage(c1, c2, 2), _stage(c2, c3, 3))
         h, w = pool_out(pool_out(pool_out(self.input_size, 2, 2), 2, 2), 3, 2)
-        self.feature_map = (128, h, w)
-        self.ip1 = nn.Linear(128 * h * w, self.embedding_dim)
+        self.feature_map = (c3, h, w)
+        self.ip1 = nn.Linear(c3 * h * w, self.embedding_dim)
         self.prelu = nn.PReLU(self.embedding_dim)
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):

@@ -4,6 +4,7 @@ from facetrain.data.augment import random_hflip
 from facetrain.data.folder import IMAGE_EXTENSIONS, FaceFolder, FolderIndex, scan_identity_folders
 from facetrain.data.idx_digits import IdxDigits
 from facetrain.data.image_io import read_image
+from facetrain.data.mnist5k import Mnist5k
 from facetrain.data.packed import PackedFaces
 from facetrain.data.pk_sampler import PKBatchSampler
 from facetrain.data.rank_share import RankShare, rank_rows
@@ -16,6 +17,7 @@ __all__ = [
     "FolderIndex",
     "IdxDigits",
     "IterationBatchSampler",
+    "Mnist5k",
     "PKBatchSampler",
     "PackedFaces",
     "RankShare",

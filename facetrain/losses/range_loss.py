@@ -18,9 +18,12 @@ class RangeLoss(FaceLoss):
     - inter (eq. 6): max(margin - D_center, 0), D_center the smallest squared distance between two
       class means in the batch.
 
-    Defaults follow the third-party Caffe port (no official code): k = 2, alpha (intra) = 1e-4,
-    beta (inter) = 1e-3, margin = 2e4 (squared distances of un-normalized features). Needs several
-    images per class in a batch, so it asks for an identity-balanced P x K batch.
+    k, alpha (intra) = 1e-4 and beta (inter) = 1e-3 follow the third-party Caffe port (no official code);
+    its margin 2e4 does not: m only shifts the hinge's value while it is active, never its gradient, and
+    2e4 is far above the squared distances of features whose norms are ~10 (it keeps the hinge on and
+    adds ~beta * m = 20 to the logged loss). m = 100 asks the two closest class means of a batch to be
+    10 apart. The batch is P x K with K = 2 (32 identities in 64 images): with K = 4 the softmax term
+    sees only 16 identities per batch and learns several times slower (docs/losses.md).
 
     Args:
         embedding_dim: feature size (unused).
@@ -32,7 +35,7 @@ class RangeLoss(FaceLoss):
     """
 
     def __init__(self, embedding_dim: int | None = None, num_classes: int | None = None, k: int = 2,
-                 alpha: float = 1e-4, beta: float = 1e-3, margin: float = 2e4, samples_per_identity: int = 4):
+                 alpha: float = 1e-4, beta: float = 1e-3, margin: float = 100.0, samples_per_identity: int = 2):
         super().__init__()
         self.k, self.alpha, self.beta, self.margin = int(k), float(alpha), float(beta), float(margin)
         self.samples_per_identity = int(samples_per_identity)
