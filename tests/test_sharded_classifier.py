@@ -125,6 +125,8 @@ def _center_and_ring(rank: int) -> dict:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
+    # a forked child must not enter the OpenMP pool its parent already started (it hangs): one thread
+    torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
