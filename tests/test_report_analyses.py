@@ -144,3 +144,15 @@ def test_features2d_plot_draws_every_sampled_feature_in_two_dimensions(trained):
     assert plot.path.is_file() and plot.path.name == "features2d_lenet.png"
     assert sum(len(xs) for xs, _ in plot.series.values()) == 20 and len(plot.series) <= 6
     assert "classifier accuracy" in plot.notes[0]
+
+
+@pytest.mark.parametrize("preset", ["review_classifier", "review_quality", "review_bias_2d"])
+def test_review_presets_compose_and_their_synth_twins_train(preset, tiny_data, tmp_path):
+    full = compose_config("train", [f"experiment={preset}"])
+    assert full.iterations >= 900 and full.val.every == 0
+    twin = compose_config("train", [f"experiment={preset}_synth"])
+    assert twin.iterations <= 400 and twin.data.root.endswith("synth/casia")
+    keep = [o for o in tiny_train_overrides(tiny_data, tmp_path / "run")
+            if not o.startswith(("embedding_dim", "backbone.channels"))]
+    train(compose_config("train", [f"experiment={preset}_synth", *keep, "iterations=2"]))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

@@ -22,6 +22,7 @@ from facetrain.report.trained_run import sample_indices, trained_runs
 
 __all__ = ["draw_norm_sets", "draw_quality_norms"]
 
+_FACTORS = ("quality", "blur", "pose", "occlusion")  # the factors whose rank correlation with the norm is noted
 _SET_KEY = re.compile(r"^lfw/norm_sets/(\d+-\d+)/acc$")
 
 
@@ -41,9 +42,9 @@ def draw_quality_norms(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) ->
         feats, _ = run.embed(dataset, chosen)
         norms = np.linalg.norm(feats, axis=1)
         q = np.array([quality[names[j]]["quality"] for j in chosen])
-        rho = spearman(q, norms)
+        rhos = ", ".join(f"{k} {spearman([quality[names[j]][k] for j in chosen], norms):.3f}" for k in _FACTORS)
         plot.series[run.label] = (q.tolist(), (norms / np.median(norms)).tolist())
-        plot.notes.append(f"{run.label}: Spearman rho(quality, norm) = {rho:.3f} over {len(q)} training images; "
+        plot.notes.append(f"{run.label}: Spearman rho(factor, norm) over {len(q)} training images: {rhos}; "
                           f"median norm {np.median(norms):.3g}, worst-quality tenth {_tail_ratio(q, norms):.3f} "
                           "of the best tenth's")
     if not plot.series:
