@@ -48,6 +48,19 @@ class TrainedRun:
         """The [C, D] class weight matrix as stored (the raw parameter, before any normalization in the loss)."""
         return next((v.float() for _, v in self._class_tensors() if v.ndim == 2), None)
 
+    def normalizes_weights(self) -> bool:
+        """Whether the loss divides each W_j by its norm before the logits (the margin-softmax family, NormFace
+        unless `normalize=features`): then the raw parameter's norm is invisible to the loss."""
+        from hydra.utils import get_class
+
+        from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+
+        try:
+            cls = get_class(str(self.cfg.loss.get("_target_", "")))
+        except Exception:  # a loss class this facetrain no longer has: assume plain weights
+            return False
+        return issubclass(cls, MarginSoftmaxLoss) and self.cfg.loss.get("normalize", "both") != "features"
+
     def class_bias(self) -> torch.Tensor | None:
         """The classifier's [C] bias, None for a loss without one (loss.bias=false, NormFace, ...)."""
         return next((v.float() for k, v in self._class_tensors() if v.ndim == 1 and k.endswith("bias")), None)
