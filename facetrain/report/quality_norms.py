@@ -72,6 +72,8 @@ def draw_norm_sets(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) -> lis
     width = 0.8 / len(plot.series)
     for i, (label, (xs, ys)) in enumerate(plot.series.items()):
         ax.bar([x + i * width for x in xs], ys, width=width, label=label)
+    low = min(y for _, ys in plot.series.values() for y in ys)
+    ax.set_ylim(max(0.0, low - 5), 100)  # the differences between sets are a few points
     ax.set_xticks([x + 0.4 - width / 2 for x in plot.vlines.values()], list(plot.vlines))
     ax.set_xlabel("norm sets of the pair's two images (1 = lowest-norm tercile)")
     ax.set_ylabel("accuracy (%)")
