@@ -20,6 +20,7 @@ from facetrain.data.synth.ijbc_tree import write_ijbc
 from facetrain.data.synth.insightface_sets import write_insightface_sets
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
+from facetrain.data.synth.quality import quality_path, write_quality
 from facetrain.data.synth.render import render_face
 from facetrain.data.synth.ytf_tree import write_ytf
 from facetrain.errors import FacetrainError
@@ -118,7 +119,8 @@ def _write_pairs(path: Path, pairs: list[tuple], folds: int, n: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
+def _lfw_tasks(out: Path, spec: SynthSpec) -> tuple[list, dict[str, int], list[str], np.random.Generator]:
+    """The LFW tree's render tasks, its people's image counts and names, and the generator the pairs go on with."""
     rng = np.random.default_rng([spec.seed, _EVAL])
     people = spec.lfw_folds * spec.lfw_identities_per_fold
     names = person_names(people, spec.seed + 1_000)
@@ -126,6 +128,11 @@ def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
     counts = dict(zip(names, _long_tail_counts(rng, people, 2, spec.lfw_max_images + 1), strict=True))
     tasks = [(_EVAL, spec.seed, i, counts[name], out / name, name + "_{:04d}.jpg", spec.image_size, spec.jpeg_quality)
              for i, name in enumerate(names)]
+    return tasks, counts, names, rng
+
+
+def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
+    tasks, counts, names, rng = _lfw_tasks(out, spec)
     _render_all(tasks, workers, "synth lfw")
     folds = [names[f::spec.lfw_folds] for f in range(spec.lfw_folds)]
     _write_pairs(out / "pairs.txt", lfw_pairs(counts, folds, spec.lfw_pairs_per_fold, rng), spec.lfw_folds,
@@ -133,14 +140,26 @@ def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
     return sum(counts.values())
 
 
-def _write_casia(out: Path, spec: SynthSpec, workers: int) -> int:
+def _casia_tasks(out: Path, spec: SynthSpec) -> list:
     rng = np.random.default_rng([spec.seed, _TRAIN])
     counts = _long_tail_counts(rng, spec.train_identities, spec.train_min_images, spec.train_max_images + 1)
     # CASIA-WebFace names its identity folders with 7-digit numbers and its images 001.jpg, 002.jpg, ...
-    tasks = [(_TRAIN, spec.seed, i, c, out / f"{i + 1:07d}", "{:03d}.jpg", spec.image_size, spec.jpeg_quality)
-             for i, c in enumerate(counts)]
+    return [(_TRAIN, spec.seed, i, c, out / f"{i + 1:07d}", "{:03d}.jpg", spec.image_size, spec.jpeg_quality)
+            for i, c in enumerate(counts)]
+
+
+def _write_casia(out: Path, spec: SynthSpec, workers: int) -> int:
+    tasks = _casia_tasks(out, spec)
     _render_all(tasks, workers, "synth casia")
-    return sum(counts)
+    return sum(t[3] for t in tasks)
+
+
+def _write_quality_files(out: Path, spec: SynthSpec) -> None:
+    """quality/casia.tsv and quality/lfw.tsv where missing (recomputed from the draws: nothing is re-rendered)."""
+    for name, tasks in (("casia", lambda: _casia_tasks(out / "casia", spec)),
+                        ("lfw", lambda: _lfw_tasks(out / "lfw", spec)[0])):
+        if (out / name).is_dir() and not quality_path(out / name).is_file():
+            write_quality(out / name, tasks())
 
 
 def _spec_dict(spec: SynthSpec, prefixes: tuple[str, ...] | None = None) -> dict:
@@ -181,6 +200,7 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
             "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
         }
         marker.write_text(json.dumps(summary, indent=2) + "\n")
+    _write_quality_files(out, spec)
     return summary | _write_optional_trees(out, spec, workers, overwrite)
 
 

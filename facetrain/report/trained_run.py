@@ -1,0 +1,116 @@
+"""What the report's analysis plots read from a run's checkpoint: its config, backbone, class weights and bias,
+its training data, and embeddings of a sample of that data (loss-design-review.md §3.2-3.5, l2-softmax.md fig. 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from facetrain.errors import FacetrainError
+from facetrain.report.runs import RunRecord
+from facetrain.run.checkpoint import checkpoint_path, load_checkpoint
+from facetrain.run.rebuild import build_face_model
+from facetrain.run.state_fit import fit_state_dict
+
+__all__ = ["TrainedRun", "sample_indices", "trained_runs"]
+
+
+@dataclass
+class TrainedRun:
+    """One run's last checkpoint, opened lazily (a report over many runs loads only what its plots ask for)."""
+
+    run: RunRecord
+    state: dict
+
+    @cached_property
+    def cfg(self) -> DictConfig:
+        return OmegaConf.create(self.state["config"])
+
+    @property
+    def label(self) -> str:
+        """`softmax (job 0)`: the loss Hydra recorded and where the run is."""
+        loss = self.run.choices.get("loss") or str(self.cfg.loss.get("_target_", "")).rsplit(".", 1)[-1]
+        where = f"job {self.run.name}" if self.run.name.isdigit() else self.run.name
+        extra = "" if self.cfg.loss.get("bias", None) is None else f", bias={str(self.cfg.loss.bias).lower()}"
+        return f"{loss}{extra} ({where})"
+
+    def _class_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        n = int(self.state.get("num_classes") or 0)
+        return [(k, v) for k, v in self.state["model"].get("loss", {}).items()
+                if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == n and n > 0]
+
+    def class_weights(self) -> torch.Tensor | None:
+        """The [C, D] class weight matrix as stored (the raw parameter, before any normalization in the loss)."""
+        return next((v.float() for _, v in self._class_tensors() if v.ndim == 2), None)
+
+    def normalizes_weights(self) -> bool:
+        """Whether the loss divides each W_j by its norm before the logits (the margin-softmax family, NormFace
+        unless `normalize=features`): then the raw parameter's norm is invisible to the loss."""
+        from hydra.utils import get_class
+
+        from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+
+        try:
+            cls = get_class(str(self.cfg.loss.get("_target_", "")))
+        except Exception:  # a loss class this facetrain no longer has: assume plain weights
+            return False
+        return issubclass(cls, MarginSoftmaxLoss) and self.cfg.loss.get("normalize", "both") != "features"
+
+    def class_bias(self) -> torch.Tensor | None:
+        """The classifier's [C] bias, None for a loss without one (loss.bias=false, NormFace, ...)."""
+        return next((v.float() for k, v in self._class_tensors() if v.ndim == 1 and k.endswith("bias")), None)
+
+    def dataset(self, **changes):
+        """The run's training dataset as its config built it (no augmentation: that lives in the loader)."""
+        data = self.cfg.data.dataset.copy()
+        with open_dict(data):
+            for key, value in changes.items():
+                if key in data:
+                    data[key] = value
+            if "progress" in data or str(data.get("_target_", "")).endswith("FaceFolder"):
+                data["progress"] = False
+        return instantiate(data)
+
+    def backbone(self) -> torch.nn.Module:
+        model = build_face_model(self.cfg, self.state.get("num_classes"))
+        fit_state_dict(model.backbone, self.state["model"]["backbone"], "checkpoint",
+                       "the checkpoint's config and weights disagree")
+        return model.backbone.eval()
+
+    @torch.no_grad()
+    def embed(self, dataset, indices: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(backbone outputs [N, D] before any training head, labels [N]) of `dataset[indices]`."""
+        net, feats, labels = self.backbone(), [], []
+        for start in range(0, len(indices), batch_size):
+            items = [dataset[int(i)] for i in indices[start:start + batch_size]]
+            feats.append(net(torch.stack([x for x, _ in items])).float().numpy())
+            labels += [int(y) for _, y in items]
+        return np.concatenate(feats), np.array(labels)
+
+
+def trained_runs(runs: list[RunRecord]) -> tuple[list[TrainedRun], list[str]]:
+    """The runs that left checkpoints/last.pt, and one note per run that did not (failed jobs, eval-only dirs)."""
+    out, notes = [], []
+    for run in runs:
+        path = checkpoint_path(run.dir)
+        if not path.is_file():
+            notes.append(f"{run.name} has no {path.relative_to(run.dir)}: left out")
+            continue
+        state = load_checkpoint(path)
+        if not isinstance(state, dict) or "config" not in state or "model" not in state:
+            raise FacetrainError(f"{path} is not a facetrain checkpoint (no config/model entries); remove the run "
+                                 "from the report")
+        out.append(TrainedRun(run, state))
+    return out, notes
+
+
+def sample_indices(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """`size` indices of range(n) drawn without replacement, sorted (all of them when n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
