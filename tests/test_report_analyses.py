@@ -76,7 +76,7 @@ def trained(tmp_path_factory, tiny_data):
     """Tiny softmax, NormFace, L2-softmax and 2-D LeNet++ (no bias) runs on the tiny synthetic tree."""
     base = tmp_path_factory.mktemp("analyses")
     runs = {"softmax": ["loss=softmax"], "normface": ["loss=normface"], "l2": ["loss=l2softmax", "alpha=8"],
-            "lenet": ["backbone=lenet_pp", "input_size=[28,28]", "backbone.in_channels=3",
+            "lenet": ["backbone=lenet_pp", "embedding_dim=2", "input_size=[28,28]", "backbone.in_channels=3",
                       "loss=softmax", "loss.bias=false", "data.hflip=false"]}
     for name, extra in runs.items():
         overrides = [o for o in tiny_train_overrides(tiny_data, base / name) if not (
