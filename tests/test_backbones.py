@@ -105,6 +105,8 @@ def test_every_backbone_carries_the_backbone_attributes(option):
 PAPER_DEFAULTS = {  # option: (embedding_dim, input_size, parameters) from `backbone=OPTION` alone (reference §1-5)
     "small_cnn": (128, (112, 96), 980_384),
     "face_resnet27": (512, (112, 96), 27_536_800),
+    # convs 98,384 with bias + 465,408 residual, PReLU 856, fc5 128*2*1*128 + 128 = 32,896 (hand-counted)
+    "face_resnet_mini": (128, (56, 48), 597_544),
     "sphereface20": (512, (112, 96), 22_666_944),
     "lenet_pp": (2, (28, 28), 797_604),
     "iresnet18": (512, (112, 112), 24_025_600),
