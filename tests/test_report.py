@@ -107,7 +107,9 @@ def test_an_axis_of_words_is_categorical_and_baseline_and_metric_are_chosen(tmp_
     ytf, loss = report.plots
     assert ytf.series == {"ytf/acc_mean": ([0.0, 1.0], [70.0, 75.0])} and ytf.hlines == {"softmax (baseline soft)": 60.0}
     assert not ytf.vlines and ytf.path.name == "ytf_acc_mean_vs_loss.png"
-    assert loss.series == {} and loss.notes == ["job 0 (completed) has no train/loss", "job 1 (completed) has no train/loss"]
+    assert loss.series == {} and loss.notes == ["job 0 (completed) has no train/loss", "job 1 (completed) has no train/loss",
+                                                "baseline soft has no train/loss: no line for it (score it alike, "
+                                                "e.g. eval=lfw, or choose metric=)"]
     assert report.runs[-1].name == "baseline soft" and "baseline soft" in report.table
 
 
@@ -180,3 +182,17 @@ def test_cli_positional_dirs_become_the_dirs_key(tmp_path):
     job.mkdir()
     assert _to_hydra_args("report", [str(job), "x=alpha", "runs/a", "--cfg", "job"]) == [
         "x=alpha", "--cfg", "job", f"dirs=['{job}','runs/a']"]
+
+
+def test_the_curve_plots_the_metric_its_runs_have_not_the_baselines(tmp_path):
+    """A sweep validated while training (val/lfw/...) against a softmax run scored by `facetrain eval lfw`."""
+    sweep, base = tmp_path / "sweep", tmp_path / "soft"
+    _fake_run(sweep / "0", 0, ["alpha=4"], {"val/lfw/acc_mean": 0.904})
+    _fake_run(sweep / "1", 1, ["alpha=32"], {"val/lfw/acc_mean": 0.562, "train/acc": 0.003})
+    _fake_run(base, 0, ["loss=softmax"], {"lfw/acc_mean": 0.8205, "train/acc": 0.17}, loss="softmax")
+    (plot,) = _report(f"dirs=[{sweep}]", f"baseline={base}").plots
+    assert plot.path.name == "val_lfw_acc_mean_vs_alpha.png"
+    assert plot.series == {"l2softmax": ([4.0, 32.0], [pytest.approx(90.4), pytest.approx(56.2)])}
+    assert not plot.hlines and plot.notes == [
+        "baseline soft has no val/lfw/acc_mean: no line for it (score it alike, e.g. eval=lfw, or choose metric=)"]
+

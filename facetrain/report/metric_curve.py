@@ -37,7 +37,7 @@ def draw_metric_curves(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) ->
     curve = learned if x == "alpha" else swept
     baselines = [r for r in runs if r not in curve]
     plots = []
-    for metric in pick_metrics(runs + baselines, cfg.get("metric")):
+    for metric in pick_metrics(curve, cfg.get("metric")):
         plot = _draw(curve, baselines, x, metric, out_dir / f"{_slug(metric)}_vs_{_slug(x)}.png")
         plots.append(plot)
         for note in plot.notes:
@@ -54,11 +54,13 @@ def pick_x(runs: list[RunRecord], chosen: str | None) -> str | None:
 
 
 def pick_metrics(runs: list[RunRecord], chosen) -> list[str]:
-    """`chosen` (one key or a list), else the first of lfw/acc_mean, val/lfw/acc_mean, train/acc some run has."""
+    """`chosen` (one key or a list), else whichever of lfw/acc_mean, val/lfw/acc_mean, train/acc the most of
+    `runs` (the curve's) have, earlier ones winning ties: a sweep validated while training but not yet scored
+    by `facetrain eval` is plotted by its validation, whatever a baseline run was scored with."""
     if chosen:
         return [str(m) for m in as_list(chosen)]
-    present = {k for r in runs for k in r.metrics if r.number(k) is not None}
-    return [next((m for m in _DEFAULT_METRICS if m in present), _DEFAULT_METRICS[0])]
+    counts = [sum(r.number(m) is not None for r in runs) for m in _DEFAULT_METRICS]
+    return [_DEFAULT_METRICS[counts.index(max(counts))]]
 
 
 def _is_softmax(run: RunRecord) -> bool:
@@ -108,9 +110,11 @@ def _draw(curve: list[RunRecord], baselines: list[RunRecord], x: str, metric: st
     _sort_series(plot)
     categories = _place_words(plot, words, x)
     for run in baselines:
+        where = f"job {run.name}" if run.name.isdigit() else run.name
         if run.number(metric) is not None:
-            where = f"job {run.name}" if run.name.isdigit() else run.name
             plot.hlines[f"{run.choices.get('loss', 'baseline')} ({where})"] = run.number(metric) * scale
+        else:
+            plot.notes.append(f"{where} has no {metric}: no line for it (score it alike, e.g. eval=lfw, or choose metric=)")
     if x == "alpha" and not categories:
         plot.vlines = {f"eq. 9 lower bound ({b:.3g})": b for b in alpha_bounds(curve + baselines)}
     _render(plot, x, metric + (" (%)" if scale != 1 else ""), categories)
