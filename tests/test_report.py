@@ -189,10 +189,12 @@ def test_the_curve_plots_the_metric_its_runs_have_not_the_baselines(tmp_path):
     sweep, base = tmp_path / "sweep", tmp_path / "soft"
     _fake_run(sweep / "0", 0, ["alpha=4"], {"val/lfw/acc_mean": 0.904})
     _fake_run(sweep / "1", 1, ["alpha=32"], {"val/lfw/acc_mean": 0.562, "train/acc": 0.003})
+    _fake_run(sweep / "2", 2, ["alpha=8"], {"train/acc": 0.5})
     _fake_run(base, 0, ["loss=softmax"], {"lfw/acc_mean": 0.8205, "train/acc": 0.17}, loss="softmax")
-    (plot,) = _report(f"dirs=[{sweep}]", f"baseline={base}").plots
+    (plot,) = _report(f"dirs=[{sweep}]", f"baseline={base}").plots  # train/acc: in 2 runs, but not a protocol's
     assert plot.path.name == "val_lfw_acc_mean_vs_alpha.png"
     assert plot.series == {"l2softmax": ([4.0, 32.0], [pytest.approx(90.4), pytest.approx(56.2)])}
     assert not plot.hlines and plot.notes == [
+        "job 2 (completed) has no val/lfw/acc_mean",
         "baseline soft has no val/lfw/acc_mean: no line for it (score it alike, e.g. eval=lfw, or choose metric=)"]
 

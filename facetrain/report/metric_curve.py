@@ -37,7 +37,7 @@ def draw_metric_curves(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) ->
     curve = learned if x == "alpha" else swept
     baselines = [r for r in runs if r not in curve]
     plots = []
-    for metric in pick_metrics(curve, cfg.get("metric")):
+    for metric in pick_metrics(runs, cfg.get("metric")):
         plot = _draw(curve, baselines, x, metric, out_dir / f"{_slug(metric)}_vs_{_slug(x)}.png")
         plots.append(plot)
         for note in plot.notes:
@@ -54,13 +54,14 @@ def pick_x(runs: list[RunRecord], chosen: str | None) -> str | None:
 
 
 def pick_metrics(runs: list[RunRecord], chosen) -> list[str]:
-    """`chosen` (one key or a list), else whichever of lfw/acc_mean, val/lfw/acc_mean, train/acc the most of
-    `runs` (the curve's) have, earlier ones winning ties: a sweep validated while training but not yet scored
-    by `facetrain eval` is plotted by its validation, whatever a baseline run was scored with."""
+    """`chosen` (one key or a list), else whichever of lfw/acc_mean and val/lfw/acc_mean the most `runs` have
+    (lfw/acc_mean on a tie), else train/acc: a sweep validated while training but not yet scored by `facetrain
+    eval` is plotted by its validation rather than by the one baseline run that was scored."""
     if chosen:
         return [str(m) for m in as_list(chosen)]
-    counts = [sum(r.number(m) is not None for r in runs) for m in _DEFAULT_METRICS]
-    return [_DEFAULT_METRICS[counts.index(max(counts))]]
+    protocol = _DEFAULT_METRICS[:-1]  # the LFW-protocol numbers; train/acc only when no run has one
+    counts = [sum(r.number(m) is not None for r in runs) for m in protocol]
+    return [protocol[counts.index(max(counts))] if max(counts) else _DEFAULT_METRICS[-1]]
 
 
 def _is_softmax(run: RunRecord) -> bool:
