@@ -198,3 +198,21 @@ def test_the_curve_plots_the_metric_its_runs_have_not_the_baselines(tmp_path):
         "job 2 (completed) has no val/lfw/acc_mean",
         "baseline soft has no val/lfw/acc_mean: no line for it (score it alike, e.g. eval=lfw, or choose metric=)"]
 
+
+def test_eval_lfw_scores_a_run_on_the_data_it_was_trained_with(train_cfg, tmp_path, tiny_data, monkeypatch):
+    """A run made with paths.data=DIR is scored on DIR's LFW tree, not the default data directory's."""
+    from facetrain.train import train
+
+    run = tmp_path / "run"
+    train(train_cfg(run_dir=run))  # the fixture trains with paths.data=<tiny_data>
+    (run / ".hydra").mkdir(exist_ok=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"paths": {"data": str(tiny_data)}}))
+    monkeypatch.setenv("FACETRAIN_DATA", str(tmp_path / "elsewhere"))  # the default has no LFW tree
+    _report(f"dirs=[{run}]", "eval=lfw", "eval_overrides=['num_workers=0']")
+    assert json.loads((run / "metrics.json").read_text())["lfw/pairs"] == 40
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"paths": {"data": "${oc.env:FACETRAIN_DATA,data}"}}))
+    (run / "eval_lfw").rename(tmp_path / "first_eval")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if not k.startswith("lfw/")}))
+    _report(f"dirs=[{run}]", "eval=lfw", "eval_overrides=['num_workers=0']")  # the default's: elsewhere, no tree
+    assert not any(k.startswith("lfw/") for k in json.loads((run / "metrics.json").read_text()))

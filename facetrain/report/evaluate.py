@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import yaml
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -19,7 +20,9 @@ def evaluate_runs(runs: list[RunRecord], protocol: str, overrides: list[str]) ->
     """Score each run that completed (or recorded no status) and has no `<protocol>/...` metric, as `facetrain
     eval PROTOCOL model=RUN` would (RUN/eval_<protocol>/, numbers merged into RUN/metrics.json); the runs re-read.
 
-    A run that cannot be scored (no checkpoint, an eval error) keeps its row; the reason is printed.
+    A run trained with its own `paths.data=` is scored on that data's trees (what its validation used), unless
+    `overrides` say otherwise. A run that cannot be scored (no checkpoint, an eval error) keeps its row; the
+    reason is printed.
     """
     return [_score(run, protocol, overrides) if _wants_scoring(run, protocol) else run for run in runs]
 
@@ -32,7 +35,8 @@ def _score(run: RunRecord, protocol: str, overrides: list[str]) -> RunRecord:
     if not (run.dir / "checkpoints" / "last.pt").is_file():
         print(f"report: job {run.name}: not evaluated (no checkpoints/last.pt)")
         return run
-    own = [f"model={quote(run.dir)}", f"run_dir={quote(run.dir / f'eval_{protocol}')}", "progress=false"]
+    own = [f"model={quote(run.dir)}", f"run_dir={quote(run.dir / f'eval_{protocol}')}", "progress=false",
+           *_own_data(run)]
     cfg = _eval_config(protocol, own, overrides)
     print(f"report: job {run.name}: facetrain eval {protocol} model={run.dir}", flush=True)
     try:
@@ -40,6 +44,17 @@ def _score(run: RunRecord, protocol: str, overrides: list[str]) -> RunRecord:
     except FacetrainError as err:
         print(f"report: job {run.name}: eval {protocol} failed: {err}")
     return replace(run, metrics=read_run_metrics(run.dir))
+
+
+def _own_data(run: RunRecord) -> list[str]:
+    """`paths.data=...` when the run was trained with a data directory of its own (a plain value in its saved
+    config, not the default's ${oc.env:...}), so `eval=lfw` finds the LFW tree the run was validated on."""
+    try:
+        saved = yaml.safe_load((run.dir / ".hydra" / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    data = (saved.get("paths") or {}).get("data") if isinstance(saved, dict) else None
+    return [f"paths.data={quote(data)}"] if isinstance(data, str) and "${" not in data else []
 
 
 def _eval_config(protocol: str, own: list[str], overrides: list[str]) -> DictConfig:
