@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from facetrain.eval.features import load_features
-from facetrain.eval.lfw import lfw_scores
+from facetrain.eval.lfw import lfw_fold_accuracy
 from facetrain.eval.lfw_pairs import parse_lfw_pairs
-from facetrain.eval.verification import kfold_accuracy
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,7 @@ def facetrain_side_by_side(steps: list[list[str]]) -> None:
 
 def fold_accuracies(eval_dir: Path, pairs_file: Path) -> np.ndarray:
     """The 10 held-out fold accuracies behind one run's `facetrain eval lfw` mean, from its features_lfw.npz."""
-    pairs, feats = parse_lfw_pairs(pairs_file), load_features(eval_dir / "features_lfw.npz")
-    scores = lfw_scores(feats.select(pairs.left), feats.select(pairs.right), pairs.fold)
-    return kfold_accuracy(scores, pairs.same, pairs.fold).accuracies
+    return lfw_fold_accuracy(parse_lfw_pairs(pairs_file), load_features(eval_dir / "features_lfw.npz"))[0].accuracies
 
 
 def gain_lines(out: Path, runs: list[str], pairs_file: Path) -> list[str]:

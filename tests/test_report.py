@@ -206,11 +206,11 @@ def test_eval_lfw_scores_a_run_on_the_data_it_was_trained_with(train_cfg, tmp_pa
     run = tmp_path / "run"
     train(train_cfg(run_dir=run))  # the fixture trains with paths.data=<tiny_data>
     (run / ".hydra").mkdir(exist_ok=True)
-    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"paths": {"data": str(tiny_data)}}))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"paths.data={tiny_data}", "alpha=8"]))
     monkeypatch.setenv("FACETRAIN_DATA", str(tmp_path / "elsewhere"))  # the default has no LFW tree
     _report(f"dirs=[{run}]", "eval=lfw", "eval_overrides=['num_workers=0']")
     assert json.loads((run / "metrics.json").read_text())["lfw/pairs"] == 40
-    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"paths": {"data": "${oc.env:FACETRAIN_DATA,data}"}}))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["alpha=8"]))  # trained on the default data
     (run / "eval_lfw").rename(tmp_path / "first_eval")
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if not k.startswith("lfw/")}))

@@ -15,9 +15,9 @@ from facetrain.eval.plots import roc_from_scores
 from facetrain.eval.publish import publish
 from facetrain.eval.report import format_table, pct
 from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
-from facetrain.eval.verification import held_out_scores, kfold_accuracy
+from facetrain.eval.verification import FoldAccuracy, held_out_scores, kfold_accuracy
 
-__all__ = ["evaluate_lfw", "lfw_metrics", "lfw_scores"]
+__all__ = ["evaluate_lfw", "lfw_fold_accuracy", "lfw_metrics", "lfw_scores"]
 
 
 def lfw_scores(left: np.ndarray, right: np.ndarray, fold: np.ndarray, metric: str = "cosine", pca: float = 0
@@ -28,6 +28,13 @@ def lfw_scores(left: np.ndarray, right: np.ndarray, fold: np.ndarray, metric: st
     return np.broadcast_to(pair_scores(left, right, metric), (len(np.unique(fold)), len(left)))
 
 
+def lfw_fold_accuracy(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0
+                      ) -> tuple[FoldAccuracy, np.ndarray]:
+    """The 10-fold accuracy (threshold from the other folds) and the [folds, P] scores it was read from."""
+    scores = lfw_scores(feats.select(pairs.left), feats.select(pairs.right), pairs.fold, metric, pca)
+    return kfold_accuracy(scores, pairs.same, pairs.fold), scores
+
+
 def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0,
                 fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0
                 ) -> tuple[dict[str, float], np.ndarray]:
@@ -36,9 +43,7 @@ def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: f
     Accuracy: mean and population std (ddof=0) of the 10 held-out fold accuracies. AUC, EER and TAR@FAR
     use each pair's held-out score (identical to the plain score unless PCA is on).
     """
-    left, right = feats.select(pairs.left), feats.select(pairs.right)
-    scores = lfw_scores(left, right, pairs.fold, metric, pca)
-    result = kfold_accuracy(scores, pairs.same, pairs.fold)
+    result, scores = lfw_fold_accuracy(pairs, feats, metric, pca)
     accs, thrs, correct = result.accuracies, result.thresholds, result.correct
     held_out = held_out_scores(scores, pairs.fold)
     metrics = {

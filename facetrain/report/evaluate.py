@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import yaml
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -47,14 +46,9 @@ def _score(run: RunRecord, protocol: str, overrides: list[str]) -> RunRecord:
 
 
 def _own_data(run: RunRecord) -> list[str]:
-    """`paths.data=...` when the run was trained with a data directory of its own (a plain value in its saved
-    config, not the default's ${oc.env:...}), so `eval=lfw` finds the LFW tree the run was validated on."""
-    try:
-        saved = yaml.safe_load((run.dir / ".hydra" / "config.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    data = (saved.get("paths") or {}).get("data") if isinstance(saved, dict) else None
-    return [f"paths.data={quote(data)}"] if isinstance(data, str) and "${" not in data else []
+    """The run's own `paths.data=` override, so `eval=lfw` finds the LFW tree the run was validated on."""
+    data = run.overrides.get("paths.data")
+    return [f"paths.data={quote(data)}"] if data else []
 
 
 def _eval_config(protocol: str, own: list[str], overrides: list[str]) -> DictConfig:

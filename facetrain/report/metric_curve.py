@@ -22,7 +22,8 @@ from facetrain.report.table import varying_keys
 
 __all__ = ["draw_metric_curves", "pick_metrics", "pick_x"]
 
-_DEFAULT_METRICS = ("lfw/acc_mean", "val/lfw/acc_mean", "train/acc")  # the first one some run has is plotted when metric=null
+_PROTOCOL_METRICS = ("lfw/acc_mean", "val/lfw/acc_mean")  # metric=null: the one most runs have is plotted,
+_FALLBACK_METRIC = "train/acc"                              # this when no run has either
 _FRACTIONS = re.compile(r"(^|/)(acc|auc|eer|tar@|tpir@|dir@|rank)")  # fractions in [0, 1], drawn as %
 
 
@@ -59,9 +60,8 @@ def pick_metrics(runs: list[RunRecord], chosen) -> list[str]:
     eval` is plotted by its validation rather than by the one baseline run that was scored."""
     if chosen:
         return [str(m) for m in as_list(chosen)]
-    protocol = _DEFAULT_METRICS[:-1]  # the LFW-protocol numbers; train/acc only when no run has one
-    counts = [sum(r.number(m) is not None for r in runs) for m in protocol]
-    return [protocol[counts.index(max(counts))] if max(counts) else _DEFAULT_METRICS[-1]]
+    counts = [sum(r.number(m) is not None for r in runs) for m in _PROTOCOL_METRICS]
+    return [_PROTOCOL_METRICS[counts.index(max(counts))] if max(counts) else _FALLBACK_METRIC]
 
 
 def _is_softmax(run: RunRecord) -> bool:
