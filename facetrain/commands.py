@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from facetrain.config import CONFIG_PATH
 from facetrain.errors import FacetrainError, report_user_errors
-from facetrain.job_outcome import record_outcome
+from facetrain.run.job_outcome import record_outcome
 
 __all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main"]
 
@@ -20,7 +20,7 @@ __all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main"]
 @report_user_errors
 @record_outcome
 def _train_app(cfg: DictConfig) -> float:
-    from facetrain.run.distributed import distributed_run
+    from facetrain.distributed.process_group import distributed_run
     from facetrain.train import train
 
     with distributed_run():  # under torchrun already joined; under the submitit launcher each task joins here
@@ -46,19 +46,19 @@ def train_main() -> None:
     each rank joins the process group before Hydra names the run directory, so all of them agree on it, and
     ranks other than 0 leave Hydra's files to rank 0. `srun -n N facetrain train` is read as torchrun would
     start it (SLURM's variables translated)."""
-    from facetrain.run.distributed import adopt_slurm_environment
+    from facetrain.distributed.process_group import adopt_slurm_environment
 
     adopt_slurm_environment()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         nproc = _nproc(sys.argv[1:])
         if nproc > 1:
-            from facetrain.run.launch import launch_local
+            from facetrain.distributed.launch import launch_local
 
             launch_local(nproc, sys.argv[1:])
             return
         _train_app()
         return
-    from facetrain.run.distributed import distributed_run, quiet_hydra_overrides
+    from facetrain.distributed.process_group import distributed_run, quiet_hydra_overrides
 
     with distributed_run():
         sys.argv += quiet_hydra_overrides()

@@ -17,7 +17,7 @@ __all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "launch_time
 # Hydra finds the configs through the package (configs/ is installed as facetrain.configs).
 CONFIG_PATH = "pkg://facetrain.configs"
 ALPHA_WORDS = ("auto", "trained")
-_LAUNCH_TIME: list[datetime] = []  # set once: the first reading, or rank 0's (facetrain.run.distributed)
+_LAUNCH_TIME: list[datetime] = []  # set once: the first reading, or rank 0's (facetrain.distributed.process_group)
 
 
 def launch_time() -> datetime:

@@ -28,8 +28,8 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from facetrain.data import FaceFolder, PackedFaces, RecFaces
-from facetrain.data.pack import pack_tree
-from facetrain.data.rec_convert import folder_to_rec
+from facetrain.data.formats.pack import pack_tree
+from facetrain.data.formats.rec_convert import folder_to_rec
 
 
 def _write_person(args) -> int:

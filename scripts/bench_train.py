@@ -25,8 +25,9 @@ import torch
 from hydra import compose, initialize_config_module
 from torch.utils.flop_counter import FlopCounterMode
 
-from facetrain.run import is_main_process, pick_device, world_size
-from facetrain.run.distributed import barrier, distributed_run
+from facetrain.distributed.process_group import barrier, distributed_run
+from facetrain.distributed.rank import is_main_process, world_size
+from facetrain.run.device import pick_device
 from facetrain.train import build_state, train_step
 from facetrain.train.precision import autocast_dtype
 from facetrain.train.speed import prepare_backbone

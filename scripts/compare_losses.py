@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from facetrain.eval.report import format_table, pct
+from facetrain.eval.tables import format_table, pct
 
 LOSSES = ["softmax", "l2softmax", "normface", "ring", "center", "l2softmax_center", "range", "contrastive",
           "triplet", "c_contrastive", "c_triplet", "c_triplet_center", "softmax_c_contrastive", "sphereface",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facetrain.data.idx_digits import write_idx
+from facetrain.data.formats.idx_digits import write_idx
 
 
 def write_image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (40, 32), mode: str = "RGB") -> None:

@@ -7,8 +7,8 @@ from data_helpers import write_digits, write_digits_csv
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from facetrain.data.pack import pack_tree
-from facetrain.data.rec_convert import folder_to_rec
+from facetrain.data.formats.pack import pack_tree
+from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.train.build import build_parts
 
 GROUPS = ["backbone", "head", "loss", "data", "optim", "schedule"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facetrain.data.align_tree import align_tree
-from facetrain.data.alignment import TEMPLATE_112x96, similarity_transform, template_for, warp_face
-from facetrain.data.landmarks import read_landmarks
+from facetrain.data.images.align_tree import align_tree
+from facetrain.data.images.alignment import TEMPLATE_112x96, similarity_transform, template_for, warp_face
+from facetrain.data.images.landmarks import read_landmarks
 from facetrain.errors import FacetrainError
 
 

@@ -9,7 +9,7 @@ import torch
 from data_helpers import make_tree
 
 from facetrain.data import FaceFolder
-from facetrain.data.bad_files import BadFileLog, check_image
+from facetrain.data.selection.bad_files import BadFileLog, check_image
 from facetrain.train import train
 
 BROKEN = {"p1/truncated.jpg", "p2/empty.jpg", "p3/text.jpg", "p4/folder.jpg"}

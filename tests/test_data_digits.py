@@ -6,7 +6,7 @@ from conftest import compose_config
 from data_helpers import write_digits
 from hydra.utils import instantiate
 
-from facetrain.data.idx_digits import IdxDigits, read_idx, write_idx
+from facetrain.data.formats.idx_digits import IdxDigits, read_idx, write_idx
 from facetrain.errors import FacetrainError
 
 

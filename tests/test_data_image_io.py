@@ -7,8 +7,8 @@ from data_helpers import write_image
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from facetrain.data.face_box import crop_box
-from facetrain.data.image_io import ImageReadError, read_image
+from facetrain.data.images.face_box import crop_box
+from facetrain.data.images.image_io import ImageReadError, read_image
 from facetrain.errors import FacetrainError
 
 

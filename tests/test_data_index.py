@@ -6,9 +6,9 @@ import pytest
 from data_helpers import make_tree, write_image
 
 from facetrain.data import FaceFolder
-from facetrain.data.exclusion import normalize_name, overlapping_identities, read_identity_names
-from facetrain.data.file_index import load_index, scan_identity_folders
-from facetrain.data.subset import select_identities
+from facetrain.data.formats.file_index import load_index, scan_identity_folders
+from facetrain.data.selection.exclusion import normalize_name, overlapping_identities, read_identity_names
+from facetrain.data.selection.subset import select_identities
 from facetrain.errors import FacetrainError
 
 COUNTS = {"ann": 5, "bob": 2, "cid": 8, "dee": 3, "eve": 8, "fay": 1}

@@ -8,7 +8,7 @@ from data_helpers import make_tree
 from hydra.utils import instantiate
 
 from facetrain.data import FaceFolder, PackedFaces
-from facetrain.data.pack import pack_tree
+from facetrain.data.formats.pack import pack_tree
 from facetrain.errors import FacetrainError
 from facetrain.train import train
 

@@ -13,9 +13,9 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from facetrain.data import FaceFolder, PKBatchSampler, RankShare, RecFaces
-from facetrain.data.image_io import decode_image
-from facetrain.data.rec_convert import folder_to_rec, rec_to_folder
-from facetrain.data.recordio import frame_record, parse_record
+from facetrain.data.formats.rec_convert import folder_to_rec, rec_to_folder
+from facetrain.data.formats.recordio import frame_record, parse_record
+from facetrain.data.images.image_io import decode_image
 from facetrain.errors import FacetrainError
 from facetrain.train import train
 
@@ -245,9 +245,9 @@ def test_train_on_a_rec_pack(via, tiny_data, tmp_path, train_cfg):
 
 
 def test_synth_writes_the_zoo_layout(tmp_path):
-    from facetrain.data.synth_command import synth
-    from facetrain.eval.bin_file import read_bin
-    from facetrain.eval.lfw_pairs import parse_lfw_pairs
+    from facetrain.data.synth.command import synth
+    from facetrain.eval.protocols.bin_file import read_bin
+    from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
 
     cfg = compose_config("data", [f"synth.out={tmp_path}", "synth.train_identities=3", "synth.train_min_images=2",
                                   "synth.train_max_images=3", "synth.lfw_pairs_per_fold=1",

@@ -15,7 +15,7 @@ from conftest import compose_config, run_cli, tiny_train_overrides
 
 from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip, rank_rows
 from facetrain.errors import FacetrainError
-from facetrain.run import pick_device
+from facetrain.run.device import pick_device
 from facetrain.train import train, trainer
 
 # No BatchNorm (LeNet++): per-rank batch statistics would differ from the full batch's, and torch's

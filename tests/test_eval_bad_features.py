@@ -10,9 +10,9 @@ from conftest import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.feature_checks import check_features
-from facetrain.eval.features import Features, save_features
-from facetrain.eval.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.features.checks import check_features
+from facetrain.eval.features.file import Features, save_features
+from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from conftest import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.bin_sets import bin_folds
+from facetrain.eval.protocols.bin import bin_folds
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from PIL import Image
 
 from facetrain.backbones import LeNetPP, SmallFaceCNN
 from facetrain.errors import FacetrainError
-from facetrain.eval.embedder import embed_images
+from facetrain.eval.features.embedder import embed_images
 
 CPU = torch.device("cpu")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.identification import cmc, open_set, split_probes
-from facetrain.eval.templates import pool_templates
+from facetrain.eval.metrics.identification import cmc, open_set, split_probes
+from facetrain.eval.metrics.templates import pool_templates
 
 GALLERY = np.array([1, 2, 3])
 PROBES = np.array([1, 2, 3, 9, 8])

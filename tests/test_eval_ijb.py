@@ -10,12 +10,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image, ImageFilter
 
-from facetrain.data.image_io import read_aligned
+from facetrain.data.images.image_io import read_aligned
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.ijbc_tree import _loose_crop
 from facetrain.errors import FacetrainError
-from facetrain.eval.ijb import evaluate_ijb, ijb_identification, ijb_templates, ijb_verification
-from facetrain.eval.ijb_meta import (
+from facetrain.eval.metrics.templates import PooledTemplates
+from facetrain.eval.protocols.ijb import evaluate_ijb, ijb_identification, ijb_templates, ijb_verification
+from facetrain.eval.protocols.ijb_meta import (
     IjbFaces,
     IjbPoints,
     read_face_tid_mid,
@@ -23,7 +24,6 @@ from facetrain.eval.ijb_meta import (
     read_pair_labels,
     read_template_subjects,
 )
-from facetrain.eval.templates import PooledTemplates
 
 SPEC = SynthSpec(**(TINY_SPEC.__dict__ | dict(ijbc_subjects=6, ijbc_templates=2, ijbc_impostor_ratio=3)))
 FIVE = " ".join(["10", "10", "30", "10", "20", "20", "12", "30", "28", "30"])  # 5 distinct (x, y) points

@@ -5,8 +5,8 @@ import pytest
 from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.identification import split_probes
-from facetrain.eval.ijba_protocol import face_keys, load_split, read_comparisons, read_templates
+from facetrain.eval.metrics.identification import split_probes
+from facetrain.eval.protocols.ijba_csv import face_keys, load_split, read_comparisons, read_templates
 
 IJBA = PROTOCOLS / "ijba"
 needs_real = pytest.mark.skipif(not (IJBA / "IJB-A_11_sets" / "split1").exists(),

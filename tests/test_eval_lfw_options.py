@@ -5,11 +5,11 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 
-from facetrain.eval.features import Features
-from facetrain.eval.lfw import lfw_metrics
-from facetrain.eval.lfw_pairs import LfwPairs
-from facetrain.eval.pair_scoring import fold_pca_scores, pair_scores
-from facetrain.eval.verification import held_out_scores, kfold_accuracy
+from facetrain.eval.features.file import Features
+from facetrain.eval.metrics.pair_scoring import fold_pca_scores, pair_scores
+from facetrain.eval.metrics.verification import held_out_scores, kfold_accuracy
+from facetrain.eval.protocols.lfw import lfw_metrics
+from facetrain.eval.protocols.lfw_pairs import LfwPairs
 
 
 def _unit(x):

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.errors import FacetrainError
-from facetrain.eval.features import save_features
+from facetrain.eval.features.file import save_features
 
 SPEC = SynthSpec(**(TINY_SPEC.__dict__ | dict(
     blufr_trials=3, ytf_splits=10, ytf_pairs_per_split=2, ytf_identities_per_split=3, ytf_max_videos=3,

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.roc_metrics import eer, exact_k_threshold, matlab_round, roc_auc, tar_at_far
+from facetrain.eval.metrics.roc import eer, exact_k_threshold, matlab_round, roc_auc, tar_at_far
 
 
 def _data(seed, n=400, ties=False):

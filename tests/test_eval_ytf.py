@@ -5,10 +5,15 @@ import pytest
 from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.verification import kfold_accuracy
-from facetrain.eval.video_scores import hik_kernel, hik_svm_accuracy, pair_histograms, video_mean_scores
-from facetrain.eval.ytf import subsample, ytf_metrics
-from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
+from facetrain.eval.metrics.verification import kfold_accuracy
+from facetrain.eval.metrics.video_scores import (
+    hik_kernel,
+    hik_svm_accuracy,
+    pair_histograms,
+    video_mean_scores,
+)
+from facetrain.eval.protocols.ytf import subsample, ytf_metrics
+from facetrain.eval.protocols.ytf_splits import YtfPairs, parse_ytf_splits
 
 REAL = PROTOCOLS / "ytf" / "splits_no_header.txt"
 

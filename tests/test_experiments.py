@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 
 from facetrain.data import Mnist5k
 from facetrain.errors import FacetrainError
-from facetrain.eval.features2d import evaluate_features2d
-from facetrain.run import load_checkpoint, read_metrics
+from facetrain.eval.protocols.features2d import evaluate_features2d
+from facetrain.run.checkpoint import load_checkpoint
+from facetrain.run.metrics_file import read_metrics
 from facetrain.train import train
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml") if not p.stem.startswith("_"))

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 
 from facetrain.backbones import IResNet
 from facetrain.errors import FacetrainError
-from facetrain.run import load_checkpoint, load_embedder
-from facetrain.run.onnx_model import OnnxEmbedder
+from facetrain.models.onnx_model import OnnxEmbedder
+from facetrain.models.rebuild import load_embedder
+from facetrain.run.checkpoint import load_checkpoint
 from facetrain.train.init_from import init_backbone
 
 

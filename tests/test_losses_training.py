@@ -10,10 +10,10 @@ import torch
 from conftest import REPO
 from omegaconf import OmegaConf
 
-from facetrain.data.pk_sampler import PKBatchSampler
+from facetrain.data.samplers.pk import PKBatchSampler
 from facetrain.errors import FacetrainError
 from facetrain.losses import CombinedLoss, RingLoss, SoftmaxLoss
-from facetrain.run import load_checkpoint
+from facetrain.run.checkpoint import load_checkpoint
 from facetrain.train import train
 from facetrain.train.build import build_parts, named_parts, param_groups
 

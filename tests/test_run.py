@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from facetrain.errors import FacetrainError
-from facetrain.run import (
-    FaceModel,
-    atomic_write,
-    checkpoint_path,
-    load_embedder,
-    resolve_checkpoint,
-    run_of_checkpoint,
-)
+from facetrain.models.face_model import FaceModel
+from facetrain.models.rebuild import load_embedder
+from facetrain.run.atomic import atomic_write
+from facetrain.run.checkpoint import checkpoint_path, resolve_checkpoint, run_of_checkpoint
 from facetrain.train import train
 
 
@@ -82,8 +78,8 @@ def test_eval_embeds_a_model_the_way_it_was_trained(tiny_data, train_cfg, tmp_pa
     from conftest import compose_config
     from hydra.utils import instantiate
 
-    from facetrain.eval.embedder import embed_images
-    from facetrain.eval.features import load_features
+    from facetrain.eval.features.embedder import embed_images
+    from facetrain.eval.features.file import load_features
 
     run = tmp_path / "run"
     train(train_cfg("input_size=[48,48]", "data.fit=crop", "iterations=2", run_dir=run))

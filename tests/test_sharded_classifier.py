@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrain.data import rank_rows
+from facetrain.distributed.collectives import pad_gather_rows
 from facetrain.errors import FacetrainError
 from facetrain.losses import (
     AgentLoss,
@@ -31,10 +32,9 @@ from facetrain.losses import (
     SoftmaxLoss,
     SphereFaceLoss,
 )
-from facetrain.losses.class_shard import ClassShard, shard_bounds
-from facetrain.run.collectives import pad_gather_rows
+from facetrain.sharded.shards import ClassShard, shard_bounds
+from facetrain.sharded.state import setup_class_shards
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
-from facetrain.train.sharding import setup_class_shards
 
 B, IN, D, C, WORLD = 8, 6, 4, 13, 2  # C = 13: blocks of 7 and 6 classes
 LABELS = [0, 3, 3, 7, 12, 7, 5, 0]  # 5 distinct classes: with sample_rate 0.5, 7 sampled, 2 of them negatives

@@ -16,8 +16,8 @@ from hydra.types import RunMode
 from test_distributed import _free_port, _overrides
 
 import facetrain.config
-from facetrain.run import distributed
-from facetrain.run.distributed import first_host, slurm_environment
+from facetrain.distributed import process_group as distributed
+from facetrain.distributed.process_group import first_host, slurm_environment
 
 TASK = {"SLURM_STEP_ID": "0", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "16", "SLURM_JOB_NUM_NODES": "2",
         "SLURM_PROCID": "11", "SLURM_LOCALID": "3", "SLURM_JOB_NODELIST": "gpu-[007-008]"}

@@ -15,7 +15,7 @@ SHRINK = ["device=cpu", "iterations=2", "batch_size=8", "log_every=1", "data.num
 APP = textwrap.dedent("""
     import hydra
     from facetrain.errors import TrainingInterrupted, report_user_errors
-    from facetrain.job_outcome import record_outcome
+    from facetrain.run.job_outcome import record_outcome
 
     @hydra.main(version_base="1.3", config_path=None, config_name=None)
     @report_user_errors
@@ -120,7 +120,7 @@ def test_a_single_run_still_exits_2_and_records_its_status_without_new_folders(t
 def test_jobs_left_by_an_earlier_sweep_in_the_same_folder_do_not_count(tmp_path):
     import os
 
-    from facetrain.run import write_status
+    from facetrain.run.status_file import write_status
     from facetrain.run.sweep_status import sweep_jobs
 
     old, new, silent = tmp_path / "5_x=old", tmp_path / "0_x=new", tmp_path / "1_x=killed"

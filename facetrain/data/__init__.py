@@ -1,15 +1,15 @@
 """Datasets, samplers, augmentation, alignment, packing and the synthetic-face generator."""
 
-from facetrain.data.augment import random_hflip
-from facetrain.data.folder import IMAGE_EXTENSIONS, FaceFolder, FolderIndex, scan_identity_folders
-from facetrain.data.idx_digits import IdxDigits
-from facetrain.data.image_io import read_image
-from facetrain.data.mnist5k import Mnist5k
-from facetrain.data.packed import PackedFaces
-from facetrain.data.pk_sampler import PKBatchSampler
-from facetrain.data.rank_share import RankShare, rank_rows
-from facetrain.data.rec import RecFaces
-from facetrain.data.sampler import IterationBatchSampler
+from facetrain.data.formats.folder import IMAGE_EXTENSIONS, FaceFolder, FolderIndex, scan_identity_folders
+from facetrain.data.formats.idx_digits import IdxDigits
+from facetrain.data.formats.mnist5k import Mnist5k
+from facetrain.data.formats.packed import PackedFaces
+from facetrain.data.formats.rec import RecFaces
+from facetrain.data.images.augment import random_hflip
+from facetrain.data.images.image_io import read_image
+from facetrain.data.samplers.iteration import IterationBatchSampler
+from facetrain.data.samplers.pk import PKBatchSampler
+from facetrain.data.samplers.rank_share import RankShare, rank_rows
 
 __all__ = [
     "IMAGE_EXTENSIONS",

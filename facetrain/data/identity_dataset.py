@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facetrain.data.bad_files import BAD_FILES_NAME, BadFileLog
-from facetrain.data.exclusion import overlapping_identities, read_identity_names
-from facetrain.data.image_io import ImageReadError
+from facetrain.data.images.image_io import ImageReadError
 from facetrain.data.labelled import LabelledDataset
-from facetrain.data.subset import count_images, read_identity_list, select_identities
+from facetrain.data.selection.bad_files import BAD_FILES_NAME, BadFileLog
+from facetrain.data.selection.exclusion import overlapping_identities, read_identity_names
+from facetrain.data.selection.subset import count_images, read_identity_list, select_identities
 from facetrain.errors import FacetrainError
 
 __all__ = ["IdentityDataset"]

@@ -1,23 +1,23 @@
 """Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, IJB-B/C, .bin)."""
 
-from facetrain.eval.bin_file import BinPairs, read_bin
-from facetrain.eval.bin_sets import evaluate_bin
-from facetrain.eval.blufr import evaluate_blufr
-from facetrain.eval.blufr_lists import BlufrLists, parse_blufr_lists
-from facetrain.eval.embedder import embed_encoded, embed_images
-from facetrain.eval.features import Features, load_features, save_features
-from facetrain.eval.identification import cmc, open_set, split_probes
-from facetrain.eval.ijb import evaluate_ijb
-from facetrain.eval.ijba import evaluate_ijba
-from facetrain.eval.ijba_protocol import load_split, read_comparisons, read_templates
-from facetrain.eval.lfw import evaluate_lfw, lfw_metrics
-from facetrain.eval.lfw_pairs import LfwPairs, lfw_image_path, parse_lfw_pairs
-from facetrain.eval.pair_scoring import l2_normalize, pair_scores
-from facetrain.eval.roc_metrics import eer, roc_auc, tar_at_far
-from facetrain.eval.templates import pool_templates
-from facetrain.eval.verification import FoldAccuracy, best_threshold, held_out_scores, kfold_accuracy
-from facetrain.eval.ytf import evaluate_ytf
-from facetrain.eval.ytf_splits import YtfPairs, parse_ytf_splits
+from facetrain.eval.features.embedder import embed_encoded, embed_images
+from facetrain.eval.features.file import Features, load_features, save_features
+from facetrain.eval.metrics.identification import cmc, open_set, split_probes
+from facetrain.eval.metrics.pair_scoring import l2_normalize, pair_scores
+from facetrain.eval.metrics.roc import eer, roc_auc, tar_at_far
+from facetrain.eval.metrics.templates import pool_templates
+from facetrain.eval.metrics.verification import FoldAccuracy, best_threshold, held_out_scores, kfold_accuracy
+from facetrain.eval.protocols.bin import evaluate_bin
+from facetrain.eval.protocols.bin_file import BinPairs, read_bin
+from facetrain.eval.protocols.blufr import evaluate_blufr
+from facetrain.eval.protocols.blufr_lists import BlufrLists, parse_blufr_lists
+from facetrain.eval.protocols.ijb import evaluate_ijb
+from facetrain.eval.protocols.ijba import evaluate_ijba
+from facetrain.eval.protocols.ijba_csv import load_split, read_comparisons, read_templates
+from facetrain.eval.protocols.lfw import evaluate_lfw, lfw_metrics
+from facetrain.eval.protocols.lfw_pairs import LfwPairs, lfw_image_path, parse_lfw_pairs
+from facetrain.eval.protocols.ytf import evaluate_ytf
+from facetrain.eval.protocols.ytf_splits import YtfPairs, parse_ytf_splits
 
 __all__ = [
     "BinPairs",

@@ -8,9 +8,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
-from facetrain.eval.feature_source import ProtocolFeatures
+from facetrain.eval.features.source import ProtocolFeatures
 from facetrain.eval.plots import RocCurve, log_roc_to_tensorboard, save_roc_png
-from facetrain.run import update_metrics
+from facetrain.run.metrics_file import update_metrics
 
 __all__ = ["publish"]
 

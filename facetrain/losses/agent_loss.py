@@ -7,8 +7,8 @@ import torch
 from facetrain.losses.agent_distortion import AgentDistortion
 from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
 from facetrain.losses.base import FaceLoss
-from facetrain.losses.block_softmax import gather_batch
-from facetrain.losses.class_shard import ClassShard
+from facetrain.sharded.block_softmax import gather_batch
+from facetrain.sharded.shards import ClassShard
 
 __all__ = ["AgentLoss"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from facetrain.distributed.collectives import sum_over_ranks
 from facetrain.losses.agent_loss import AgentLoss
-from facetrain.losses.block_softmax import at_target, block_correct, own_mask
 from facetrain.losses.output import LossOutput
-from facetrain.run.collectives import sum_over_ranks
+from facetrain.sharded.block_softmax import at_target, block_correct, own_mask
 
 __all__ = ["CContrastiveLoss"]
 

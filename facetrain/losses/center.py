@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from facetrain.distributed.collectives import sum_over_ranks
 from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
-from facetrain.run.collectives import sum_over_ranks
 
 __all__ = ["CenterLoss"]
 

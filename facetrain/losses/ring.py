@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from facetrain.distributed.collectives import sum_over_ranks
+from facetrain.distributed.rank import world_size
 from facetrain.errors import FacetrainError
 from facetrain.losses.base import FaceLoss
 from facetrain.losses.output import LossOutput
-from facetrain.run.collectives import sum_over_ranks
-from facetrain.run.rank import world_size
 
 __all__ = ["RingLoss"]
 

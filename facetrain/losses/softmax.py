@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetrain.losses.base import FaceLoss
-from facetrain.losses.block_softmax import block_forward, pick_rows
-from facetrain.losses.class_shard import ClassShard
 from facetrain.losses.output import LossOutput
+from facetrain.sharded.block_softmax import block_forward, pick_rows
+from facetrain.sharded.shards import ClassShard
 
 __all__ = ["SoftmaxLoss"]
 

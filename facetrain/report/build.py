@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.eval.report import format_table, markdown_table
+from facetrain.eval.tables import format_table, markdown_table
 from facetrain.report.compose import as_list
 from facetrain.report.evaluate import evaluate_runs
 from facetrain.report.figure import Plot

@@ -6,7 +6,7 @@ import csv
 import io
 from collections.abc import Callable
 
-from facetrain.eval.report import pct
+from facetrain.eval.tables import pct
 from facetrain.report.runs import RunRecord
 
 __all__ = ["common_overrides", "csv_text", "headline_table", "varying_keys"]

@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from facetrain.errors import FacetrainError
+from facetrain.models.rebuild import build_face_model
+from facetrain.models.state_fit import fit_state_dict
 from facetrain.report.runs import RunRecord
 from facetrain.run.checkpoint import checkpoint_path, load_checkpoint
-from facetrain.run.rebuild import build_face_model
-from facetrain.run.state_fit import fit_state_dict
 
 __all__ = ["TrainedRun", "sample_indices", "trained_runs"]
 

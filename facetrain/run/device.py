@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from facetrain.distributed.process_group import launched_world_size, local_rank
 from facetrain.errors import FacetrainError
-from facetrain.run.distributed import launched_world_size, local_rank
 
 __all__ = ["pick_device"]
 

@@ -9,7 +9,8 @@ from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, LRScheduler
 
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
-from facetrain.run import FaceModel, build_face_model
+from facetrain.models.face_model import FaceModel
+from facetrain.models.rebuild import build_face_model
 
 __all__ = ["build_optimizer", "build_parts", "build_scheduler", "named_parts", "param_groups"]
 

@@ -13,9 +13,9 @@ from torch import nn
 from facetrain.backbones.iresnet import IResNet
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.run import find_checkpoint, load_checkpoint
-from facetrain.run.arcface_torch import ARCFACE_INPUT_STD, is_arcface_state, load_arcface_into
-from facetrain.run.state_fit import fit_state_dict
+from facetrain.models.arcface_torch import ARCFACE_INPUT_STD, is_arcface_state, load_arcface_into
+from facetrain.models.state_fit import fit_state_dict
+from facetrain.run.checkpoint import find_checkpoint, load_checkpoint
 
 __all__ = ["init_backbone"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from facetrain.data.pk_sampler import PKBatchSampler
-from facetrain.data.rank_share import RankShare
-from facetrain.data.sampler import IterationBatchSampler
+from facetrain.data.samplers.iteration import IterationBatchSampler
+from facetrain.data.samplers.pk import PKBatchSampler
+from facetrain.data.samplers.rank_share import RankShare
+from facetrain.distributed.rank import rank, world_size
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
-from facetrain.run import rank, world_size
 from facetrain.train.hooks.signals import ignore_stop_signals
 
 __all__ = ["batch_sampler", "training_loader"]

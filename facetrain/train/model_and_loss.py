@@ -7,9 +7,9 @@ from torch import nn
 
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
-from facetrain.run import FaceModel
+from facetrain.models.face_model import FaceModel
+from facetrain.sharded.state import sharded_parameter_names
 from facetrain.train.precision import backbone_autocast
-from facetrain.train.sharding import sharded_parameter_names
 
 __all__ = ["ModelAndLoss", "wrap_for_ranks"]
 

@@ -14,9 +14,9 @@ import warnings
 from omegaconf import DictConfig, OmegaConf
 
 from facetrain.errors import FacetrainError
-from facetrain.run import load_checkpoint, restore_state
+from facetrain.run.checkpoint import load_checkpoint, restore_state
+from facetrain.sharded.state import localize_checkpoint
 from facetrain.train.build import named_parts
-from facetrain.train.sharding import localize_checkpoint
 from facetrain.train.state import TrainState
 
 __all__ = ["MODEL_KEYS", "RESUME_MODES", "config_changes", "resume"]

@@ -10,22 +10,16 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from facetrain.distributed.rank import is_main_process, rank, world_size
 from facetrain.losses import FaceLoss
-from facetrain.losses.class_shard import ClassShard
-from facetrain.run import (
-    FaceModel,
-    capture_state,
-    checkpoint_path,
-    is_main_process,
-    rank,
-    save_checkpoint,
-    world_size,
-)
+from facetrain.models.face_model import FaceModel
+from facetrain.run.checkpoint import capture_state, checkpoint_path, save_checkpoint
+from facetrain.sharded.shards import ClassShard
+from facetrain.sharded.state import gather_checkpoint, setup_class_shards
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
 from facetrain.train.precision import ResumableGradScaler, autocast_dtype, resolve_precision
 from facetrain.train.progress import RunningMeans
-from facetrain.train.sharding import gather_checkpoint, setup_class_shards
 from facetrain.train.speed import configure_backends, prepare_backbone
 
 __all__ = ["TrainState", "build_state"]

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-from facetrain.data.augment import random_hflip
-from facetrain.data.rank_share import rank_rows
-from facetrain.run import rank, world_size
+from facetrain.data.images.augment import random_hflip
+from facetrain.data.samplers.rank_share import rank_rows
+from facetrain.distributed.rank import rank, world_size
+from facetrain.sharded.state import clip_global_norm
 from facetrain.train.progress import batch_stats
-from facetrain.train.sharding import clip_global_norm
 from facetrain.train.speed import to_memory_format
 from facetrain.train.state import TrainState
 

@@ -10,10 +10,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path, check_alpha
-from facetrain.data.synth_command import ensure_synthetic
+from facetrain.data.synth.command import ensure_synthetic
+from facetrain.distributed.process_group import average_across_ranks, barrier
+from facetrain.distributed.rank import is_main_process, world_size
 from facetrain.errors import FacetrainError
-from facetrain.run import is_main_process, pick_device, update_metrics, world_size
-from facetrain.run.distributed import average_across_ranks, barrier
+from facetrain.run.device import pick_device
+from facetrain.run.metrics_file import update_metrics
 from facetrain.train.hooks import (
     CheckpointHook,
     DivergenceHook,

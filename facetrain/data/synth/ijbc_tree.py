@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facetrain.data.alignment import TEMPLATE_112x96, warp_affine
+from facetrain.data.images.alignment import TEMPLATE_112x96, warp_affine
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.render import render_face

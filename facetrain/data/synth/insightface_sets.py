@@ -5,8 +5,8 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from facetrain.data.rec_convert import folder_to_rec
-from facetrain.eval.lfw_pairs import parse_lfw_pairs
+from facetrain.data.formats.rec_convert import folder_to_rec
+from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
 
 __all__ = ["write_bin", "write_insightface_sets"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from facetrain.run import is_main_process
+from facetrain.distributed.rank import is_main_process
 from facetrain.train.state import TrainState
 
 __all__ = ["Hook", "HookList"]

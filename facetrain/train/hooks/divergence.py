@@ -6,7 +6,7 @@ import logging
 import math
 
 from facetrain.errors import TrainingDiverged
-from facetrain.run import checkpoint_path
+from facetrain.run.checkpoint import checkpoint_path
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 

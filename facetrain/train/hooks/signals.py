@@ -12,8 +12,8 @@ import logging
 import signal
 import threading
 
+from facetrain.distributed.process_group import max_across_ranks
 from facetrain.errors import TrainingInterrupted
-from facetrain.run.distributed import max_across_ranks
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 

@@ -18,13 +18,15 @@ import torch
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
+from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
-from facetrain.eval.bin_sets import bin_paths, read_sets, sets_metrics
-from facetrain.eval.embedder import embed_encoded, embed_images
-from facetrain.eval.features import Features
-from facetrain.eval.lfw import lfw_metrics
-from facetrain.eval.lfw_pairs import LfwPairs, parse_lfw_pairs
-from facetrain.run import checkpoint_path, is_main_process, update_metrics
+from facetrain.eval.features.embedder import embed_encoded, embed_images
+from facetrain.eval.features.file import Features
+from facetrain.eval.protocols.bin import bin_paths, read_sets, sets_metrics
+from facetrain.eval.protocols.lfw import lfw_metrics
+from facetrain.eval.protocols.lfw_pairs import LfwPairs, parse_lfw_pairs
+from facetrain.run.checkpoint import checkpoint_path
+from facetrain.run.metrics_file import update_metrics
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 

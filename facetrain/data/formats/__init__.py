@@ -1,0 +1,1 @@
+"""Training-set formats: identity folders, facetrain packs, insightface RecordIO, MNIST-style digits."""

@@ -1,0 +1,1 @@
+"""Which images a training set keeps: identity subsets, evaluation-set exclusion, broken files."""

@@ -1,0 +1,1 @@
+"""One module per evaluation protocol, each with the parser of its own protocol files."""

@@ -1,0 +1,139 @@
+"""`facetrain eval bin`: insightface's `.bin` validation sets (LFW, CFP-FP, AgeDB-30, CALFW, CPLFW, VGG2-FP).
+
+Each file's pairs are scored as insightface's verification does: flip-augmented embeddings, cosine
+scores, 10 folds of consecutive pairs in file order, the best threshold of 9 folds applied to the 10th.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.errors import FacetrainError
+from facetrain.eval.features.checks import check_features
+from facetrain.eval.features.embedder import embed_encoded
+from facetrain.eval.features.file import Features, load_features, save_features
+from facetrain.eval.features.source import ProtocolFeatures
+from facetrain.eval.metrics.pair_scoring import pair_scores
+from facetrain.eval.metrics.roc import eer, roc_auc
+from facetrain.eval.metrics.verification import kfold_accuracy
+from facetrain.eval.plots import roc_from_scores
+from facetrain.eval.protocols.bin_file import BinPairs, read_bin
+from facetrain.eval.publish import publish
+from facetrain.eval.tables import format_table, pct
+from facetrain.models.rebuild import load_embedder
+from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
+from facetrain.run.device import pick_device
+
+__all__ = ["FOLDS", "bin_folds", "bin_metrics", "bin_paths", "evaluate_bin", "read_sets", "sets_metrics"]
+
+log = logging.getLogger(__name__)
+
+FOLDS = 10
+_EXAMPLE = "protocol.paths=[/data/lfw.bin,/data/cfp_fp.bin]"
+
+
+def bin_folds(pairs: int, folds: int = FOLDS) -> np.ndarray:
+    """Fold of each pair: `folds` runs of consecutive pairs (pair * folds // pairs when `folds` divides `pairs`).
+
+    When it does not, the first `pairs % folds` folds take one pair more, as scikit-learn's unshuffled
+    KFold (insightface's split) does.
+    """
+    sizes = np.full(folds, pairs // folds)
+    sizes[: pairs % folds] += 1
+    return np.repeat(np.arange(folds), sizes)
+
+
+def bin_metrics(name: str, same: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """`bin/<name>/...` numbers of one set from the features of its pairs' two sides; also the cosine scores."""
+    scores = pair_scores(left, right, "cosine")
+    result = kfold_accuracy(scores, same, bin_folds(len(same)))
+    key = f"bin/{name}"
+    return {f"{key}/acc_mean": result.mean, f"{key}/acc_std": result.std,
+            f"{key}/threshold_mean": float(result.thresholds.mean()), f"{key}/auc": roc_auc(same, scores),
+            f"{key}/eer": eer(same, scores), f"{key}/pairs": float(len(same))}, scores
+
+
+def bin_paths(given, option: str = "protocol.paths") -> list[Path]:
+    """The `.bin` files of an option (one path or a list), each with its own file name (metrics are keyed by it)."""
+    items = [given] if isinstance(given, str) else list(given or [])
+    if not items:
+        example = _EXAMPLE.replace("protocol.paths", option)
+        raise FacetrainError(f"no .bin files given; pass them as {example} (one file: {option}=/data/lfw.bin)")
+    paths = [abs_path(str(p)) for p in items]
+    stems = [p.stem for p in paths]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise FacetrainError(f"two .bin files are named {twice[0]} ({option}); metrics are keyed bin/<file name>, "
+                             "so give each set its own file name")
+    return paths
+
+
+def read_sets(paths: Sequence[Path]) -> list[BinPairs]:
+    """Each file read safely, refused in one line when it cannot give a 10-fold accuracy."""
+    sets = [read_bin(p) for p in paths]
+    for s in sets:
+        if len(s) < FOLDS or s.same.all() or not s.same.any():
+            raise FacetrainError(f"{s.path}: {len(s)} pairs ({int(s.same.sum())} matched); 10-fold accuracy needs "
+                                 "at least 10 pairs, matched and mismatched")
+    return sets
+
+
+def _keys(sets: Sequence[BinPairs]) -> list[str]:
+    """Feature names: `<set>/<image index in the file>`."""
+    return [f"{s.name}/{i}" for s in sets for i in range(len(s.images))]
+
+
+def _features(cfg: DictConfig, sets: Sequence[BinPairs]) -> ProtocolFeatures:
+    """Every image of every set, from `cfg.features` or embedded with `cfg.model`; writes features_bin.npz."""
+    keys = _keys(sets)
+    if cfg.features:
+        used = Features(load_features(abs_path(cfg.features)).select(keys, f"features file {cfg.features}"), keys)
+        check_features(used, f"features file {cfg.features}",
+                       "re-create it from a trained model (`facetrain eval bin model=RUN` writes features_bin.npz)")
+        return ProtocolFeatures(used, [])
+    checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
+    trained = load_embedder(checkpoint, str(cfg.embedding))
+    pre = trained.preprocessing  # decoded images are brought to the model's input size, fit and channels
+    log.info("embedding %d images of %d .bin file(s) with %s", len(keys), len(sets), checkpoint)
+    feats = embed_encoded(trained.embedder, [b for s in sets for b in s.images],
+                          [f"{i} of {s.path}" for s in sets for i in range(len(s.images))],
+                          pick_device(cfg.device), mirror=cfg.mirror, batch_size=int(cfg.batch_size),
+                          num_workers=int(cfg.num_workers), progress=bool(cfg.progress), fit=pre.fit,
+                          channels=pre.channels)
+    check_features(Features(feats, keys), f"the features of {checkpoint}",
+                   "the model has diverged or collapsed; retrain it or evaluate another checkpoint with model=...")
+    save_features(abs_path(cfg.run_dir) / "features_bin.npz", feats, keys)
+    return ProtocolFeatures(Features(feats, keys), [], run_of_checkpoint(checkpoint), trained.iteration, len(keys))
+
+
+def _table(names: Sequence[str], metrics: dict[str, float]) -> str:
+    rows = [[n, int(metrics[f"bin/{n}/pairs"]), pct(metrics[f"bin/{n}/acc_mean"], metrics[f"bin/{n}/acc_std"]),
+             pct(metrics[f"bin/{n}/auc"]), pct(metrics[f"bin/{n}/eer"])] for n in names]
+    return format_table(["set (.bin)", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %"], rows)
+
+
+def sets_metrics(sets: Sequence[BinPairs], features: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """`bin/<set>/...` numbers of every set from the features of all their images (in `_keys` order); also
+    each set's pair scores."""
+    metrics, scores, start = {}, {}, 0
+    for s in sets:
+        rows = features[start:start + len(s.images)]
+        start += len(s.images)
+        numbers, scores[s.name] = bin_metrics(s.name, s.same, rows[0::2], rows[1::2])
+        metrics |= numbers
+    return metrics, scores
+
+
+def evaluate_bin(cfg: DictConfig) -> dict[str, float]:
+    """Score a model (or a features file) on each `.bin` of `protocol.paths`; print one table, write metrics.json."""
+    sets = read_sets(bin_paths(cfg.protocol.paths))
+    source = _features(cfg, sets)
+    metrics, scores = sets_metrics(sets, source.features.features)
+    curves = {s.name: roc_from_scores(s.same, scores[s.name]) for s in sets}
+    return publish(cfg, "bin", metrics, _table([s.name for s in sets], metrics), curves, source)

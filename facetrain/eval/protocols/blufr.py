@@ -1,0 +1,142 @@
+"""`facetrain eval blufr`: LFW BLUFR (Liao et al. 2014) — verification VR@FAR=0.1% over all test pairs and
+open-set identification DIR@FAR=1% at rank 1, 10 trials, reported as mu - sigma (normface.md table 3).
+
+Verification scores every unordered pair of a trial's ~10k test images (~50M impostor pairs) in row blocks:
+only the genuine scores, the top-k impostor scores and two score histograms (for the ROC plot) are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.eval.features.source import ImageSet, gather_features
+from facetrain.eval.metrics.identification import open_set, split_probes
+from facetrain.eval.metrics.pair_scoring import l2_normalize, make_pca
+from facetrain.eval.metrics.roc import OperatingPoint, exact_k_threshold, matlab_round
+from facetrain.eval.protocols.blufr_lists import BlufrLists, parse_blufr_lists
+from facetrain.eval.publish import publish
+from facetrain.eval.tables import format_table, pct
+
+__all__ = ["BlockVerification", "blockwise_verification", "evaluate_blufr"]
+
+log = logging.getLogger(__name__)
+
+_BINS = 4000  # histogram bins over [-1, 1] for the plotted ROC only (the reported numbers are exact)
+
+
+class BlockVerification:
+    """Accumulates all-pairs verification scores block by block, keeping what the read-off needs."""
+
+    def __init__(self, keep: int):
+        self.keep = keep  # impostor scores to keep (the largest ones)
+        self.genuine: list[np.ndarray] = []
+        self.top = np.zeros(0, dtype=np.float32)
+        self.impostors = 0
+        self.imp_hist = np.zeros(_BINS, dtype=np.int64)
+        self.gen_hist = np.zeros(_BINS, dtype=np.int64)
+
+    def add(self, scores: np.ndarray, same: np.ndarray) -> None:
+        gen, imp = scores[same], scores[~same]
+        self.genuine.append(gen)
+        self.impostors += imp.size
+        for values, hist in ((gen, self.gen_hist), (imp, self.imp_hist)):
+            hist += np.bincount(np.clip(((values + 1) * (_BINS / 2)).astype(np.int64), 0, _BINS - 1), minlength=_BINS)
+        if len(self.top) >= self.keep and self.keep > 0:
+            imp = imp[imp >= self.top[-1]]  # only these can enter the kept top-k
+        merged = np.concatenate([self.top, imp])
+        if len(merged) > self.keep:
+            merged = merged[np.argpartition(-merged, self.keep - 1)[:self.keep]] if self.keep else merged[:0]
+        self.top = np.sort(merged)[::-1]
+
+    def point(self, far: float) -> OperatingPoint:
+        """VR at `far`: exact-k threshold on the impostors (k = round(far * N)), VR = mean(genuine >= thr)."""
+        genuine = np.concatenate(self.genuine)
+        k = matlab_round(far * self.impostors)
+        # k <= self.keep by construction; k = 0 falls back to BLUFR's midpoint rule
+        thr = float(self.top[k - 1]) if k >= 1 else exact_k_threshold(self.top[:1], 0.0, genuine)
+        # FAR reached: counted among the kept scores (exact unless ties run past the kept ones)
+        return OperatingPoint(float(np.mean(genuine >= thr)), float(np.sum(self.top >= thr) / self.impostors), thr)
+
+    def roc(self) -> tuple[np.ndarray, np.ndarray]:
+        """(FAR, TAR) at the histogram's bin edges, from high to low threshold (for the plot)."""
+        far = np.cumsum(self.imp_hist[::-1]) / max(self.impostors, 1)
+        tar = np.cumsum(self.gen_hist[::-1]) / max(self.gen_hist.sum(), 1)
+        return far, tar
+
+
+def blockwise_verification(feats: np.ndarray, labels: np.ndarray, fars: list[float], block: int = 1024
+                           ) -> BlockVerification:
+    """Score all pairs i < j of unit features [N, D] without an N x N matrix; keep what `fars` need."""
+    n = len(feats)
+    pairs = n * (n - 1) // 2
+    same_pairs = sum(c * (c - 1) // 2 for c in np.unique(labels, return_counts=True)[1])
+    keep = max(matlab_round(max(fars) * (pairs - same_pairs)), 1) + 64  # a few extra to see ties at the edge
+    acc = BlockVerification(keep)
+    feats = feats.astype(np.float32)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        scores = feats[s:e] @ feats[s:].T  # rows s..e against columns s..n: the upper triangle lives here
+        upper = np.arange(s, e)[:, None] < np.arange(s, n)[None, :]
+        same = labels[s:e, None] == labels[None, s:]
+        acc.add(scores[upper], same[upper])
+    return acc
+
+
+def _trial_features(feats: np.ndarray, lists: BlufrLists, t: int, pca: float, center: bool) -> np.ndarray:
+    """Unit features of all images for trial t, after an optional PCA fitted on the trial's training set only."""
+    if not pca:
+        return l2_normalize(feats)
+    model = make_pca(pca).fit(feats[lists.train[t]])
+    # BLUFR's demo projects without subtracting the training mean (X * W); center=true uses PCA's transform
+    projected = model.transform(feats) if center else feats @ model.components_.T
+    return l2_normalize(projected)
+
+
+def _summary(name: str, values: list[float]) -> dict[str, float]:
+    v = np.array(values)
+    std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")  # MATLAB std, as BLUFR reports
+    return {f"{name}_mean": float(v.mean()), f"{name}_std": std, f"{name}_mu_minus_sigma": float(v.mean() - std)}
+
+
+def evaluate_blufr(cfg: DictConfig) -> dict[str, float]:
+    """Score a model (or a features file of LFW images) on BLUFR; print the table; write metrics.json."""
+    p = cfg.protocol
+    lists = parse_blufr_lists(abs_path(p.lists))
+    # training images are only needed when something is fitted on them (PCA)
+    used = sorted(set(np.concatenate(lists.test + (lists.train if p.pca else [])).tolist()))
+    origins = {lists.images[i]: f"{abs_path(p.lists) / 'image_list.txt'}:{i + 1}" for i in used}
+    source = gather_features(cfg, ImageSet(abs_path(cfg.data.root), [lists.images[i] for i in used], origins=origins),
+                             "blufr")
+    row = {k: i for i, k in enumerate(source.features.paths)}
+    have = np.array([lists.images[i] in row for i in range(len(lists.images))])
+    full = np.zeros((len(lists.images), source.features.features.shape[1]), np.float32)
+    full[have] = source.features.features[[row[lists.images[i]] for i in np.flatnonzero(have)]]
+    fars, fpirs, trials = [float(f) for f in p.fars], [float(f) for f in p.fpirs], int(p.trials or lists.trials)
+    per: dict[str, list[float]] = {}
+    curves = {}
+    for t in range(min(trials, lists.trials)):
+        feats = _trial_features(full, lists, t, float(p.pca), bool(p.pca_center))
+        test = lists.test[t][have[lists.test[t]]]
+        ver = blockwise_verification(feats[test], lists.labels[test], fars, int(p.block))
+        for far in fars:
+            per.setdefault(f"blufr/vr@far={far:g}", []).append(ver.point(far).tar)
+        gal, prb = lists.gallery[t][have[lists.gallery[t]]], lists.probe[t][have[lists.probe[t]]]
+        probes = split_probes(feats[prb] @ feats[gal].T, lists.labels[prb], lists.labels[gal])
+        for fpir in fpirs:
+            per.setdefault(f"blufr/dir@far={fpir:g}_rank1", []).append(open_set(probes, fpir, rank=1).tpir)
+        curves[f"trial {t + 1}"] = ver.roc()
+        log.info("BLUFR trial %d: %d test images, %d genuine / %d impostor pairs", t + 1, len(test),
+                 sum(len(g) for g in ver.genuine), ver.impostors)
+    m = {k2: v2 for k, values in per.items() for k2, v2 in _summary(k, values).items()}
+    m |= {"blufr/trials": float(len(curves)), "blufr/images_dropped": float(len(source.missing))}
+    cols = [f"VR@FAR={f * 100:g}%" for f in fars] + [f"DIR@FAR={f * 100:g}% (rank 1)" for f in fpirs]
+    keys = [f"blufr/vr@far={f:g}" for f in fars] + [f"blufr/dir@far={f:g}_rank1" for f in fpirs]
+    table = format_table(["BLUFR, μ − σ over trials %", *cols], [
+        ["μ − σ", *[pct(m[f"{k}_mu_minus_sigma"]) for k in keys]],
+        ["mean ± std (ddof=1)", *[pct(m[f"{k}_mean"], m[f"{k}_std"]) for k in keys]]])
+    table = f"LFW BLUFR, {len(curves)} trial(s)\n" + table
+    return publish(cfg, "blufr", m, table, curves, source)

@@ -1,0 +1,102 @@
+"""`facetrain eval lfw`: the 6,000-pair LFW View 2 protocol (10-fold accuracy, threshold from 9 folds), plus ROC numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+from omegaconf import DictConfig
+
+from facetrain.config import abs_path
+from facetrain.eval.features.file import Features
+from facetrain.eval.features.source import ImageSet, gather_features
+from facetrain.eval.metrics.norm_sets import norm_set_pairs, norm_sets
+from facetrain.eval.metrics.pair_scoring import fold_pca_scores, pair_scores
+from facetrain.eval.metrics.roc import eer, roc_auc, tar_at_far
+from facetrain.eval.metrics.verification import FoldAccuracy, held_out_scores, kfold_accuracy
+from facetrain.eval.plots import roc_from_scores
+from facetrain.eval.protocols.lfw_pairs import LfwPairs, parse_lfw_pairs
+from facetrain.eval.publish import publish
+from facetrain.eval.tables import format_table, pct
+
+__all__ = ["evaluate_lfw", "lfw_fold_accuracy", "lfw_metrics", "lfw_scores"]
+
+
+def lfw_scores(left: np.ndarray, right: np.ndarray, fold: np.ndarray, metric: str = "cosine", pca: float = 0
+               ) -> np.ndarray:
+    """[folds, P] scores: row f scores every pair as seen from fold f (they differ only with per-fold PCA)."""
+    if pca:
+        return fold_pca_scores(left, right, fold, pca, metric)
+    return np.broadcast_to(pair_scores(left, right, metric), (len(np.unique(fold)), len(left)))
+
+
+def lfw_fold_accuracy(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0
+                      ) -> tuple[FoldAccuracy, np.ndarray]:
+    """The 10-fold accuracy (threshold from the other folds) and the [folds, P] scores it was read from."""
+    scores = lfw_scores(feats.select(pairs.left), feats.select(pairs.right), pairs.fold, metric, pca)
+    return kfold_accuracy(scores, pairs.same, pairs.fold), scores
+
+
+def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0,
+                fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """All LFW numbers from features of the protocol's images; also the pooled out-of-fold scores.
+
+    Accuracy: mean and population std (ddof=0) of the 10 held-out fold accuracies. AUC, EER and TAR@FAR
+    use each pair's held-out score (identical to the plain score unless PCA is on).
+    """
+    result, scores = lfw_fold_accuracy(pairs, feats, metric, pca)
+    accs, thrs, correct = result.accuracies, result.thresholds, result.correct
+    held_out = held_out_scores(scores, pairs.fold)
+    metrics = {
+        "lfw/acc_mean": float(accs.mean()), "lfw/acc_std": float(accs.std()),
+        "lfw/acc_stderr": float(accs.std(ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else float("nan"),
+        "lfw/threshold_mean": float(thrs.mean()), "lfw/auc": roc_auc(pairs.same, held_out),
+        "lfw/eer": eer(pairs.same, held_out), "lfw/pairs": float(len(pairs)),
+    }
+    for far in fars:
+        metrics[f"lfw/tar@far={far:g}"] = tar_at_far(pairs.same, held_out, far, far_readoff).tar
+    if norm_set_count:
+        norms = {p: float(n) for p, n in zip(feats.paths, np.linalg.norm(feats.features, axis=1), strict=True)}
+        image_sets = dict(zip(pairs.images, norm_sets(np.array([norms[p] for p in pairs.images]), norm_set_count),
+                              strict=True))
+        a, b = np.array([image_sets[p] for p in pairs.left]), np.array([image_sets[p] for p in pairs.right])
+        for key, mask in norm_set_pairs(a, b, norm_set_count).items():
+            metrics[f"lfw/norm_sets/{key}/acc"] = float(correct[mask].mean()) if mask.any() else float("nan")
+            metrics[f"lfw/norm_sets/{key}/pairs"] = float(mask.sum())
+    return metrics, held_out
+
+
+def _keep_available(pairs: LfwPairs, available: set[str]) -> LfwPairs:
+    keep = np.array([a in available and b in available for a, b in zip(pairs.left, pairs.right, strict=True)])
+    pick = np.flatnonzero(keep)
+    return LfwPairs([pairs.left[i] for i in pick], [pairs.right[i] for i in pick], pairs.same[keep],
+                    pairs.fold[keep], pairs.folds, pairs.per_fold)
+
+
+def _table(metrics: dict[str, float], fars, norm_set_count: int) -> str:
+    far_cols = [f"TAR@FAR={far:g} %" for far in fars]
+    rows = [["LFW", int(metrics["lfw/pairs"]), pct(metrics["lfw/acc_mean"], metrics["lfw/acc_std"]),
+             pct(metrics["lfw/auc"]), pct(metrics["lfw/eer"])] + [pct(metrics[f"lfw/tar@far={f:g}"]) for f in fars]]
+    text = format_table(["protocol", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %", *far_cols], rows)
+    if norm_set_count:
+        sets = [k.split("/")[2] for k in metrics if k.endswith("/acc") and "/norm_sets/" in k]
+        text += "\n\n" + format_table(["norm sets", "pairs", "accuracy %"], [
+            [s, int(metrics[f"lfw/norm_sets/{s}/pairs"]), pct(metrics[f"lfw/norm_sets/{s}/acc"])] for s in sets])
+    return text
+
+
+def evaluate_lfw(cfg: DictConfig) -> dict[str, float]:
+    """Score a model (or a features file) on LFW; print the table; write metrics.json and the ROC."""
+    pairs_file = abs_path(cfg.protocol.pairs)
+    pairs = parse_lfw_pairs(pairs_file)
+    origins = {}
+    for i in range(len(pairs) - 1, -1, -1):  # the first line naming an image wins
+        origins[pairs.left[i]] = origins[pairs.right[i]] = f"{pairs_file}:{i + 2}"
+    source = gather_features(cfg, ImageSet(abs_path(cfg.data.root), pairs.images, origins=origins), "lfw")
+    kept = _keep_available(pairs, set(source.features.paths)) if source.missing else pairs
+    fars = tuple(float(f) for f in cfg.protocol.fars)
+    n_sets = int(cfg.analysis.norm_sets)
+    metrics, scores = lfw_metrics(kept, source.features, str(cfg.protocol.metric), float(cfg.protocol.pca), fars,
+                                  str(cfg.protocol.far_readoff), n_sets)
+    metrics["lfw/pairs_dropped"] = float(len(pairs) - len(kept))
+    return publish(cfg, "lfw", metrics, _table(metrics, fars, n_sets), {"LFW": roc_from_scores(kept.same, scores)},
+                   source)

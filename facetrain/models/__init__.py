@@ -1,0 +1,1 @@
+"""The trained network as one module, rebuilt from a checkpoint, and foreign models (arcface_torch, ONNX) as embedders."""
