@@ -52,7 +52,7 @@ def train_main() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         nproc = _nproc(sys.argv[1:])
         if nproc > 1:
-            from facetrain.distributed.launch import launch_local
+            from facetrain.distributed.process_group import launch_local
 
             launch_local(nproc, sys.argv[1:])
             return

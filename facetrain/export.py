@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from facetrain.backbones.base import Backbone
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.models.rebuild import load_embedder
+from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import resolve_checkpoint
 
 __all__ = ["EXPORT_FORMATS", "default_export_path", "export_backbone", "export_from_config", "load_exported",

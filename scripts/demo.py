@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrain.eval.features.file import load_features
-from facetrain.eval.protocols.lfw import lfw_fold_accuracy
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.protocols.lfw import lfw_fold_accuracy, parse_lfw_pairs
 
 
 @dataclass(frozen=True)

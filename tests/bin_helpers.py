@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
 
 def write_py3_bin(path: Path, images, same, protocol: int = 4) -> Path:

@@ -246,8 +246,8 @@ def test_train_on_a_rec_pack(via, tiny_data, tmp_path, train_cfg):
 
 def test_synth_writes_the_zoo_layout(tmp_path):
     from facetrain.data.synth.command import synth
-    from facetrain.eval.protocols.bin_file import read_bin
-    from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+    from facetrain.eval.protocols.bin import read_bin
+    from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
     cfg = compose_config("data", [f"synth.out={tmp_path}", "synth.train_identities=3", "synth.train_min_images=2",
                                   "synth.train_max_images=3", "synth.lfw_pairs_per_fold=1",

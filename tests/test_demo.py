@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from facetrain.data.synth.trees import _TRAIN, _long_tail_counts
 from facetrain.eval.features.file import save_features
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
 demo = SimpleNamespace(**runpy.run_path(str(REPO / "scripts" / "demo.py")))
 

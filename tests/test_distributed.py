@@ -13,7 +13,8 @@ import pytest
 import torch
 from conftest import compose_config, run_cli, tiny_train_overrides
 
-from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip, rank_rows
+from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip
+from facetrain.distributed.rank import rank_rows
 from facetrain.errors import FacetrainError
 from facetrain.run.device import pick_device
 from facetrain.train import train, trainer

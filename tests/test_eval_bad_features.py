@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from facetrain.errors import FacetrainError
 from facetrain.eval.features.checks import check_features
 from facetrain.eval.features.file import Features, save_features
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
 
 @pytest.fixture

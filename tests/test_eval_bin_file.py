@@ -13,7 +13,7 @@ from bin_helpers import write_py2_bin, write_py3_bin
 from PIL import Image
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.protocols.bin_file import read_bin
+from facetrain.eval.protocols.bin import read_bin
 
 
 def _jpeg(value: int) -> bytes:

@@ -6,8 +6,7 @@ from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.identification import split_probes
-from facetrain.eval.protocols.blufr import blockwise_verification
-from facetrain.eval.protocols.blufr_lists import blufr_image_path, parse_blufr_lists
+from facetrain.eval.protocols.blufr import blockwise_verification, blufr_image_path, parse_blufr_lists
 
 LISTS = PROTOCOLS / "blufr" / "lfw"
 

@@ -15,10 +15,13 @@ from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.ijbc_tree import _loose_crop
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.templates import PooledTemplates
-from facetrain.eval.protocols.ijb import evaluate_ijb, ijb_identification, ijb_templates, ijb_verification
-from facetrain.eval.protocols.ijb_meta import (
+from facetrain.eval.protocols.ijb import (
     IjbFaces,
     IjbPoints,
+    evaluate_ijb,
+    ijb_identification,
+    ijb_templates,
+    ijb_verification,
     read_face_tid_mid,
     read_five_points,
     read_pair_labels,

@@ -6,7 +6,7 @@ from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.identification import split_probes
-from facetrain.eval.protocols.ijba_csv import face_keys, load_split, read_comparisons, read_templates
+from facetrain.eval.protocols.ijba import face_keys, load_split, read_comparisons, read_templates
 
 IJBA = PROTOCOLS / "ijba"
 needs_real = pytest.mark.skipif(not (IJBA / "IJB-A_11_sets" / "split1").exists(),

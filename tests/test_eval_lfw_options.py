@@ -8,8 +8,7 @@ from sklearn.metrics import roc_auc_score
 from facetrain.eval.features.file import Features
 from facetrain.eval.metrics.pair_scoring import fold_pca_scores, pair_scores
 from facetrain.eval.metrics.verification import held_out_scores, kfold_accuracy
-from facetrain.eval.protocols.lfw import lfw_metrics
-from facetrain.eval.protocols.lfw_pairs import LfwPairs
+from facetrain.eval.protocols.lfw import LfwPairs, lfw_metrics
 
 
 def _unit(x):

@@ -12,8 +12,7 @@ from facetrain.eval.metrics.video_scores import (
     pair_histograms,
     video_mean_scores,
 )
-from facetrain.eval.protocols.ytf import subsample, ytf_metrics
-from facetrain.eval.protocols.ytf_splits import YtfPairs, parse_ytf_splits
+from facetrain.eval.protocols.ytf import YtfPairs, parse_ytf_splits, subsample, ytf_metrics
 
 REAL = PROTOCOLS / "ytf" / "splits_no_header.txt"
 

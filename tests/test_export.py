@@ -16,7 +16,7 @@ from facetrain.export import (
     export_from_config,
     load_exported,
 )
-from facetrain.models.rebuild import load_embedder
+from facetrain.models.trained_run import load_embedder
 from facetrain.train import train
 
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))

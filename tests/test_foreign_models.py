@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from facetrain.backbones import IResNet
 from facetrain.errors import FacetrainError
 from facetrain.models.onnx_model import OnnxEmbedder
-from facetrain.models.rebuild import load_embedder
+from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import load_checkpoint
 from facetrain.train.init_from import init_backbone
 

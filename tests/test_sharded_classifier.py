@@ -17,8 +17,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from facetrain.data import rank_rows
 from facetrain.distributed.collectives import pad_gather_rows
+from facetrain.distributed.rank import rank_rows
 from facetrain.errors import FacetrainError
 from facetrain.losses import (
     AgentLoss,

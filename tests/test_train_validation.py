@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
+from facetrain.eval.protocols.lfw import parse_lfw_pairs
 from facetrain.train import train
 from facetrain.train.hooks.validation import first_pairs_per_fold
 

@@ -9,7 +9,7 @@ from facetrain.data.images.augment import random_hflip
 from facetrain.data.images.image_io import read_image
 from facetrain.data.samplers.iteration import IterationBatchSampler
 from facetrain.data.samplers.pk import PKBatchSampler
-from facetrain.data.samplers.rank_share import RankShare, rank_rows
+from facetrain.data.samplers.rank_share import RankShare
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -23,7 +23,6 @@ __all__ = [
     "RankShare",
     "RecFaces",
     "random_hflip",
-    "rank_rows",
     "read_image",
     "scan_identity_folders",
 ]

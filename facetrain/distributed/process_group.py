@@ -7,6 +7,8 @@ can take rank 0's launch time for `${ft.now:...}` and all of them write into one
 SLURM (`srun`, or Hydra's submitit launcher: one task per GPU) starts the processes itself and describes
 them in its own variables; `adopt_slurm_environment` translates those into torchrun's when torchrun's are
 absent, so the rest of the code sees one contract.
+
+`facetrain train nproc=N` starts torchrun's elastic launcher in this process, N ranks on this machine.
 """
 
 from __future__ import annotations
@@ -24,8 +26,22 @@ import torch.distributed as dist
 from facetrain.config import set_launch_time
 from facetrain.distributed.rank import is_main_process, world_size
 
-__all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "first_host", "max_across_ranks",
-           "distributed_run", "launched_world_size", "local_rank", "quiet_hydra_overrides", "slurm_environment"]
+__all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "distributed_run", "first_host", "launch_local", "launched_world_size", "local_rank", "max_across_ranks", "quiet_hydra_overrides", "slurm_environment"]
+
+
+def launch_local(nproc: int, args: list[str]) -> None:
+    """Run `torchrun --standalone --nproc_per_node=N -m facetrain.cli train ARGS` here and wait for it.
+
+    Exits with the status of the first rank that failed (a user error's 2, a divergence's 3, ...).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    try:
+        torchrun(["--standalone", f"--nproc_per_node={nproc}", "-m", "facetrain.cli", "train", *args])
+    except ChildFailedError as err:
+        _, failure = err.get_first_failure()
+        raise SystemExit(failure.exitcode if failure.exitcode > 0 else 1) from None
 
 
 def first_host(nodelist: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
-__all__ = ["is_main_process", "rank", "world_size"]
+__all__ = ["is_main_process", "rank", "rank_rows", "world_size"]
 
 
 def rank() -> int:
@@ -19,3 +19,9 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+def rank_rows(batch_size: int, rank: int, world_size: int) -> slice:
+    """The rows of a global batch of `batch_size` that rank `rank` of `world_size` takes (batch_size / world_size)."""
+    share = batch_size // world_size
+    return slice(rank * share, (rank + 1) * share)

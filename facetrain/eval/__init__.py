@@ -7,17 +7,12 @@ from facetrain.eval.metrics.pair_scoring import l2_normalize, pair_scores
 from facetrain.eval.metrics.roc import eer, roc_auc, tar_at_far
 from facetrain.eval.metrics.templates import pool_templates
 from facetrain.eval.metrics.verification import FoldAccuracy, best_threshold, held_out_scores, kfold_accuracy
-from facetrain.eval.protocols.bin import evaluate_bin
-from facetrain.eval.protocols.bin_file import BinPairs, read_bin
-from facetrain.eval.protocols.blufr import evaluate_blufr
-from facetrain.eval.protocols.blufr_lists import BlufrLists, parse_blufr_lists
+from facetrain.eval.protocols.bin import BinPairs, evaluate_bin, read_bin
+from facetrain.eval.protocols.blufr import BlufrLists, evaluate_blufr, parse_blufr_lists
 from facetrain.eval.protocols.ijb import evaluate_ijb
-from facetrain.eval.protocols.ijba import evaluate_ijba
-from facetrain.eval.protocols.ijba_csv import load_split, read_comparisons, read_templates
-from facetrain.eval.protocols.lfw import evaluate_lfw, lfw_metrics
-from facetrain.eval.protocols.lfw_pairs import LfwPairs, lfw_image_path, parse_lfw_pairs
-from facetrain.eval.protocols.ytf import evaluate_ytf
-from facetrain.eval.protocols.ytf_splits import YtfPairs, parse_ytf_splits
+from facetrain.eval.protocols.ijba import evaluate_ijba, load_split, read_comparisons, read_templates
+from facetrain.eval.protocols.lfw import LfwPairs, evaluate_lfw, lfw_image_path, lfw_metrics, parse_lfw_pairs
+from facetrain.eval.protocols.ytf import YtfPairs, evaluate_ytf, parse_ytf_splits
 
 __all__ = [
     "BinPairs",

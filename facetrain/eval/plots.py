@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrain.plotting import close, new_axes, save_png
+
 __all__ = ["RocCurve", "roc_from_scores", "save_roc_png", "log_roc_to_tensorboard"]
 
 RocCurve = tuple[np.ndarray, np.ndarray]  # (FAR, TAR), FAR increasing
@@ -21,12 +23,7 @@ def roc_from_scores(labels: np.ndarray, scores: np.ndarray) -> RocCurve:
 
 
 def _figure(curves: Mapping[str, RocCurve], title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in tests
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    fig, ax = new_axes(figsize=(5, 4))
     for label, (far, tar) in curves.items():
         keep = far > 0  # a log axis cannot show FAR = 0
         ax.plot(far[keep], tar[keep], label=label, linewidth=1.2)
@@ -38,31 +35,24 @@ def _figure(curves: Mapping[str, RocCurve], title: str):
     ax.set_ylim(0, 1.01)
     if len(curves) > 1:
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
 def save_roc_png(path: Path, curves: Mapping[str, RocCurve], title: str) -> Path:
     """Write the curves (FAR on a log axis) to `path`."""
-    import matplotlib.pyplot as plt
-
-    fig = _figure(curves, title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(_figure(curves, title), path)
 
 
 def log_roc_to_tensorboard(run_dir: Path, tag: str, curves: Mapping[str, RocCurve], title: str, step: int,
                            scalars: Mapping[str, float]) -> None:
     """Add the ROC figure and the headline numbers to the run's TensorBoard (its `tb/` folder)."""
-    import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(log_dir=str(run_dir / "tb")) as writer:
         fig = _figure(curves, title)
+        fig.tight_layout()
         writer.add_figure(tag, fig, global_step=step)
-        plt.close(fig)
+        close(fig)
         for key, value in scalars.items():
             if np.isfinite(value):
                 writer.add_scalar(f"eval/{key}", value, global_step=step)

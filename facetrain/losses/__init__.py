@@ -14,8 +14,7 @@ from facetrain.losses.combined import CombinedLoss
 from facetrain.losses.contrastive import ContrastiveLoss
 from facetrain.losses.cosface import CosFaceLoss
 from facetrain.losses.margin_softmax import MarginSoftmaxLoss
-from facetrain.losses.normface import NormFaceLoss
-from facetrain.losses.normface_bound import normface_loss_bound
+from facetrain.losses.normface import NormFaceLoss, normface_loss_bound
 from facetrain.losses.output import LossOutput
 from facetrain.losses.range_loss import RangeLoss
 from facetrain.losses.ring import RingLoss

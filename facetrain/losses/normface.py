@@ -2,18 +2,38 @@
 
 The normalizations live in the loss (with `head=identity`), so table 2's ablations — features only,
 weights only — are one option of one class.
+
+Also here, the lower bound of the normalized softmax loss: log(1 + (n-1) exp(-n/(n-1) * l^2)) (normface.md prop. 2).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from facetrain.errors import FacetrainError
 from facetrain.losses.margin_softmax import MarginSoftmaxLoss
-from facetrain.losses.normface_bound import normface_loss_bound
 
-__all__ = ["NormFaceLoss"]
+__all__ = ["NormFaceLoss", "normface_loss_bound"]
+
+
+def normface_loss_bound(num_classes: int, scale: float) -> float:
+    """Lowest softmax loss reachable when features and weights all have squared norm `scale` (s = l^2).
+
+    Args:
+        num_classes: n, the number of classes (> 1).
+        scale: s = l^2, the factor on the cosine (1 for plain unit normalization).
+
+    Returns:
+        The bound of proposition 2 (e.g. 8.27 for n = 10,575 and s = 1).
+    """
+    if num_classes < 2:
+        raise FacetrainError(f"the NormFace loss bound needs at least 2 classes; got {num_classes}")
+    n = num_classes
+    return math.log1p((n - 1) * math.exp(-n / (n - 1) * scale))
+
 
 _MODES = ("both", "features", "weights")
 

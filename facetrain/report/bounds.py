@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from facetrain.heads.alpha_bound import alpha_lower_bound
+from facetrain.errors import FacetrainError
+from facetrain.heads.l2_scale import alpha_lower_bound
+from facetrain.models.trained_run import TrainedRun
 from facetrain.report.runs import RunRecord
+from facetrain.run.checkpoint import checkpoint_path
 
 __all__ = ["alpha_bounds", "run_alpha_bound"]
 
@@ -26,16 +29,13 @@ def run_alpha_bound(run: RunRecord) -> float | None:
 
 
 def _checkpoint_classes(run: RunRecord) -> float | None:
-    path = run.dir / "checkpoints" / "last.pt"
+    path = checkpoint_path(run.dir)
     if not path.is_file():
         return None
-    import torch
-
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # an unreadable checkpoint only costs the plot its bound line
+        classes = TrainedRun.open(path).num_classes
+    except FacetrainError:  # an unreadable checkpoint only costs the plot its bound line
         return None
-    classes = saved.get("num_classes") if isinstance(saved, dict) else None
     return float(classes) if classes is not None else None
 
 

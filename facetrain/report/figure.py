@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facetrain.plotting import new_axes, save_png
+
 __all__ = ["Plot", "new_axes", "save_png"]
 
 
@@ -25,23 +27,3 @@ class Plot:
     hlines: dict[str, float] = field(default_factory=dict)
     vlines: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the plot leaves out, and why
-
-
-def new_axes(figsize: tuple[float, float] = (6, 4)):
-    """(figure, axes) on the Agg backend: no display on servers and in tests."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=figsize, dpi=100)
-
-
-def save_png(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

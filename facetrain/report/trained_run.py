@@ -4,38 +4,30 @@ its training data, and embeddings of a sample of that data (loss-design-review.m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import open_dict
 
-from facetrain.errors import FacetrainError
-from facetrain.models.rebuild import build_face_model
-from facetrain.models.state_fit import fit_state_dict
+from facetrain.models.trained_run import TrainedRun
 from facetrain.report.runs import RunRecord
-from facetrain.run.checkpoint import checkpoint_path, load_checkpoint
+from facetrain.run.checkpoint import checkpoint_path
 
-__all__ = ["TrainedRun", "sample_indices", "trained_runs"]
+__all__ = ["AnalysedRun", "sample_indices", "trained_runs"]
 
 
 @dataclass
-class TrainedRun:
-    """One run's last checkpoint, opened lazily (a report over many runs loads only what its plots ask for)."""
+class AnalysedRun(TrainedRun):
+    """One run of a report with its last checkpoint (a report over many runs builds only what its plots ask for)."""
 
-    run: RunRecord
-    state: dict
-
-    @cached_property
-    def cfg(self) -> DictConfig:
-        return OmegaConf.create(self.state["config"])
+    record: RunRecord | None = None
 
     @property
     def label(self) -> str:
         """`softmax (job 0)`: the loss Hydra recorded and where the run is."""
-        loss = self.run.choices.get("loss") or str(self.cfg.loss.get("_target_", "")).rsplit(".", 1)[-1]
-        where = f"job {self.run.name}" if self.run.name.isdigit() else self.run.name
+        loss = self.record.choices.get("loss") or str(self.cfg.loss.get("_target_", "")).rsplit(".", 1)[-1]
+        where = f"job {self.record.name}" if self.record.name.isdigit() else self.record.name
         extra = "" if self.cfg.loss.get("bias", None) is None else f", bias={str(self.cfg.loss.bias).lower()}"
         return f"{loss}{extra} ({where})"
 
@@ -77,10 +69,7 @@ class TrainedRun:
         return instantiate(data)
 
     def backbone(self) -> torch.nn.Module:
-        model = build_face_model(self.cfg, self.state.get("num_classes"))
-        fit_state_dict(model.backbone, self.state["model"]["backbone"], "checkpoint",
-                       "the checkpoint's config and weights disagree")
-        return model.backbone.eval()
+        return self.face_model(head=False).backbone
 
     @torch.no_grad()
     def embed(self, dataset, indices: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +82,7 @@ class TrainedRun:
         return np.concatenate(feats), np.array(labels)
 
 
-def trained_runs(runs: list[RunRecord]) -> tuple[list[TrainedRun], list[str]]:
+def trained_runs(runs: list[RunRecord]) -> tuple[list[AnalysedRun], list[str]]:
     """The runs that left checkpoints/last.pt, and one note per run that did not (failed jobs, eval-only dirs)."""
     out, notes = [], []
     for run in runs:
@@ -101,11 +90,8 @@ def trained_runs(runs: list[RunRecord]) -> tuple[list[TrainedRun], list[str]]:
         if not path.is_file():
             notes.append(f"{run.name} has no {path.relative_to(run.dir)}: left out")
             continue
-        state = load_checkpoint(path)
-        if not isinstance(state, dict) or "config" not in state or "model" not in state:
-            raise FacetrainError(f"{path} is not a facetrain checkpoint (no config/model entries); remove the run "
-                                 "from the report")
-        out.append(TrainedRun(run, state))
+        opened = TrainedRun.open(path)
+        out.append(AnalysedRun(opened.path, opened.state, run))
     return out, notes
 
 

@@ -24,7 +24,7 @@ def draw_weight_norms(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) -> 
     for run in trained:
         weights = run.class_weights()
         if weights is None:
-            notes.append(f"{run.run.name}: its loss keeps no class weights")
+            notes.append(f"{run.record.name}: its loss keeps no class weights")
             continue
         counts = np.bincount(np.asarray(run.dataset().labels), minlength=weights.shape[0])
         raw = weights.norm(dim=1).numpy()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from facetrain.data.samplers.rank_share import rank_rows
 from facetrain.distributed.collectives import gather_rows, max_over_ranks, sum_over_ranks
-from facetrain.distributed.rank import rank, world_size
+from facetrain.distributed.rank import rank, rank_rows, world_size
 from facetrain.sharded.shards import ClassShard
 
 __all__ = ["at_target", "block_correct", "block_cross_entropy", "block_forward", "gather_batch", "own_mask",

@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, LRScheduler
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
-from facetrain.models.rebuild import build_face_model
+from facetrain.models.trained_run import build_face_model
 
 __all__ = ["build_optimizer", "build_parts", "build_scheduler", "named_parts", "param_groups"]
 

@@ -7,8 +7,7 @@ import math
 import torch
 
 from facetrain.data.images.augment import random_hflip
-from facetrain.data.samplers.rank_share import rank_rows
-from facetrain.distributed.rank import rank, world_size
+from facetrain.distributed.rank import rank, rank_rows, world_size
 from facetrain.sharded.state import clip_global_norm
 from facetrain.train.progress import batch_stats
 from facetrain.train.speed import to_memory_format

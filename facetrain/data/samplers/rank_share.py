@@ -6,13 +6,9 @@ from collections.abc import Iterable, Iterator
 
 from torch.utils.data import Sampler
 
-__all__ = ["RankShare", "rank_rows"]
+from facetrain.distributed.rank import rank_rows
 
-
-def rank_rows(batch_size: int, rank: int, world_size: int) -> slice:
-    """The rows of a global batch of `batch_size` that rank `rank` of `world_size` takes (batch_size / world_size)."""
-    share = batch_size // world_size
-    return slice(rank * share, (rank + 1) * share)
+__all__ = ["RankShare"]
 
 
 class RankShare(Sampler[list[int]]):

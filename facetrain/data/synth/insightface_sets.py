@@ -6,7 +6,6 @@ import pickle
 from pathlib import Path
 
 from facetrain.data.formats.rec_convert import folder_to_rec
-from facetrain.eval.protocols.lfw_pairs import parse_lfw_pairs
 
 __all__ = ["write_bin", "write_insightface_sets"]
 
@@ -16,11 +15,17 @@ def write_bin(path: Path, images: list[bytes], same: list[bool]) -> None:
     path.write_bytes(pickle.dumps((list(images), [bool(s) for s in same]), protocol=4))
 
 
-def write_insightface_sets(out: Path, casia: Path, lfw: Path) -> dict:
+def _pair_files(row: tuple) -> tuple[str, str, bool]:
+    """A pairs.txt row as the synthetic writer made it: (name, i, j) matched or (name1, i, name2, j) mismatched."""
+    a, i, b, j = row if len(row) == 4 else (row[0], row[1], row[0], row[2])
+    return f"{a}/{a}_{i:04d}.jpg", f"{b}/{b}_{j:04d}.jpg", len(row) == 3
+
+
+def write_insightface_sets(out: Path, casia: Path, lfw: Path, pairs: list[tuple]) -> dict:
     """`out/train.rec`, `train.idx`, `property`, `train.lst` from the `casia` tree and `out/lfw.bin` from the
-    `lfw` tree's pairs.txt (in file order, so its 10 folds of consecutive pairs are pairs.txt's folds)."""
+    `lfw` tree's `pairs` (pairs.txt's rows in file order, so its 10 folds of consecutive pairs are pairs.txt's)."""
     summary = folder_to_rec(casia, out, overwrite=True, progress=False)
-    pairs = parse_lfw_pairs(lfw / "pairs.txt")
-    images = [(lfw / p).read_bytes() for pair in zip(pairs.left, pairs.right, strict=True) for p in pair]
-    write_bin(out / "lfw.bin", images, pairs.same.tolist())
-    return {"insightface_images": summary["images"], "insightface_pairs": len(pairs)}
+    files = [_pair_files(row) for row in pairs]
+    images = [(lfw / path).read_bytes() for left, right, _ in files for path in (left, right)]
+    write_bin(out / "lfw.bin", images, [same for _, _, same in files])
+    return {"insightface_images": summary["images"], "insightface_pairs": len(files)}

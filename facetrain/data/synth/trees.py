@@ -131,12 +131,17 @@ def _lfw_tasks(out: Path, spec: SynthSpec) -> tuple[list, dict[str, int], list[s
     return tasks, counts, names, rng
 
 
-def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
+def _lfw_plan(out: Path, spec: SynthSpec) -> tuple[list, dict[str, int], list[tuple]]:
+    """The LFW tree's render tasks, image counts and pairs (pairs.txt's rows), all decided by the spec alone."""
     tasks, counts, names, rng = _lfw_tasks(out, spec)
-    _render_all(tasks, workers, "synth lfw")
     folds = [names[f::spec.lfw_folds] for f in range(spec.lfw_folds)]
-    _write_pairs(out / "pairs.txt", lfw_pairs(counts, folds, spec.lfw_pairs_per_fold, rng), spec.lfw_folds,
-                 spec.lfw_pairs_per_fold)
+    return tasks, counts, lfw_pairs(counts, folds, spec.lfw_pairs_per_fold, rng)
+
+
+def _write_lfw(out: Path, spec: SynthSpec, workers: int) -> int:
+    tasks, counts, pairs = _lfw_plan(out, spec)
+    _render_all(tasks, workers, "synth lfw")
+    _write_pairs(out / "pairs.txt", pairs, spec.lfw_folds, spec.lfw_pairs_per_fold)
     return sum(counts.values())
 
 
@@ -224,7 +229,7 @@ def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: b
         "ijbc": (spec.ijbc_subjects, ("ijbc_",), lambda d: write_ijbc(
             d, spec.seed, spec.ijbc_subjects, spec.ijbc_templates, spec.ijbc_impostor_ratio, spec.jpeg_quality, run)),
         "faces_synth": (spec.insightface, ("insightface",), lambda d: write_insightface_sets(
-            d, out / "casia", out / "lfw")),
+            d, out / "casia", out / "lfw", _lfw_plan(out / "lfw", spec)[2])),
     }
     summary: dict = {}
     for name, (enabled, prefixes, write) in writers.items():

@@ -19,7 +19,7 @@ from facetrain.eval.features.cache import cache_file, cached_features, file_fing
 from facetrain.eval.features.checks import check_features
 from facetrain.eval.features.embedder import embed_images
 from facetrain.eval.features.file import Features, load_features, save_features
-from facetrain.models.rebuild import load_embedder
+from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
 from facetrain.run.device import pick_device
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.models.rebuild import build_face_model
-from facetrain.run.checkpoint import load_checkpoint, resolve_checkpoint, run_of_checkpoint
+from facetrain.models.trained_run import TrainedRun
+from facetrain.plotting import new_axes, save_png
+from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
 from facetrain.run.device import pick_device
 from facetrain.run.metrics_file import update_metrics
 
@@ -33,13 +34,9 @@ def _test_split(train_cfg: DictConfig, split: str):
 
 def load_trained(checkpoint, device: torch.device):
     """(backbone + head, loss, training config) of a checkpoint, in eval mode on `device`."""
-    state = load_checkpoint(checkpoint)
-    train_cfg = OmegaConf.create(state["config"])
-    model = build_face_model(train_cfg, state["num_classes"])
-    loss = instantiate(train_cfg.loss, embedding_dim=model.embedding_dim, num_classes=state["num_classes"])
-    for name, part in (("backbone", model.backbone), ("head", model.head), ("loss", loss)):
-        part.load_state_dict(state["model"][name])
-    return model.to(device).eval(), loss.to(device).eval(), train_cfg
+    run = TrainedRun.open(checkpoint)
+    model = run.face_model()
+    return model.to(device), run.loss(model).to(device), run.cfg
 
 
 @torch.no_grad()
@@ -67,23 +64,14 @@ def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> n
 
 def save_scatter_png(path, features: np.ndarray, labels: np.ndarray, title: str):
     """Fig. 3's picture: the 2-D features, one colour per class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    fig, ax = new_axes(figsize=(5, 5))
     for c in np.unique(labels):
         keep = labels == c
         ax.scatter(features[keep, 0], features[keep, 1], s=3, label=str(c), alpha=0.7)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title)
     ax.legend(markerscale=4, fontsize=7, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _title(train_cfg: DictConfig) -> str:

@@ -23,8 +23,7 @@ from facetrain.errors import FacetrainError
 from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features
 from facetrain.eval.protocols.bin import bin_paths, read_sets, sets_metrics
-from facetrain.eval.protocols.lfw import lfw_metrics
-from facetrain.eval.protocols.lfw_pairs import LfwPairs, parse_lfw_pairs
+from facetrain.eval.protocols.lfw import LfwPairs, lfw_metrics, parse_lfw_pairs
 from facetrain.run.checkpoint import checkpoint_path
 from facetrain.run.metrics_file import update_metrics
 from facetrain.train.hooks.base import Hook

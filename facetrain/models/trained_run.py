@@ -1,6 +1,7 @@
-"""Build a FaceModel from a config, and rebuild a trained one (weights + preprocessing) from its checkpoint.
+"""TrainedRun, the one way to open a facetrain checkpoint: its config, model, loss, iteration and preprocessing.
 
-The checkpoint's own config decides everything the evaluator needs, so a model is always embedded the
+The embedder of `facetrain eval`, `facetrain export`, `eval features2d` and the report's analyses all rebuild
+a trained model through it. The checkpoint's own config decides everything, so a model is always embedded the
 way it was trained: input size, channels and input normalization travel with the backbone; the fit
 (resize or centre crop) comes from the training data's config.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -24,7 +26,7 @@ from facetrain.models.face_model import AfterHead, FaceModel
 from facetrain.models.state_fit import fit_state_dict
 from facetrain.run.checkpoint import load_checkpoint
 
-__all__ = ["EMBEDDING_STAGES", "Preprocessing", "TrainedModel", "build_face_model", "load_embedder",
+__all__ = ["EMBEDDING_STAGES", "Preprocessing", "TrainedModel", "TrainedRun", "build_face_model", "load_embedder",
            "preprocessing_of"]
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,66 @@ def _foreign(path: Path, state, stage: str) -> TrainedModel:
     return TrainedModel(embedder, 0, Preprocessing(tuple(embedder.input_size), "resize", int(embedder.in_channels)))
 
 
+def is_facetrain_state(state) -> bool:
+    return isinstance(state, dict) and "config" in state and "model" in state
+
+
+@dataclass
+class TrainedRun:
+    """A facetrain checkpoint opened: its training config, and the parts it trained, rebuilt on demand.
+
+    Args:
+        path: where the checkpoint was read from (named in errors).
+        state: the checkpoint's dict (`config`, `model`, `iteration`, `num_classes`, ...).
+    """
+
+    path: Path
+    state: dict
+
+    @classmethod
+    def open(cls, checkpoint) -> TrainedRun:
+        """Load `checkpoint`; one line naming the file when it is not a facetrain checkpoint."""
+        state = load_checkpoint(checkpoint)
+        if not is_facetrain_state(state):
+            raise FacetrainError(f"{checkpoint} is not a facetrain checkpoint (no `config`/`model` entries); pass a "
+                                 "run's checkpoints/last.pt or best.pt")
+        return cls(Path(checkpoint), state)
+
+    @cached_property
+    def cfg(self) -> DictConfig:
+        return OmegaConf.create(self.state["config"])
+
+    @property
+    def iteration(self) -> int:
+        return int(self.state.get("iteration", 0))
+
+    @property
+    def num_classes(self) -> int | None:
+        classes = self.state.get("num_classes")
+        return None if classes is None else int(classes)
+
+    def face_model(self, head: bool = True) -> FaceModel:
+        """The backbone (and the training head, unless head=False) with their trained weights, in eval mode."""
+        model = build_face_model(self.cfg, self.num_classes)
+        fit_state_dict(model.backbone, self.state["model"]["backbone"], str(self.path),
+                       "the checkpoint's config and weights disagree; evaluate the checkpoint its run wrote")
+        if head:
+            model.head.load_state_dict(self.state["model"]["head"])
+        return model.eval()
+
+    def loss(self, model: FaceModel) -> nn.Module:
+        """The trained loss of `model` (class weights, learned scales) as its config built it, in eval mode."""
+        loss = instantiate(self.cfg.loss, embedding_dim=model.embedding_dim, num_classes=self.num_classes)
+        loss.load_state_dict(self.state["model"]["loss"])
+        return loss.eval()
+
+    def embedder(self, stage: str = "backbone") -> TrainedModel:
+        """The network that makes evaluation embeddings: the backbone, or the features after the training head."""
+        model = self.face_model(head=stage == "head")
+        embedder = AfterHead(model) if stage == "head" else model.backbone
+        return TrainedModel(embedder, self.iteration, preprocessing_of(self.cfg, model.backbone))
+
+
 def load_embedder(checkpoint: Path, stage: str = "backbone") -> TrainedModel:
     """The network that makes evaluation embeddings, rebuilt from a facetrain checkpoint or a foreign model file.
 
@@ -92,14 +154,7 @@ def load_embedder(checkpoint: Path, stage: str = "backbone") -> TrainedModel:
     state = load_checkpoint(checkpoint)
     if is_arcface_state(state):
         return _foreign(Path(checkpoint), state, stage)
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+    if not is_facetrain_state(state):
         raise FacetrainError(f"{checkpoint} is neither a facetrain checkpoint (no `config`/`model` entries) nor an "
                              "arcface_torch iresnet state dict (no conv1/layer1 keys); pass one of those or an .onnx file")
-    cfg = OmegaConf.create(state["config"])
-    model = build_face_model(cfg, state.get("num_classes"))
-    fit_state_dict(model.backbone, state["model"]["backbone"], str(checkpoint),
-                   "the checkpoint's config and weights disagree; evaluate the checkpoint its run wrote")
-    if stage == "head":
-        model.head.load_state_dict(state["model"]["head"])
-    embedder = AfterHead(model) if stage == "head" else model.backbone
-    return TrainedModel(embedder, int(state.get("iteration", 0)), preprocessing_of(cfg, model.backbone))
+    return TrainedRun(Path(checkpoint), state).embedder(stage)

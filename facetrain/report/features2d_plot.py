@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from facetrain.report.figure import Plot, new_axes, save_png
 from facetrain.report.runs import RunRecord
-from facetrain.report.trained_run import TrainedRun, sample_indices, trained_runs
+from facetrain.report.trained_run import AnalysedRun, sample_indices, trained_runs
 
 __all__ = ["draw_features2d"]
 
@@ -24,7 +24,7 @@ def draw_features2d(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) -> li
             continue
         dataset = run.dataset(split="test")  # digits have a test split; face folders ignore the key
         feats, labels = run.embed(dataset, sample_indices(len(dataset), int(cfg.get("analysis_samples", 500))))
-        plot = Plot(out_dir / f"features2d_{_slug(run.run.name)}.png", f"2-D features: {run.label}")
+        plot = Plot(out_dir / f"features2d_{_slug(run.record.name)}.png", f"2-D features: {run.label}")
         for c in np.unique(labels):
             plot.series[str(c)] = (feats[labels == c, 0].tolist(), feats[labels == c, 1].tolist())
         plot.notes.append(_summary(run, feats, labels))
@@ -34,7 +34,7 @@ def draw_features2d(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) -> li
     return plots
 
 
-def _summary(run: TrainedRun, feats: np.ndarray, labels: np.ndarray) -> str:
+def _summary(run: AnalysedRun, feats: np.ndarray, labels: np.ndarray) -> str:
     """Feature norms, and the classifier's accuracy on the sample when it is plain W f + b on these features."""
     norms = np.linalg.norm(feats, axis=1)
     text = f"{run.label}: {len(feats)} features, norm median {np.median(norms):.3g} (max {norms.max():.3g})"
