@@ -1,4 +1,4 @@
-"""The lower bound on the L2-softmax scale: alpha_low = log(p (C - 2) / (1 - p)) (l2-softmax.md eq. 9)."""
+"""The lower bound on the L2-softmax scale: alpha_low = log(p (C - 2) / (1 - p)) (Ranjan et al. 2017, eq. 9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""L2ScaleHead: L2-normalize the feature, then scale it to radius alpha (l2-softmax.md eqs. 4-5)."""
+"""L2ScaleHead: L2-normalize the feature, then scale it to radius alpha (Ranjan et al. 2017, eqs. 4-5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NormFaceLoss: softmax over s * cos(f, W_j), features and weights L2-normalized, s learned (normface.md eq. 6).
+"""NormFaceLoss: softmax over s * cos(f, W_j), features and weights L2-normalized, s learned (Wang et al. 2017, eq. 6).
 
 The normalizations live in the loss (with `head=identity`), so table 2's ablations — features only,
 weights only — are one option of one class.

@@ -1,4 +1,4 @@
-"""The NormFace lower bound of the normalized softmax loss: log(1 + (n-1) exp(-n/(n-1) * l^2)) (normface.md prop. 2)."""
+"""The NormFace lower bound of the normalized softmax loss: log(1 + (n-1) exp(-n/(n-1) * l^2)) (Wang et al. 2017, prop. 2)."""
 
 from __future__ import annotations
 
