@@ -1,7 +1,7 @@
 """`make demo`: synthesize data -> train softmax and L2-softmax -> score both on the LFW protocol -> `facetrain report`.
 
 Every step is a plain `facetrain` command, printed before it runs, so the demo doubles as a tutorial.
-The CPU demo is l2-softmax.md's comparison shrunk to 2 cores: Face-ResNet's layout (no BatchNorm) at a quarter
+The CPU demo is Ranjan et al. 2017's comparison shrunk to 2 cores: Face-ResNet's layout (no BatchNorm) at a quarter
 width on 56x48 faces, both losses at the papers' lr 0.1, L2-softmax at eq. 9's alpha (docs/demo_experiments.md).
 `--gpu` (`make demo-gpu`) runs the 1,000-identity Face-ResNet-27 experiment of issue 13 instead.
 """

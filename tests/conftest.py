@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import subprocess
@@ -17,8 +18,7 @@ from omegaconf import DictConfig, open_dict
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-PROTOCOLS = SHARED / "protocols"
+PROTOCOL_FIXTURES = REPO / "tests" / "fixtures" / "protocols"  # provenance, licences and sums: its README.md
 
 TINY_SPEC = SynthSpec(seed=3, train_identities=6, train_min_images=4, train_max_images=6, lfw_folds=10,
                       lfw_pairs_per_fold=2, lfw_identities_per_fold=3, lfw_max_images=4)
@@ -30,6 +30,23 @@ def _seeded():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+def fixture_bytes(path: Path) -> bytes:
+    """A protocol fixture's original bytes: the big lists are stored gzipped to keep the repository small."""
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def protocols(tmp_path_factory) -> Path:
+    """tests/fixtures/protocols as a user's copy looks (every `.gz` list decompressed), for the parsers to read."""
+    root = tmp_path_factory.mktemp("protocols")
+    for src in PROTOCOL_FIXTURES.rglob("*"):
+        if src.is_file() and src.name not in ("README.md", "SHA256SUMS"):
+            dest = root / src.relative_to(PROTOCOL_FIXTURES).with_name(src.name.removesuffix(".gz"))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(fixture_bytes(src))
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,9 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# /work/shared/reference/architectures-and-losses.md §1-3 and §5 (counted from the Caffe prototxts
-# and insightface's iresnet.py), restated in each class's docstring with the derivation.
+# Counted layer by layer from the released definitions (caffe-face's face_train_test.prototxt and
+# mnist_train_test.prototxt, wy1iu/sphereface's sphereface_model.prototxt, insightface's iresnet.py),
+# restated in each class's docstring with the derivation.
 PAPER_COUNTS = [
     (FaceResNet, {"input_size": (112, 96)}, 27_536_800),
     (FaceResNet, {"input_size": (112, 112)}, 28_847_520),
@@ -69,7 +70,7 @@ def test_torchvision_trunk_count_is_torchvision_minus_fc_plus_fc512(arch, refere
         ours = TorchvisionTrunk(arch=arch, embedding_dim=512)
     trunk = n_params(tv) - n_params(tv.fc)
     assert n_params(ours) == trunk + 2048 * 512 + 512
-    assert trunk == {"resnet101": 42_500_160, "resnext101_32x4d": 42_128_704}[arch]  # reference §5
+    assert trunk == {"resnet101": 42_500_160, "resnext101_32x4d": 42_128_704}[arch]  # torchvision's models, fc dropped
 
 
 def _build(option: str, *overrides: str) -> nn.Module:
@@ -102,7 +103,7 @@ def test_every_backbone_carries_the_backbone_attributes(option):
     assert model.in_channels == (1 if option == "lenet_pp" else 3)
 
 
-PAPER_DEFAULTS = {  # option: (embedding_dim, input_size, parameters) from `backbone=OPTION` alone (reference §1-5)
+PAPER_DEFAULTS = {  # option: (embedding_dim, input_size, parameters) from `backbone=OPTION` alone (as PAPER_COUNTS)
     "small_cnn": (128, (112, 96), 980_384),
     "face_resnet27": (512, (112, 96), 27_536_800),
     # convs 98,384 with bias + 465,408 residual, PReLU 856, fc5 128*2*1*128 + 128 = 32,896 (hand-counted)
@@ -128,7 +129,7 @@ def test_backbone_alone_gives_its_paper_model(option):
 
 @pytest.mark.parametrize("overrides, expected", [
     (["embedding_dim=128"], (128, (112, 96), 23_604_256)),  # the count before backbones carried their defaults
-    (["input_size=[128,128]"], (512, (128, 128), 31_731_104)),  # the L2-softmax crop (reference §1)
+    (["input_size=[128,128]"], (512, (128, 128), 31_731_104)),  # the L2-softmax crop: fc5 reads 6x6x512
     (["input_size=[112,112]", "embedding_dim=512"], (512, (112, 112), 28_847_520)),
 ])
 def test_command_line_beats_the_backbone_defaults(overrides, expected):

@@ -78,7 +78,7 @@ def test_gpu_demo_is_the_1000_identity_experiment():
 def test_gpu_demo_backbone_is_face_resnet27_with_fc512():
     overrides = _train_steps(demo.commands(demo.GPU, Path("runs/demo_gpu")))["softmax"]
     backbone = instantiate(compose_config("train", [*overrides, "run_dir=/tmp/unused"]).backbone)
-    assert sum(p.numel() for p in backbone.parameters()) == 27_536_800  # l2-softmax.md's Face-ResNet + FC-512
+    assert sum(p.numel() for p in backbone.parameters()) == 27_536_800  # Ranjan et al. 2017's Face-ResNet + FC-512
 
 
 def _eval_run(out: Path, name: str, wrong: dict[int, int], pairs) -> None:

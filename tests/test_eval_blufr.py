@@ -2,18 +2,14 @@
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.identification import split_probes
 from facetrain.eval.protocols.blufr import blockwise_verification, blufr_image_path, parse_blufr_lists
 
-LISTS = PROTOCOLS / "blufr" / "lfw"
 
-
-@pytest.mark.skipif(not (LISTS / "image_list.txt").exists(), reason="../shared/protocols/blufr/lfw not present")
-def test_official_lists_per_trial_counts():
-    lists = parse_blufr_lists(LISTS)
+def test_official_lists_per_trial_counts(protocols):
+    lists = parse_blufr_lists(protocols / "blufr" / "lfw")
     assert lists.trials == 10 and len(lists.images) == 13_233 and lists.labels.max() == 5_749
     assert lists.images[0] == "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
     for t in range(10):

@@ -1,22 +1,17 @@
-"""IJB-A: the real split 1/2 CSVs parse to the counts the protocols README gives; bad lines name file and line."""
+"""IJB-A: the real split 1/2 CSVs parse to the counts tests/fixtures/protocols/README.md gives; bad lines name file and line."""
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.identification import split_probes
 from facetrain.eval.protocols.ijba import face_keys, load_split, read_comparisons, read_templates
 
-IJBA = PROTOCOLS / "ijba"
-needs_real = pytest.mark.skipif(not (IJBA / "IJB-A_11_sets" / "split1").exists(),
-                                reason="../shared/protocols/ijba (splits 1 and 2) not present")
 
-
-@needs_real
 @pytest.mark.parametrize("n", [1, 2])
-def test_real_split_counts(n):
-    split = load_split(IJBA / "IJB-A_11_sets", IJBA / "IJB-A_1N_sets", n)
+def test_real_split_counts(protocols, n):
+    ijba = protocols / "ijba"
+    split = load_split(ijba / "IJB-A_11_sets", ijba / "IJB-A_1N_sets", n)
     assert 16_268 <= len(split.verify.template) <= 19_097
     assert 1_814 <= len(set(split.verify.template.tolist())) <= 2_040
     assert 166 <= len(set(split.verify.subject.tolist())) <= 167
@@ -34,9 +29,8 @@ def test_real_split_counts(n):
     assert set(split.verify.template.tolist()) & set(split.probe.template.tolist())
 
 
-@needs_real
-def test_real_files_are_crlf_and_keys_are_files():
-    path = IJBA / "IJB-A_11_sets" / "split1" / "verify_metadata_1.csv"
+def test_real_files_are_crlf_and_keys_are_files(protocols):
+    path = protocols / "ijba" / "IJB-A_11_sets" / "split1" / "verify_metadata_1.csv"
     assert path.read_bytes().split(b"\n")[0].endswith(b"\r")
     rows = read_templates(path)
     keys = face_keys([rows])

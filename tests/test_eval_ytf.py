@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.metrics.verification import kfold_accuracy
@@ -14,12 +13,10 @@ from facetrain.eval.metrics.video_scores import (
 )
 from facetrain.eval.protocols.ytf import YtfPairs, parse_ytf_splits, subsample, ytf_metrics
 
-REAL = PROTOCOLS / "ytf" / "splits_no_header.txt"
 
-
-@pytest.mark.skipif(not REAL.exists(), reason="../shared/protocols/ytf/splits_no_header.txt not present")
-def test_real_splits_file(tmp_path):
-    pairs = parse_ytf_splits(REAL)
+def test_real_splits_file(protocols, tmp_path):
+    real = protocols / "ytf" / "splits_no_header.txt"
+    pairs = parse_ytf_splits(real)
     assert len(pairs) == 5000
     for f in range(10):
         same = pairs.same[pairs.fold == f]
@@ -29,7 +26,7 @@ def test_real_splits_file(tmp_path):
     # the official file has one header line; the same content with it (and CRLF) parses the same
     with_header = tmp_path / "splits.txt"
     with_header.write_bytes(b"split number, pair number in split, first name, second name, is same\r\n"
-                            + REAL.read_bytes().replace(b"\n", b"\r\n"))
+                            + real.read_bytes().replace(b"\n", b"\r\n"))
     again = parse_ytf_splits(with_header)
     assert again.left == pairs.left and (again.same == pairs.same).all() and again.lines[0] == 2
 

@@ -47,7 +47,7 @@ def test_experiment_beats_the_groups_and_the_command_line_beats_the_experiment()
                                                                                                  28000, 13403)
     with torch.device("meta"):
         model = instantiate(cfg.backbone)
-    assert sum(p.numel() for p in model.parameters()) == 31_731_104  # Face-ResNet-27 at 128x128 (reference §1)
+    assert sum(p.numel() for p in model.parameters()) == 31_731_104  # Face-ResNet-27 at 128x128 (fc5 reads 6x6x512)
     assert cfg.head._target_.endswith("L2ScaleHead") and list(cfg.schedule.milestones) == [16000, 24000]
     cfg = compose_config("train", ["experiment=l2softmax_alpha_synth", "alpha=8", "iterations=70", "embedding_dim=32"])
     assert (cfg.alpha, cfg.iterations, cfg.embedding_dim, list(cfg.input_size)) == (8, 70, 32, [56, 48])

@@ -11,7 +11,7 @@ from facetrain.heads import IdentityHead, L2ScaleHead, alpha_lower_bound
 
 
 def test_alpha_bound_matches_paper():
-    # l2-softmax.md §5.1: "close to its lower bound computed using equation 9 for C = 13403 ... p = 0.9"
+    # Ranjan et al. 2017, §5.1.1: "close to its lower bound computed using equation 9 for C = 13403 ... p = 0.9"
     assert alpha_lower_bound(13_403, 0.9) == pytest.approx(11.70, abs=0.01)
     assert alpha_lower_bound(10, 0.9) == pytest.approx(math.log(0.9 * 8 / 0.1))
 
@@ -24,7 +24,7 @@ def test_alpha_bound_softmax_probability():
 
 
 def _eq6_input_gradient(x: torch.Tensor, dl_dz: torch.Tensor, alpha: float) -> torch.Tensor:
-    """dl/dx from l2-softmax.md eq. 6, element by element (one sample)."""
+    """dl/dx from Ranjan et al. 2017, eq. 6, element by element (one sample)."""
     norm = x.norm()
     dl_dy = dl_dz * alpha
     grad = torch.zeros_like(x)

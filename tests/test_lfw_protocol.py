@@ -2,27 +2,22 @@
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
 from sklearn.metrics import roc_curve
 from sklearn.svm import SVC
 
 from facetrain.errors import FacetrainError
 from facetrain.eval import best_threshold, held_out_scores, kfold_accuracy, parse_lfw_pairs
 
-REAL_PAIRS = PROTOCOLS / "lfw" / "pairs.txt"
-needs_real = pytest.mark.skipif(not REAL_PAIRS.exists(), reason="../shared/protocols/lfw/pairs.txt not present")
 
-
-@needs_real
-def test_real_pairs_file():
-    pairs = parse_lfw_pairs(REAL_PAIRS)
+def test_real_pairs_file(protocols):
+    pairs = parse_lfw_pairs(protocols / "lfw" / "pairs.txt")
     assert len(pairs) == 6000 and pairs.folds == 10 and pairs.per_fold == 300
     for f in range(10):
         in_fold = pairs.same[pairs.fold == f]
         assert len(in_fold) == 600 and in_fold[:300].all() and not in_fold[300:].any()
     assert pairs.left[0] == "Abel_Pacheco/Abel_Pacheco_0001.jpg"
     assert pairs.right[0] == "Abel_Pacheco/Abel_Pacheco_0004.jpg"
-    assert len(pairs.images) == 7701  # distinct images, as the protocols README states
+    assert len(pairs.images) == 7701  # distinct images, as tests/fixtures/protocols/README.md states
 
 
 def _write(tmp_path, text):

@@ -1,4 +1,4 @@
-"""Center, Ring and Range losses against hand computation (loss-design-review.md eqs. 2-6; ring-loss.md)."""
+"""Center, Ring and Range losses against hand computation (Ge n.d., eqs. 2-6; Zheng et al. 2018)."""
 
 import math
 

@@ -1,5 +1,5 @@
 """Softmax-family losses against hand computation: softmax (bias on/off), NormFace (eq. 4, eq. 6, prop. 2),
-CosFace, ArcFace and A-Softmax (eq. 10, the released lambda schedule)."""
+CosFace, ArcFace and A-Softmax (Ge n.d., eq. 10; the released lambda schedule)."""
 
 import math
 
@@ -94,7 +94,8 @@ def test_normface_scale_is_learned_and_logged():
 
 
 def test_prop2_bound_matches_paper():
-    # normface.md §3.3: CASIA-WebFace (n = 10,575), features and weights normalized to 1: "The bound ... is 8.27"
+    # Wang et al. 2017 (NormFace), §3.3: CASIA-WebFace (n = 10,575), features and weights normalized to 1:
+    # "The bound ... is 8.27"
     assert normface_loss_bound(10_575, 1.0) == pytest.approx(8.27, abs=0.005)
     n, s = 10, 4.0
     assert normface_loss_bound(n, s) == pytest.approx(math.log(1 + (n - 1) * math.exp(-n / (n - 1) * s)))
@@ -176,7 +177,8 @@ def test_psi_is_eq10_and_matches_the_released_sign_form():
 
 
 def test_sphereface_lambda_schedule_is_the_released_one():
-    # architectures-and-losses.md §4: 892.86 at iter 1, 76.92 at 100, 8.26 at 1,000, floor 5 from 1,659
+    # wy1iu/sphereface's margin_inner_product_layer at sphereface_model.prototxt's base 1000, gamma 0.12,
+    # power 1, lambda_min 5: 892.86 at iter 1, 76.92 at 100, 8.26 at 1,000, floor 5 from 1,659
     assert sphereface_lambda(1) == pytest.approx(892.86, abs=0.01)
     assert sphereface_lambda(100) == pytest.approx(76.92, abs=0.01)
     assert sphereface_lambda(1000) == pytest.approx(8.26, abs=0.01)

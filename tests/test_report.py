@@ -1,5 +1,5 @@
 """`facetrain report`: every job of a sweep in one table (failures with their reason), report.md/.csv, and the
-metric-against-alpha plot (l2-softmax.md fig. 7) checked through the data it drew."""
+metric-against-alpha plot (Ranjan et al. 2017, fig. 7) checked through the data it drew."""
 
 import csv
 import json

@@ -1,4 +1,4 @@
-"""Face-ResNet-27 (Wen et al., ECCV 2016, center loss; the network of l2-softmax.md §5 and fig. 6)."""
+"""Face-ResNet-27 (Wen et al., ECCV 2016, center loss; the network of Ranjan et al. 2017, §5 and fig. 6)."""
 
 from __future__ import annotations
 

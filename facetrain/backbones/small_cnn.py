@@ -30,7 +30,7 @@ class SmallFaceCNN(Backbone):
         input_size: (height, width) of the input crops; the FC input follows from it.
         channels: output channels of each stage; each stage halves the resolution.
         feature_bn: batch-normalize the embedding (Face-ResNet's fc5 has no such layer, so
-            feature norms stay free to vary with image quality, as l2-softmax.md fig. 1 shows).
+            feature norms stay free to vary with image quality, as Ranjan et al. 2017, fig. 1 shows).
         in_channels: image channels (3 for colour faces, 1 for grey digits).
     """
 

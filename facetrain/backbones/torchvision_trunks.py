@@ -1,4 +1,4 @@
-"""ResNet-101 / ResNeXt-101 (and kin) from torchvision with FC-512 on top, as in l2-softmax.md §5.2."""
+"""ResNet-101 / ResNeXt-101 (and kin) from torchvision with FC-512 on top, as in Ranjan et al. 2017, §5.2."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def _load_trunk(trunk: ResNet, state: dict, arch: str) -> None:
 class TorchvisionTrunk(Backbone):
     """A torchvision ResNet/ResNeXt trunk, global average pooling, then FC to the embedding.
 
-    The paper (l2-softmax.md §5.2) adds "a fully-connected layer of dimension 512" to ImageNet-
+    Ranjan et al. 2017 (§5.2) add "a fully-connected layer of dimension 512" to ImageNet-
     initialised ResNet-101 and ResNeXt-101; the 1000-way classifier is dropped.
 
     Stem for face crops (`stem="face"`, the default): torchvision's 7x7/2 conv is kept and its

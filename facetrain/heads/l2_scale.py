@@ -1,6 +1,6 @@
-"""L2ScaleHead: L2-normalize the feature, then scale it to radius alpha (l2-softmax.md eqs. 4-5).
+"""L2ScaleHead: L2-normalize the feature, then scale it to radius alpha (Ranjan et al. 2017, eqs. 4-5).
 
-The lower bound on the L2-softmax scale: alpha_low = log(p (C - 2) / (1 - p)) (l2-softmax.md eq. 9).
+The lower bound on the L2-softmax scale: alpha_low = log(p (C - 2) / (1 - p)) (Ranjan et al. 2017, eq. 9).
 """
 
 from __future__ import annotations

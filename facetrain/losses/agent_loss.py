@@ -1,4 +1,4 @@
-"""AgentLoss: the shared base of NormFace's agent losses C-contrastive and C-triplet (normface.md §4, prop. 3)."""
+"""AgentLoss: the shared base of NormFace's agent losses C-contrastive and C-triplet (Wang et al. 2017, §4, prop. 3)."""
 
 from __future__ import annotations
 

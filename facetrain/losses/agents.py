@@ -15,7 +15,8 @@ def unit_ball_agents(num_classes: int, embedding_dim: int) -> nn.Parameter:
 
 
 def squared_agent_distances(features: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:
-    """||f~_i - W~_j||^2 = 2 - 2 cos(f_i, W_j) for every sample i and class j (normface.md eq. 9's identity).
+    """||f~_i - W~_j||^2 = 2 - 2 cos(f_i, W_j) for every sample i and class j
+    (Wang et al. 2017 (NormFace), the identity under eq. 9).
 
     Args:
         features: [B, D] features (normalized here).

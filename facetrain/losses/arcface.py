@@ -1,4 +1,5 @@
-"""ArcFaceLoss: softmax over s * cos(theta_y + m) for the target, s * cos(theta_j) otherwise (additive angular margin)."""
+"""ArcFaceLoss: softmax over s * cos(theta_y + m) for the target, s * cos(theta_j) otherwise
+(additive angular margin; Deng et al. 2019, ArcFace)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ __all__ = ["ArcFaceLoss"]
 
 
 class ArcFaceLoss(MarginSoftmaxLoss):
-    """Additive angular margin. Defaults s = 64, m = 0.5 (the ArcFace paper's; not in the project's papers).
+    """Additive angular margin. Defaults s = 64, m = 0.5 (the ArcFace paper's).
 
     Where theta + m would pass pi (cos(theta + m) stops decreasing), the target logit falls back to
     cos(theta) - m sin(m), as insightface does, so the margin function stays monotonic.

@@ -1,4 +1,5 @@
-"""CContrastiveLoss: contrastive loss against per-class agents, squared normalized distances (normface.md eq. 10)."""
+"""CContrastiveLoss: contrastive loss against per-class agents, squared normalized distances
+(Wang et al. 2017 (NormFace), eq. 10)."""
 
 from __future__ import annotations
 

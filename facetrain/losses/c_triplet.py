@@ -1,4 +1,5 @@
-"""CTripletLoss: triplet loss against per-class agents, max(0, m + d_{i,y} - d_{i,k}) (normface.md eq. 11)."""
+"""CTripletLoss: triplet loss against per-class agents, max(0, m + d_{i,y} - d_{i,k})
+(Wang et al. 2017 (NormFace), eq. 11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CenterLoss: sum_i ||x_i - c_{y_i}||^2 / (2M), centers moved by the paper's rule (loss-design-review.md eq. 2; Wen et al.)."""
+"""CenterLoss: sum_i ||x_i - c_{y_i}||^2 / (2M), centers moved by the paper's rule (Wen et al. 2016; Ge n.d., eq. 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ContrastiveLoss on in-batch pairs: d^2 for positives, max(0, m - d^2) for negatives (normface.md eq. 7)."""
+"""ContrastiveLoss on in-batch pairs: d^2 for positives, max(0, m - d^2) for negatives
+(Wang et al. 2017 (NormFace), eq. 7)."""
 
 from __future__ import annotations
 

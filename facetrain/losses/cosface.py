@@ -1,4 +1,5 @@
-"""CosFaceLoss: softmax over s * (cos(theta_y) - m) for the target, s * cos(theta_j) otherwise (large margin cosine loss)."""
+"""CosFaceLoss: softmax over s * (cos(theta_y) - m) for the target, s * cos(theta_j) otherwise
+(large margin cosine loss; Wang et al. 2018, CosFace)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ __all__ = ["CosFaceLoss"]
 
 
 class CosFaceLoss(MarginSoftmaxLoss):
-    """Additive cosine margin. Defaults s = 64, m = 0.35 (the CosFace paper's; not in the project's papers).
+    """Additive cosine margin. Defaults s = 64, m = 0.35 (the CosFace paper's).
 
     Args:
         margin: m, subtracted from the target cosine.

@@ -1,6 +1,6 @@
 """MarginSoftmaxLoss: softmax over scaled cosines to normalized class weights, with a target-class margin hook.
 
-The shared base of NormFace (normface.md eq. 6, no margin), CosFace, ArcFace and A-Softmax: each
+The shared base of NormFace (Wang et al. 2017, eq. 6, no margin), CosFace, ArcFace and A-Softmax: each
 subclass changes only the scale (`logit_scale`) and the target's cosine (`target_cosine`). The hooks act on
 any block of classes, so a model-parallel classifier holding a shard of the class weights reuses them.
 """

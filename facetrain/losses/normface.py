@@ -1,9 +1,9 @@
-"""NormFaceLoss: softmax over s * cos(f, W_j), features and weights L2-normalized, s learned (normface.md eq. 6).
+"""NormFaceLoss: softmax over s * cos(f, W_j), features and weights L2-normalized, s learned (Wang et al. 2017, eq. 6).
 
 The normalizations live in the loss (with `head=identity`), so table 2's ablations — features only,
 weights only — are one option of one class.
 
-Also here, the lower bound of the normalized softmax loss: log(1 + (n-1) exp(-n/(n-1) * l^2)) (normface.md prop. 2).
+Also here, the lower bound of the normalized softmax loss: log(1 + (n-1) exp(-n/(n-1) * l^2)) (Wang et al. 2017, prop. 2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LossOutput: what every loss returns (the DESIGN.md loss contract)."""
+"""LossOutput: what every loss returns (the one contract between losses and the trainer)."""
 
 from __future__ import annotations
 

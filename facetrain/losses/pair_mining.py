@@ -32,7 +32,7 @@ class InBatchPairLoss(FaceLoss):
 
 
 def squared_normalized_distances(features: torch.Tensor) -> torch.Tensor:
-    """[B, B] ||f~_i - f~_j||^2 = 2 - 2 cos(f_i, f_j), the distance of normface.md eqs. 7-8."""
+    """[B, B] ||f~_i - f~_j||^2 = 2 - 2 cos(f_i, f_j), the distance of Wang et al. 2017 (NormFace), eqs. 7-8."""
     f = F.normalize(features.float(), dim=1)
     return (2.0 - 2.0 * f @ f.T).clamp_min(0.0)
 

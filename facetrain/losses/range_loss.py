@@ -1,4 +1,4 @@
-"""RangeLoss: alpha * L_intra + beta * L_inter over the classes of a batch (loss-design-review.md eqs. 4-6; Zhang et al.)."""
+"""RangeLoss: alpha * L_intra + beta * L_inter over the classes of a batch (Zhang et al. 2017; Ge n.d., eqs. 4-6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""RingLoss: (1/2m) sum_i (||F(x_i)||_2 - R)^2 with a learned radius R (ring-loss.md; weight lambda in `CombinedLoss`)."""
+"""RingLoss: (1/2m) sum_i (||F(x_i)||_2 - R)^2 with a learned radius R (Zheng et al. 2018,
+Ring loss; weight lambda in `CombinedLoss`)."""
 
 from __future__ import annotations
 

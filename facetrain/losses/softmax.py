@@ -1,4 +1,4 @@
-"""SoftmaxLoss: a linear classifier with cross-entropy (l2-softmax.md eq. 1; with an L2 head, eq. 3)."""
+"""SoftmaxLoss: a linear classifier with cross-entropy (Ranjan et al. 2017, eq. 1; with an L2 head, eq. 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A-Softmax (SphereFace): target logit ||x|| psi(theta_y), psi(theta) = (-1)^k cos(m theta) - 2k (loss-design-review.md eqs. 10-11).
+"""A-Softmax (SphereFace): target logit ||x|| psi(theta_y), psi(theta) = (-1)^k cos(m theta) - 2k
+(Liu et al. 2017; Ge n.d., eqs. 10-11).
 
 Trained with the released code's lambda annealing: the target logit is ||x|| (lambda cos + psi) / (1 + lambda),
 lambda = max(lambda_min, base * (1 + gamma * iter)^(-power)).

@@ -1,4 +1,5 @@
-"""TripletLoss on in-batch triplets: max(0, m + d_ap^2 - d_an^2) with semi-hard or hard mining (normface.md eq. 8)."""
+"""TripletLoss on in-batch triplets: max(0, m + d_ap^2 - d_an^2) with semi-hard or hard mining
+(Wang et al. 2017 (NormFace), eq. 8)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class TripletLoss(InBatchPairLoss):
     Args:
         embedding_dim: feature size (unused).
         num_classes: number of classes (unused).
-        margin: m (alpha in loss-design-review.md eq. 7), on squared normalized distances.
+        margin: m (alpha in Ge n.d., eq. 7), on squared normalized distances.
         mining: `semihard`, `hard` or `all`.
         samples_per_identity: K of the P x K batches this loss asks the trainer for.
     """

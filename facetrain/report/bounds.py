@@ -1,4 +1,4 @@
-"""The eq. 9 lower bound on alpha for the runs of a report (l2-softmax.md eq. 9), from what the runs recorded."""
+"""The lower bound on alpha (Ranjan et al. 2017, eq. 9) for the runs of a report, from what the runs recorded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The classifier's bias values, sorted (loss-design-review.md §3.2, fig. 5: SphereFace's trained biases sit near
+"""The classifier's bias values, sorted (Ge n.d., §3.2, fig. 5: SphereFace's trained biases sit near
 zero, so zeroing them costs little and leaves the logits' angular geometry clean)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""2-D features of a LeNet++ run, one colour per class (loss-design-review.md §3.2, fig. 6: with and without the
-classifier bias; l2-softmax.md fig. 3). Any run whose backbone outputs 2 numbers is drawn."""
+"""2-D features of a LeNet++ run, one colour per class (Ge n.d., §3.2, fig. 6: with and without the
+classifier bias; Ranjan et al. 2017, fig. 3). Any run whose backbone outputs 2 numbers is drawn."""
 
 from __future__ import annotations
 

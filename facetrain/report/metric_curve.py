@@ -1,4 +1,4 @@
-"""A metric against the swept key (l2-softmax.md fig. 7: LFW accuracy against alpha, the softmax run as a
+"""A metric against the swept key (Ranjan et al. 2017, fig. 7: LFW accuracy against alpha, the softmax run as a
 horizontal line, the eq. 9 lower bound marked).
 
 Numeric values of the key form the curve (one per value of any other swept key). A value that is a word

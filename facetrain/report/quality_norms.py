@@ -1,4 +1,4 @@
-"""Feature norm against image quality (l2-softmax.md §3, fig. 1): under plain softmax the norm of the backbone's
+"""Feature norm against image quality (Ranjan et al. 2017, §3, fig. 1): under plain softmax the norm of the backbone's
 output drops on blurred, noisy, occluded faces; the L2 head normalizes exactly that norm away during training.
 
 The quality of each synthetic image is read from its tree's quality file (<out>/quality/casia.tsv) (facetrain/data/synth/quality.py). When

@@ -1,5 +1,5 @@
 """What the report's analysis plots read from a run's checkpoint: its config, backbone, class weights and bias,
-its training data, and embeddings of a sample of that data (loss-design-review.md §3.2-3.5, l2-softmax.md fig. 1)."""
+its training data, and embeddings of a sample of that data (Ge n.d., §3.2-3.5; Ranjan et al. 2017, fig. 1)."""
 
 from __future__ import annotations
 

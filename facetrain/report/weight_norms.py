@@ -1,4 +1,4 @@
-"""Class-weight norm against the class's number of training images (loss-design-review.md §3.4, figs. 7-8):
+"""Class-weight norm against the class's number of training images (Ge n.d., §3.4, figs. 7-8):
 with plain softmax the norm tracks class size, a learned prior of the long tail; normalizing the weights removes it."""
 
 from __future__ import annotations

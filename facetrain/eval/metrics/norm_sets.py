@@ -1,4 +1,4 @@
-"""Feature norm vs. quality (l2-softmax.md fig. 1a): split items into norm quantile sets, score each pair of sets."""
+"""Feature norm vs. quality (Ranjan et al. 2017, fig. 1a): split items into norm quantile sets, score each pair of sets."""
 
 from __future__ import annotations
 

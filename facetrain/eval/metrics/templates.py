@@ -1,4 +1,5 @@
-"""Template features by media pooling (l2-softmax.md §6 after TPE; insightface `image2template_feature`).
+"""Template features by media pooling (Ranjan et al. 2017, §5.2, after TPE,
+Sankaranarayanan et al. 2016; insightface `image2template_feature`).
 
 `media`: the mean of a template's rows within each media (a still image, or all frames of one video),
 then the mean of the media features, then L2 normalization. The mean across media equals insightface's

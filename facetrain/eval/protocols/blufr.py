@@ -1,5 +1,6 @@
 """`facetrain eval blufr`: LFW BLUFR (Liao et al. 2014) — verification VR@FAR=0.1% over all test pairs and
-open-set identification DIR@FAR=1% at rank 1, 10 trials, reported as mu - sigma (normface.md table 3).
+open-set identification DIR@FAR=1% at rank 1, 10 trials, reported as mu - sigma (as the BLUFR toolkit
+asks; Wang et al. 2017 (NormFace), table 3, reports these two).
 
 Verification scores every unordered pair of a trial's ~10k test images (~50M impostor pairs) in row blocks:
 only the genuine scores, the top-k impostor scores and two score histograms (for the ROC plot) are kept.

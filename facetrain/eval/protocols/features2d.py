@@ -1,6 +1,6 @@
 """`facetrain eval features2d`: a trained model's features of a labelled test split, classified and drawn.
 
-l2-softmax.md §4.1: LeNet++ with a 2-D feature on MNIST, softmax vs L2-softmax; table 1 is the test
+Ranjan et al. 2017, §4.1: LeNet++ with a 2-D feature on MNIST, softmax vs L2-softmax; table 1 is the test
 accuracy of the trained classifier, fig. 3 the test features (taken before the L2-normalize layer)
 scattered by class. The test split is the training data's own (`data.dataset.split=test`).
 """

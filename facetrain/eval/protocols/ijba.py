@@ -1,6 +1,6 @@
 """`facetrain eval ijba`: IJB-A 1:1 verification (TAR@FAR) and 1:N identification (Rank-k, TPIR@FPIR) over splits.
 
-Numbers are formatted as l2-softmax.md table 6: mean(std) over the splits.
+Numbers are formatted as Ranjan et al. 2017, table 6: mean(std) over the splits.
 
 Also here, the reader of IJB-A's protocol CSVs (CRLF, a header, empty fields for missing annotation) into templates and pairs.
 
