@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
+from facetrain.atomic import atomic_write
 from facetrain.errors import FacetrainError
 from facetrain.models.face_model import FaceModel
 from facetrain.models.trained_run import load_embedder
-from facetrain.run.atomic import atomic_write
 from facetrain.run.checkpoint import checkpoint_path, resolve_checkpoint, run_of_checkpoint
 from facetrain.train import train
 

@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from facetrain.atomic import atomic_write
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["capture_state", "checkpoint_path", "find_checkpoint", "latest_checkpoint", "load_checkpoint",
            "resolve_checkpoint", "restore_state", "run_of_checkpoint", "save_checkpoint"]

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from facetrain.run.atomic import atomic_write
+from facetrain.atomic import atomic_write
 
 __all__ = ["read_metrics", "update_metrics"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from facetrain.run.atomic import atomic_write
+from facetrain.atomic import atomic_write
 from facetrain.run.metrics_file import update_metrics
 
 __all__ = ["STATUSES", "STATUS_NAME", "read_status", "write_status"]

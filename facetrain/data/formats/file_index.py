@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facetrain.atomic import atomic_write
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "load_index", "scan_identity_folders", "tree_fingerprint"]
 

@@ -18,11 +18,11 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from facetrain.atomic import atomic_write
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.images.image_io import ImageReadError, decode_image, read_image
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["INDEX_DTYPE", "PACK_FORMATS", "pack", "pack_tree"]
 

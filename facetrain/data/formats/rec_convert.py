@@ -16,13 +16,13 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
+from facetrain.atomic import atomic_write
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.formats.rec_index import LIST_NAME, PROPERTY_NAME, load_rec_index, read_record
 from facetrain.data.formats.recordio import RecordError, RecordWriter, pack_payload, unpack_payload
 from facetrain.data.selection.bad_files import BAD_FILES_NAME
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["convert", "folder_to_rec", "is_rec", "rec_to_folder"]
 

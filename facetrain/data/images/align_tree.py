@@ -10,12 +10,12 @@ from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from facetrain.atomic import atomic_write
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.images.alignment import warp_face
 from facetrain.data.images.landmarks import read_landmarks
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["align", "align_tree"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrain.run.atomic import atomic_write
+from facetrain.atomic import atomic_write
 
 __all__ = ["cache_file", "cached_features", "file_fingerprint"]
 

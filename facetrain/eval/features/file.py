@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facetrain.atomic import atomic_write
 from facetrain.errors import FacetrainError
-from facetrain.run.atomic import atomic_write
 
 __all__ = ["Features", "load_features", "save_features"]
 
