@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from facetrain.data.formats.pack import pack_tree
 from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.train.build import build_parts
+from facetrain.train.config_checks import check_train_config
 
 GROUPS = ["backbone", "head", "loss", "data", "optim", "schedule"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((REPO / "configs" / g).glob("*.yaml"))]
@@ -38,6 +39,7 @@ def _data_overrides(option, tiny_data, tmp_path):
 def test_option_builds(group, option, tiny_data, tmp_path):
     extra = _data_overrides(option, tiny_data, tmp_path) if group == "data" else []
     cfg = compose_config("train", [f"paths.data={tiny_data}", f"run_dir={tmp_path}", f"{group}={option}", *extra])
+    check_train_config(cfg)  # the up-front checks accept every option as shipped
     dataset = instantiate(cfg.data.dataset)
     model, loss = build_parts(cfg, dataset.num_classes)
     optimizer = instantiate(cfg.optim)([*model.parameters(), *loss.parameters()])

@@ -16,6 +16,7 @@ from facetrain.eval.protocols.features2d import evaluate_features2d
 from facetrain.run.checkpoint import load_checkpoint
 from facetrain.run.metrics_file import read_metrics
 from facetrain.train import train
+from facetrain.train.config_checks import check_train_config
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
 PAPER = [p for p in PRESETS if not p.endswith("_synth")]
@@ -35,6 +36,7 @@ def default_cfg():
 def test_preset_composes_and_differs_from_the_defaults(preset, default_cfg):
     cfg = compose_config("train", [f"experiment={preset}"])
     assert cfg != default_cfg
+    check_train_config(cfg)  # the up-front checks accept every preset as shipped
     if preset in PAPER:  # the papers' models: never the demo's small CNN
         assert not cfg.backbone._target_.endswith("SmallFaceCNN") and cfg.embedding_dim in (2, 512)
     else:  # CPU-sized

@@ -1,6 +1,7 @@
 """Validation while training: LFW-protocol scores of the current backbone, val/ scalars, best.pt."""
 
 import json
+import math
 import pickle
 
 import pytest
@@ -13,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from facetrain.errors import FacetrainError
 from facetrain.eval.protocols.lfw import parse_lfw_pairs
 from facetrain.train import train
-from facetrain.train.hooks.validation import first_pairs_per_fold
+from facetrain.train.hooks.validation import ValidationHook, first_pairs_per_fold, saved_best
 
 
 def test_validation_logs_val_scalars_and_keeps_the_best_checkpoint(train_cfg, tmp_path):
@@ -89,3 +90,42 @@ def test_bad_bin_validation_settings_are_one_line_errors(train_cfg, tmp_path, ov
     with pytest.raises(FacetrainError, match=message) as err:
         train(train_cfg("iterations=2", "val.every=2", *overrides, run_dir=tmp_path / "r"))
     assert "\n" not in str(err.value)
+
+
+def _best(run):
+    return torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+
+
+def _scoring(monkeypatch, value):
+    """Validation scores `value` from now on (the real scoring is tested above)."""
+    monkeypatch.setattr(ValidationHook, "_score", lambda self, backbone, device: {"lfw/acc_mean": value})
+
+
+def test_best_pt_survives_a_resume_with_a_worse_validation(train_cfg, tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    train(train_cfg("iterations=2", "val.every=2", run_dir=run))
+    first = _best(run)
+    assert first["iteration"] == 2 and first["val_best"]["metric"] == "lfw/acc_mean"
+    assert first["val_best"]["value"] == json.loads((run / "metrics.json").read_text())["val/lfw/acc_mean"]
+    _scoring(monkeypatch, first["val_best"]["value"] - 0.25)
+    metrics = train(train_cfg("iterations=4", "val.every=2", "resume=true", run_dir=run))
+    kept = _best(run)
+    assert kept["iteration"] == 2 and kept["val_best"] == first["val_best"]
+    for key, value in first["model"]["backbone"].items():
+        assert torch.equal(kept["model"]["backbone"][key], value), key
+    assert metrics["val/best_iteration"] == 2 and metrics["val/best/lfw/acc_mean"] == first["val_best"]["value"]
+    _scoring(monkeypatch, first["val_best"]["value"] + 0.25)  # a better one still replaces it
+    metrics = train(train_cfg("iterations=6", "val.every=2", "resume=true", run_dir=run))
+    assert _best(run)["iteration"] == 6 and metrics["val/best_iteration"] == 6
+    assert _best(run)["val_best"]["value"] == metrics["val/best/lfw/acc_mean"] == first["val_best"]["value"] + 0.25
+
+
+def test_saved_best_reads_older_best_pt_from_metrics_json_and_ignores_another_metric(train_cfg, tmp_path):
+    run = tmp_path / "r"
+    metrics = train(train_cfg("iterations=2", "val.every=2", run_dir=run))
+    assert saved_best(run, "lfw/auc") == saved_best(tmp_path / "no_run", "lfw/acc_mean")  # nothing to beat
+    assert saved_best(run, "lfw/auc").value == -math.inf
+    older = {k: v for k, v in _best(run).items() if k != "val_best"}  # as written before best.pt had its score
+    torch.save(older, run / "checkpoints" / "best.pt")
+    best = saved_best(run, "lfw/acc_mean")
+    assert (best.value, best.iteration) == (metrics["val/lfw/acc_mean"], 2)

@@ -10,7 +10,8 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from facetrain.errors import FacetrainError, TrainingDiverged
-from facetrain.train import step, train
+from facetrain.train import build_state, step, train
+from facetrain.train.resume import resume
 
 
 def _weights(run_dir):
@@ -121,3 +122,35 @@ def test_resume_with_a_longer_run_is_allowed(train_cfg, tmp_path):
     run = tmp_path / "r"
     train(train_cfg("iterations=2", run_dir=run))
     assert train(train_cfg("iterations=3", "resume=true", run_dir=run))["train/iterations"] == 3
+
+
+def _rates(state, n):
+    """The learning rate of every parameter group at each of the next n iterations."""
+    rates = []
+    for _ in range(n):
+        rates.append([group["lr"] for group in state.optimizer.param_groups])
+        state.optimizer.step()  # no gradients: nothing moves, but the schedule is stepped in its order
+        state.scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("changed", [("iterations=15",), ("iterations=12", "schedule=cosine", "optim.lr=0.05")])
+def test_resume_with_another_schedule_follows_the_new_one_from_the_current_iteration(changed, train_cfg, tmp_path):
+    """4 iterations (no warm-up: round(4 / 28) = 0; milestones 2, 3), then resume=true iterations=15: a warm-up
+    of 1 appears and the milestones move to 9, 13. That was `KeyError: '_schedulers'` (issue: 10 then 60)."""
+    run = tmp_path / "r"
+    train(train_cfg(run_dir=run))
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    cfg = train_cfg(*changed, "resume=true", run_dir=run)
+    resumed = build_state(cfg, saved["num_classes"], torch.device("cpu"), run)
+    resume(resumed, True)
+    fresh = build_state(cfg, saved["num_classes"], torch.device("cpu"), tmp_path / "fresh")
+    end = int(cfg.iterations)
+    assert resumed.iteration == 4 and _rates(resumed, end - 4) == _rates(fresh, end)[4:]  # exactly
+    momentum = resumed.optimizer.state_dict()["state"]  # the optimizer's own state is the checkpoint's
+    assert all(torch.equal(momentum[i]["momentum_buffer"], s["momentum_buffer"])
+               for i, s in saved["optimizer"]["state"].items())
+    assert train(cfg)["train/iterations"] == end
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert [g["lr"] for g in last["optimizer"]["param_groups"]] == \
+        [g["lr"] for g in fresh.optimizer.param_groups]  # both at the end of the new schedule

@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python values (loadable with `weights_only=True`):
 `model` (a state dict per part: backbone, head, loss), one state dict per stateful training object
-(`optimizer`, `scheduler`, `scaler`), `iteration`, `rng`, `num_classes` and `config` (YAML).
+(`optimizer`, `scheduler`, `scaler`), `iteration`, `rng`, `num_classes` and `config` (YAML); `best.pt`
+also holds `val_best` (the validation score it was saved for: `metric`, `value`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's dict on the CPU; `mmap=True` maps the file instead of reading it (to look at a few
+    small entries of a large checkpoint)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise FacetrainError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # a truncated or foreign file: say which and why

@@ -2,7 +2,10 @@
 
 Exact resume restores every part, the optimizer, the LR schedule, the grad scaler and the RNG. Overrides
 that change what a part's weights mean (backbone, head, loss, their sizes, alpha) are refused by name;
-`resume_strict=false` then keeps the parts that still fit and starts the others afresh.
+`resume_strict=false` then keeps the parts that still fit and starts the others afresh. Overrides that
+change the learning-rate schedule (`iterations` moves the default milestones and warm-up; `schedule.*`,
+`warmup.*`, `optim.lr`) give the new settings' schedule from the current iteration on: the rate at every
+later iteration is the one an uninterrupted run with the new settings would use there.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from facetrain.sharded.state import localize_checkpoint
 from facetrain.train.build import named_parts
 from facetrain.train.state import TrainState
 
-__all__ = ["MODEL_KEYS", "RESUME_MODES", "config_changes", "resume"]
+__all__ = ["MODEL_KEYS", "RESUME_MODES", "SCHEDULE_KEYS", "config_changes", "resume"]
 
 log = logging.getLogger(__name__)
 
 RESUME_MODES = (True, False, "auto")
 MODEL_KEYS = ("backbone", "head", "loss", "embedding_dim", "input_size", "alpha")  # they shape the weights
 NOT_SHAPING = ("loss.sample_rate",)  # under MODEL_KEYS, but the weights mean the same
+SCHEDULE_KEYS = ("schedule", "warmup", "optim.lr")  # they decide the learning rate at each iteration
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -47,7 +51,35 @@ def _show(value) -> str:
     return "(unset)" if not isinstance(value, str | int | float | bool | list | type(None)) else repr(value)
 
 
-def _restore_what_fits(state: TrainState, saved: dict) -> None:
+def _fast_forward(scheduler, iterations: int) -> None:
+    """Step a freshly built LR schedule `iterations` times (any torch scheduler): the rates it then gives
+    are those of an uninterrupted run, float for float."""
+    with warnings.catch_warnings():  # stepping a schedule before its optimizer is the point here
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        for _ in range(iterations):
+            scheduler.step()
+
+
+def _restore_training_objects(state: TrainState, saved: dict, new_schedule: bool) -> None:
+    """The optimizer, LR schedule and grad scaler as saved; with `new_schedule`, the schedule is the new
+    settings' stepped to the saved iteration, and the optimizer keeps its saved state (momentum) but takes
+    that schedule's rates."""
+    if not new_schedule:
+        for name, obj in state.stateful.items():
+            obj.load_state_dict(saved[name])
+        return
+    _fast_forward(state.scheduler, int(saved["iteration"]))
+    rates = [{k: group[k] for k in ("lr", "initial_lr") if k in group} for group in state.optimizer.param_groups]
+    for name, obj in state.stateful.items():
+        if obj is not state.scheduler:
+            obj.load_state_dict(saved[name])
+    for group, rate in zip(state.optimizer.param_groups, rates, strict=True):
+        group.update(rate)
+    log.info("the learning-rate schedule changed: from iteration %d on it is the new settings' (lr %g now)",
+             int(saved["iteration"]), rates[0]["lr"])
+
+
+def _restore_what_fits(state: TrainState, saved: dict, new_schedule: bool) -> None:
     """resume_strict=false: load each part whose weights still fit; the optimizer starts afresh if any did not."""
     skipped = []
     for name, module in named_parts(state.model, state.loss).items():
@@ -58,13 +90,13 @@ def _restore_what_fits(state: TrainState, saved: dict) -> None:
             log.warning("resume_strict=false: %s starts afresh (%s)", name, str(err).splitlines()[0])
     state.iteration = state.start = int(saved["iteration"])
     if skipped:
-        with warnings.catch_warnings():  # stepping a schedule before its optimizer is the point here
-            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-            for _ in range(state.iteration):  # put the fresh LR schedule where the run is (any torch scheduler)
-                state.scheduler.step()
+        _fast_forward(state.scheduler, state.iteration)  # the fresh LR schedule, where the run is
     else:
-        for name, obj in state.stateful.items():
-            obj.load_state_dict(saved[name])
+        _restore_training_objects(state, saved, new_schedule)
+
+
+def _schedule_changed(changes: dict) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for key in changes for k in SCHEDULE_KEYS)
 
 
 def resume(state: TrainState, mode, strict: bool = True) -> None:
@@ -95,7 +127,8 @@ def resume(state: TrainState, mode, strict: bool = True) -> None:
             f"resume=true with a model unlike the checkpoint's: {listed}{more}; drop those overrides to continue "
             "the run, start a new run directory, or pass resume_strict=false to keep the parts that still fit")
     if shaping:
-        _restore_what_fits(state, saved)
-    else:
-        state.iteration = state.start = restore_state(saved, named_parts(state.model, state.loss), state.stateful)
+        _restore_what_fits(state, saved, _schedule_changed(changes))
+    else:  # the parts and the RNG, then the optimizer, schedule and scaler
+        state.iteration = state.start = restore_state(saved, named_parts(state.model, state.loss), {})
+        _restore_training_objects(state, saved, _schedule_changed(changes))
     log.info("resumed from %s at iteration %d", state.checkpoint, state.iteration)

@@ -87,13 +87,13 @@ class TrainState:
         saved = capture_state(parts, self.stateful, self.iteration, self.cfg, self.num_classes)
         return gather_checkpoint(saved, parts, self.optimizer) if self.sharded else saved
 
-    def save(self, path: Path) -> None:
-        """Write this state's checkpoint to `path` from rank 0. Every rank calls it (a sharded classifier
-        is gathered from all of them)."""
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """Write this state's checkpoint, plus the plain values of `extra`, to `path` from rank 0. Every rank
+        calls it (a sharded classifier is gathered from all of them)."""
         if self.sharded or is_main_process():
             saved = self.capture()
         if is_main_process():
-            save_checkpoint(path, saved)
+            save_checkpoint(path, saved | (extra or {}))
 
     @property
     def checkpoint(self) -> Path:

@@ -9,13 +9,14 @@ from collections.abc import Iterable
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from facetrain.config import abs_path, check_alpha
+from facetrain.config import abs_path
 from facetrain.data.synth.command import ensure_synthetic
 from facetrain.distributed.process_group import average_across_ranks, barrier
 from facetrain.distributed.rank import is_main_process, world_size
 from facetrain.errors import FacetrainError
 from facetrain.run.device import pick_device
 from facetrain.run.metrics_file import update_metrics
+from facetrain.train.config_checks import check_train_config
 from facetrain.train.hooks import (
     CheckpointHook,
     DivergenceHook,
@@ -38,14 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def _validate(cfg: DictConfig) -> None:
-    check_alpha(cfg.alpha)
-    for key in ("iterations", "batch_size", "log_every", "checkpoint_every", "diverged_windows"):
-        if int(cfg[key]) <= 0:
-            raise FacetrainError(f"{key}={cfg[key]} must be a positive integer")
-    if int(cfg.data.num_workers) < 0:
-        raise FacetrainError(f"data.num_workers={cfg.data.num_workers} must be >= 0 (0 loads in the main process)")
-    if cfg.clip_grad_norm is not None and not float(cfg.clip_grad_norm) > 0:
-        raise FacetrainError(f"clip_grad_norm={cfg.clip_grad_norm} must be a positive number, or null for no clipping")
+    """Every key's type and range (config_checks), then what depends on the launch: the ranks share the batch."""
+    check_train_config(cfg)
     if int(cfg.batch_size) % world_size():
         raise FacetrainError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly among the "
                              f"{world_size()} processes; pick a multiple of {world_size()}")

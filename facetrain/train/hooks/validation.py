@@ -4,6 +4,7 @@ Embeds the validation tree exactly as `facetrain eval lfw` would, and each `.bin
 `facetrain eval bin` would (mirror-sum features, the training fit and channels, the same metric keys:
 `lfw/acc_mean`, `bin/<file name>/acc_mean`), without the embedding cache (the weights move), logs them as
 `val/...` to TensorBoard and metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
+best.pt records the score it was saved for (`val_best`), so a resumed run replaces it only with a better one.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features
 from facetrain.eval.protocols.bin import bin_paths, read_sets, sets_metrics
 from facetrain.eval.protocols.lfw import LfwPairs, lfw_metrics, parse_lfw_pairs
-from facetrain.run.checkpoint import checkpoint_path
-from facetrain.run.metrics_file import update_metrics
+from facetrain.run.checkpoint import checkpoint_path, load_checkpoint
+from facetrain.run.metrics_file import read_metrics, update_metrics
 from facetrain.train.hooks.base import Hook
 from facetrain.train.state import TrainState
 
-__all__ = ["ValidationHook", "first_pairs_per_fold"]
+__all__ = ["ValidationHook", "first_pairs_per_fold", "saved_best"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,35 @@ def first_pairs_per_fold(pairs: LfwPairs, n: int) -> LfwPairs:
 class _Best:
     value: float = -math.inf
     iteration: int = 0
+
+
+def _record_of(saved: dict, run_dir: Path, metric: str) -> dict | None:
+    """best.pt's `val_best`; for a best.pt written before it had one, metrics.json's val/best/<metric> when
+    that names best.pt's iteration."""
+    if "val_best" in saved:
+        return saved["val_best"]
+    metrics = read_metrics(run_dir)
+    if metrics.get("val/best_iteration") == saved["iteration"] and metrics.get(f"val/best/{metric}") is not None:
+        return {"metric": metric, "value": metrics[f"val/best/{metric}"]}
+    return None
+
+
+def saved_best(run_dir: Path, metric: str) -> _Best:
+    """The score and iteration of the run's best.pt when `metric` chose it; -inf (nothing to beat) otherwise.
+
+    best.pt is mapped, not read: only its small entries are looked at.
+    """
+    path = checkpoint_path(run_dir, "best")
+    if not path.is_file():
+        return _Best()
+    saved = load_checkpoint(path, mmap=True)
+    record = _record_of(saved, Path(run_dir), metric)
+    if record is None or record["metric"] != metric:
+        chosen_by = "an unknown metric" if record is None else f"val.metric={record['metric']}"
+        log.warning("%s was chosen by %s, not val.metric=%s: the next validation replaces it", path, chosen_by,
+                    metric)
+        return _Best()
+    return _Best(float(record["value"]), int(saved["iteration"]))
 
 
 def _lfw_pairs(val: DictConfig) -> LfwPairs:
@@ -83,6 +113,14 @@ class ValidationHook(Hook):
                                  "tree (val.root) or .bin files (val.sets=[/data/lfw.bin]), or set val.every=0")
         self.best = _Best()
 
+    def on_start(self, state: TrainState) -> None:
+        """A resumed run continues from the score its best.pt was saved for (a fresh run from nothing)."""
+        if state.start > 0:
+            self.best = saved_best(state.run_dir, self.metric)
+        if self.best.iteration:
+            log.info("resumed validation: best %s %.4f at iteration %d", self.metric, self.best.value,
+                     self.best.iteration)
+
     def after_step(self, state: TrainState) -> None:
         if state.iteration % self.every == 0 or state.iteration == self.iterations:
             self.validate(state)
@@ -109,10 +147,10 @@ class ValidationHook(Hook):
         if self.metric not in metrics:
             raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
         values = {f"val/{k}": v for k, v in metrics.items()}
-        value = metrics[self.metric]
+        value = float(metrics[self.metric])  # a plain float: checkpoints load with weights_only=True
         if value > self.best.value:
             self.best = _Best(value, state.iteration)
-            state.save(checkpoint_path(state.run_dir, "best"))
+            state.save(checkpoint_path(state.run_dir, "best"), {"val_best": {"metric": self.metric, "value": value}})
         values |= {f"val/best/{self.metric}": self.best.value, "val/best_iteration": self.best.iteration}
         log.info("validation at iteration %d: %s %.4f (best %.4f at iteration %d)", state.iteration, self.metric,
                  value, self.best.value, self.best.iteration)
