@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config, tiny_train_overrides
+from omegaconf import OmegaConf
 
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth import trees as synth_trees
@@ -18,6 +19,8 @@ from facetrain.data.synth.quality import quality_path, read_quality
 from facetrain.errors import FacetrainError
 from facetrain.report import build_report
 from facetrain.report.compose import compose_primary
+from facetrain.report.runs import RunRecord
+from facetrain.report.trained_run import TrainedRun
 from facetrain.train import train
 
 MINI = SynthSpec(seed=5, train_identities=3, train_min_images=2, train_max_images=3, lfw_folds=2,
@@ -110,6 +113,18 @@ def test_weight_norm_plot_draws_each_class_against_its_image_count(trained, tiny
     assert sum("Pearson r" in n for n in plot.notes) == 3
     normface = next(v for k, v in plot.series.items() if k.startswith("normface") or "(normface)" in k)
     assert set(normface[1]) == {1.0} and any("stored parameter" in n for n in plot.notes)
+
+
+def test_a_loss_this_facetrain_cannot_import_is_said_in_one_line(trained, capsys):
+    state = _state(trained / "normface")
+    record = RunRecord("normface", trained / "normface", {}, {}, "completed", "", None)
+    assert TrainedRun(record, state).normalizes_weights() and capsys.readouterr().out == ""
+    cfg = OmegaConf.create(state["config"])
+    cfg.loss._target_ = "facetrain.losses.RetiredLoss"
+    run = TrainedRun(record, {**state, "config": OmegaConf.to_yaml(cfg)})
+    assert not run.normalizes_weights() and not run.normalizes_weights()
+    (line,) = capsys.readouterr().out.splitlines()  # once per run, however often the plot asks
+    assert "'facetrain.losses.RetiredLoss' cannot be imported" in line and "drawn as stored" in line
 
 
 def test_bias_plot_sorts_the_classifier_bias_and_skips_runs_without_one(trained):
