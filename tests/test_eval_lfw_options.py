@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
+from verification_helpers import threshold_rule_accuracy
 
 from facetrain.eval.features import Features
 from facetrain.eval.lfw import lfw_metrics
@@ -91,15 +92,6 @@ def test_lfw_accuracy_is_the_shared_kfold_loop(pca):
     np.testing.assert_array_equal(held_out, held_out_scores(scores, pairs.fold))
 
 
-def _threshold_rule_accuracy(scores: np.ndarray, same: np.ndarray, test: np.ndarray) -> float:
-    """The `score > t` threshold best on the other folds (candidates midway between their distinct scores and just
-    outside them; the lowest on ties), applied to the `test` fold."""
-    s = np.unique(scores[~test])
-    candidates = np.r_[s[0] - 1, (s[1:] + s[:-1]) / 2, s[-1] + 1]
-    t = candidates[int(np.argmax([np.mean((scores[~test] > t) == same[~test]) for t in candidates]))]
-    return float(np.mean((scores[test] > t) == same[test]))
-
-
 def test_pca_head_and_concat_options_against_an_independent_computation(train_cfg, tiny_data, tmp_path):
     """embedding=head mirror=concat protocol.pca=4: the features are [h(b(x)), h(b(flip x))] of the checkpoint's
     backbone b and L2 head h, and accuracy and AUC follow from sklearn PCA fitted on each fold's 9 others."""
@@ -142,7 +134,7 @@ def test_pca_head_and_concat_options_against_an_independent_computation(train_cf
         pca = PCA(4).fit(np.r_[left[~test], right[~test]])
         scores = np.sum(_unit(pca.transform(left)) * _unit(pca.transform(right)), axis=1)
         held_out[test] = scores[test]
-        accs.append(_threshold_rule_accuracy(scores, pairs.same, test))
+        accs.append(threshold_rule_accuracy(scores, pairs.same, test))
     assert m["lfw/pairs"] == len(pairs.same) == 40
     assert m["lfw/auc"] == pytest.approx(roc_auc_score(pairs.same, held_out), abs=1e-6)
     assert m["lfw/acc_mean"] == pytest.approx(np.mean(accs), abs=1e-9)
