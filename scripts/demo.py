@@ -34,7 +34,7 @@ class Demo:
     parallel: bool = False  # train the runs side by side, one CPU thread each (on 2 cores: 145 s for two, not 200)
 
 
-CPU = Demo(  # ~4 min on 2 idle CPU cores; docs/demo_experiments.md has its measured gains over several seeds
+CPU = Demo(  # 206 s on 2 idle CPU cores, synthesis included; docs/demo_experiments.md has its measured gains over several seeds
     synth=("synth.image_size=[56,48]", "synth.blufr_trials=0", "synth.ytf_splits=0", "synth.ijba_splits=0",
            "synth.ijbc_subjects=0", "synth.insightface=false"),  # the 400-identity set at 56x48, LFW-style pairs only
     # one thread per run: decoding 56x48 JPEGs in the training process is cheaper than worker processes

@@ -3,10 +3,12 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose_config, run_cli, tiny_train_overrides
+from conftest import compose_config, run_cli, tiny_train_overrides
 
+import facetrain.export as export_module
 from facetrain.backbones import FaceResNet, IResNet, LeNetPP
 from facetrain.errors import FacetrainError
 from facetrain.export import (
@@ -75,9 +77,19 @@ def test_export_command_writes_the_trained_backbone(trained_run, tmp_path):
 
 @needs_onnx
 def test_export_onnx_next_to_the_run_by_default(trained_run):
+    import onnxruntime
+
     cfg = compose_config("export", [f"model={trained_run}", "format=onnx"])
     out = export_from_config(cfg)
     assert out == trained_run / "export" / "backbone.onnx" and out.is_file()
+    model = load_embedder(trained_run / "checkpoints" / "last.pt").embedder.eval()
+    images = example_images(model, batch_size=5, seed=7)  # a batch size the export never saw
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert got.shape == expected.shape == (5, 16) and np.abs(expected).max() > 1e-3
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_export_refuses_a_bad_format(trained_run):
@@ -106,5 +118,13 @@ def test_onnx_without_the_packages_names_the_extra(monkeypatch, tmp_path):
         export_backbone(LeNetPP().eval(), "onnx", tmp_path / "x.onnx")
 
 
-def test_export_extra_is_declared():
-    assert "export = [" in (REPO / "pyproject.toml").read_text()
+def test_export_check_refuses_a_file_whose_embeddings_differ(trained_run, tmp_path, monkeypatch):
+    """check=true runs the written file: within tolerance it passes, a file 1% off is refused in one line."""
+    cfg = compose_config("export", [f"model={trained_run}", "format=torchscript", f"out={tmp_path / 'a.pt'}"])
+    assert export_from_config(cfg) == tmp_path / "a.pt"
+    real = export_module.load_exported
+    monkeypatch.setattr(export_module, "load_exported", lambda path, fmt: lambda x: real(path, fmt)(x) * 1.01)
+    with pytest.raises(FacetrainError, match=r"differ from PyTorch's by 1\.0\de-02 \(> tolerance=0\.0001\)"):
+        export_from_config(cfg)
+    cfg.tolerance = 0.02
+    assert export_from_config(cfg) == tmp_path / "a.pt"

@@ -7,6 +7,7 @@ from arcface_helpers import ArcIResNet
 from bin_helpers import lfw_as_bin
 from conftest import compose_config, tiny_train_overrides
 from hydra.utils import instantiate
+from verification_helpers import threshold_rule_accuracy
 
 from facetrain.backbones import IResNet
 from facetrain.errors import FacetrainError
@@ -40,7 +41,7 @@ def test_arcface_state_dict_loads_as_iresnet_with_the_same_outputs(arc_file):
     with torch.no_grad():
         ours, theirs = model(images), reference(images)
     assert theirs.abs().max() > 0.1
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def _edited(path, tmp_path, edit):
@@ -120,15 +121,36 @@ def test_exported_onnx_scores_the_lfw_accuracy_of_its_checkpoint(tiny_data, tmp_
 
 @pytest.mark.parametrize("protocol", ["lfw", "bin"])
 def test_arcface_state_dict_scores_a_protocol(tiny_data, tmp_path, protocol):
-    """A 16x16 arcface-shaped model (1x1 last map) keeps it fast; the same loader serves ytf, ijba and blufr."""
+    """A 16x16 arcface-shaped model (1x1 last map) keeps it fast; the same loader serves ytf, ijba and blufr.
+
+    The written features are the source module's own forward (mirror sum), and the accuracy is recomputed from
+    them with a brute-force threshold on the 9 other folds."""
+    from facetrain.data.image_io import read_image
+    from facetrain.eval.lfw_pairs import parse_lfw_pairs
+
+    torch.manual_seed(2)
     small = ArcIResNet((1, 1, 1, 1), 8, side=1).eval()
     path = tmp_path / "small.pth"
     torch.save(small.state_dict(), path)
-    extra = [f"protocol.paths=[{lfw_as_bin(tiny_data / 'synth' / 'lfw', tmp_path / 'lfw.bin')}]"] if protocol == "bin" else []
+    root = tiny_data / "synth" / "lfw"
+    extra = [f"protocol.paths=[{lfw_as_bin(root, tmp_path / 'lfw.bin')}]"] if protocol == "bin" else []
     metrics = _evaluate(tiny_data, tmp_path / "out", protocol, path, *extra)
-    key = "lfw/acc_mean" if protocol == "lfw" else "bin/lfw/acc_mean"
-    assert 0.0 <= metrics[key] <= 1.0
     assert load_embedder(path).embedder.input_size == (16, 16)
+
+    pairs = parse_lfw_pairs(root / "pairs.txt")
+    files = [p for pair in zip(pairs.left, pairs.right, strict=True) for p in pair]  # image 2i, 2i+1 of the .bin
+    written = np.load(tmp_path / "out" / f"features_{protocol}.npz")
+    row = {str(p): i for i, p in enumerate(written["paths"])}
+    keys = files if protocol == "lfw" else [f"lfw/{k}" for k in range(len(files))]
+    images = torch.stack([read_image(root / f, (16, 16), "resize") for f in files])
+    with torch.no_grad():
+        expected = (small(images) + small(images.flip(-1))).numpy()
+    np.testing.assert_allclose(written["features"][[row[k] for k in keys]], expected, rtol=1e-5, atol=1e-5)
+    unit = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    scores = np.sum(unit[0::2] * unit[1::2], axis=1)
+    accs = [threshold_rule_accuracy(scores, pairs.same, pairs.fold == f) for f in range(10)]
+    key = "lfw/acc_mean" if protocol == "lfw" else "bin/lfw/acc_mean"
+    assert metrics[key] == pytest.approx(np.mean(accs), abs=1e-9) and len(set(accs)) > 1
 
 
 def test_init_from_arcface_weights_copies_every_tensor(arc_file):

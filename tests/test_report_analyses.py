@@ -4,12 +4,14 @@ the data it drew against an independent recomputation from the checkpoint and th
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import compose_config, tiny_train_overrides
+from omegaconf import OmegaConf
 
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth import trees as synth_trees
@@ -18,6 +20,8 @@ from facetrain.data.synth.quality import quality_path, read_quality
 from facetrain.errors import FacetrainError
 from facetrain.report import build_report
 from facetrain.report.compose import compose_primary
+from facetrain.report.runs import RunRecord
+from facetrain.report.trained_run import TrainedRun
 from facetrain.train import train
 
 MINI = SynthSpec(seed=5, train_identities=3, train_min_images=2, train_max_images=3, lfw_folds=2,
@@ -112,6 +116,18 @@ def test_weight_norm_plot_draws_each_class_against_its_image_count(trained, tiny
     assert set(normface[1]) == {1.0} and any("stored parameter" in n for n in plot.notes)
 
 
+def test_a_loss_this_facetrain_cannot_import_is_said_in_one_line(trained, capsys):
+    state = _state(trained / "normface")
+    record = RunRecord("normface", trained / "normface", {}, {}, "completed", "", None)
+    assert TrainedRun(record, state).normalizes_weights() and capsys.readouterr().out == ""
+    cfg = OmegaConf.create(state["config"])
+    cfg.loss._target_ = "facetrain.losses.RetiredLoss"
+    run = TrainedRun(record, {**state, "config": OmegaConf.to_yaml(cfg)})
+    assert not run.normalizes_weights() and not run.normalizes_weights()
+    (line,) = capsys.readouterr().out.splitlines()  # once per run, however often the plot asks
+    assert "'facetrain.losses.RetiredLoss' cannot be imported" in line and "drawn as stored" in line
+
+
 def test_bias_plot_sorts_the_classifier_bias_and_skips_runs_without_one(trained):
     report = _report(trained, "softmax", "normface", "lenet", quality_norms="null", weight_norms="null",
                      features2d="null")
@@ -148,15 +164,67 @@ def test_features2d_plot_draws_every_sampled_feature_in_two_dimensions(trained):
     assert "classifier accuracy" in plot.notes[0]
 
 
+def _written_note(run: Path, out: Path, plot: str) -> str:
+    """The report of `run` with only `plot` drawn; the plot's note as report.md lists it."""
+    others = ("metric_curve", "quality_norms", "weight_norms", "classifier_bias", "features2d")
+    report = build_report(compose_primary("report", [f"dirs=[{run}]", f"out={out}", "analysis_samples=1000",
+                                                     *(f"plots.{k}=null" for k in others if k != plot)]))
+    (note,) = [line for line in report.markdown.read_text().splitlines() if line.startswith("- ")]
+    return note
+
+
+def _check_weight_norm_note(run: Path, tiny_data: Path, out: Path) -> None:
+    """r(images per class, ||W_j||) in report.md against scipy on the tree's folder sizes and the checkpoint."""
+    from scipy.stats import pearsonr
+
+    note = _written_note(run, out, "weight_norms")
+    m = re.search(r"Pearson r\(images per class, \|\|W_j\|\|\) = (\S+) over (\d+) classes "
+                  r"\(norms (\S+) \.\. (\S+)\)", note)
+    counts = [len(list(d.glob("*.jpg"))) for d in sorted((tiny_data / "synth" / "casia").iterdir()) if d.is_dir()]
+    norms = _state(run)["model"]["loss"]["classifier.weight"].norm(dim=1).numpy()
+    assert m and int(m[2]) == len(counts) == len(norms) and len(set(counts)) > 1, note
+    assert float(m[1]) == pytest.approx(pearsonr(counts, norms).statistic, abs=5.1e-4)
+    assert (float(m[3]), float(m[4])) == pytest.approx((norms.min(), norms.max()), rel=5.1e-3)
+
+
+def _check_quality_note(run: Path, tiny_data: Path, out: Path) -> None:
+    """Spearman rho(factor, feature norm) in report.md against scipy on every training image, embedded here."""
+    from facetrain.data.image_io import read_image
+    from scipy.stats import spearmanr
+
+    from facetrain.run import load_embedder
+
+    note = _written_note(run, out, "quality_norms")
+    root = tiny_data / "synth" / "casia"
+    files = sorted(root.rglob("*.jpg"))
+    net = load_embedder(run / "checkpoints" / "last.pt").embedder.eval()
+    with torch.no_grad():
+        feats = net(torch.stack([read_image(f, (56, 48), "resize") for f in files]))
+    norms = feats.norm(dim=1).numpy()
+    quality = read_quality(root)
+    rows = [quality[f.relative_to(root).as_posix()] for f in files]
+    m = re.search(r"over (\d+) training images: quality (\S+), blur (\S+), pose (\S+), occlusion (\S+); "
+                  r"median norm (\S+),", note)
+    assert m and int(m[1]) == len(files), note
+    for i, factor in enumerate(("quality", "blur", "pose", "occlusion"), 2):
+        expected = spearmanr([r[factor] for r in rows], norms).statistic
+        assert float(m[i].rstrip(",;")) == pytest.approx(expected, abs=5.1e-4), factor
+    assert float(m[6]) == pytest.approx(np.median(norms), rel=5.1e-3)
+
+
 @pytest.mark.parametrize("preset", ["review_classifier", "review_quality", "review_bias_2d"])
 def test_review_presets_compose_and_their_synth_twins_train(preset, tiny_data, tmp_path):
     full = compose_config("train", [f"experiment={preset}"])
     assert full.iterations >= 900 and full.val.every == 0
     twin = compose_config("train", [f"experiment={preset}_synth"])
     assert twin.iterations <= 400 and twin.data.root.endswith("synth/casia")
-    if preset != "review_bias_2d":  # the face twins train small_cnn as the `trained` fixture does
-        return
+    lenet = preset == "review_bias_2d"  # the face twins train small_cnn, shrunk as the `trained` fixture's
     keep = [o for o in tiny_train_overrides(tiny_data, tmp_path / "run")
-            if not o.startswith(("embedding_dim", "backbone.channels"))]
+            if not (lenet and o.startswith(("embedding_dim", "backbone.channels")))]
     train(compose_config("train", [f"experiment={preset}_synth", *keep, "iterations=2"]))
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    if preset == "review_classifier":
+        _check_weight_norm_note(tmp_path / "run", tiny_data, tmp_path / "report")
+    elif preset == "review_quality":
+        assert twin.input_size == [56, 48]
+        _check_quality_note(tmp_path / "run", tiny_data, tmp_path / "report")

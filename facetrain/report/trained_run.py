@@ -43,15 +43,25 @@ class AnalysedRun(TrainedRun):
     def normalizes_weights(self) -> bool:
         """Whether the loss divides each W_j by its norm before the logits (the margin-softmax family, NormFace
         unless `normalize=features`): then the raw parameter's norm is invisible to the loss."""
-        from hydra.utils import get_class
-
         from facetrain.losses.margin_softmax import MarginSoftmaxLoss
 
+        cls = self._loss_class
+        return (cls is not None and issubclass(cls, MarginSoftmaxLoss)
+                and self.cfg.loss.get("normalize", "both") != "features")
+
+    @cached_property
+    def _loss_class(self) -> type | None:
+        """The run's loss class; None, said in one line, when this facetrain cannot import it (renamed or removed),
+        so a plot drawing its weights as stored is not silently mislabelled."""
+        from hydra.utils import get_class
+
+        target = str(self.cfg.loss.get("_target_", ""))
         try:
-            cls = get_class(str(self.cfg.loss.get("_target_", "")))
-        except Exception:  # a loss class this facetrain no longer has: assume plain weights
-            return False
-        return issubclass(cls, MarginSoftmaxLoss) and self.cfg.loss.get("normalize", "both") != "features"
+            return get_class(target)
+        except Exception as err:  # hydra raises ImportError or ValueError, wrapped differently across versions
+            print(f"report: {self.label}: its loss {target!r} cannot be imported here ({type(err).__name__}); "
+                  "its class weights are drawn as stored, as if the loss did not normalize them")
+            return None
 
     def class_bias(self) -> torch.Tensor | None:
         """The classifier's [C] bias, None for a loss without one (loss.bias=false, NormFace, ...)."""
