@@ -4,6 +4,7 @@ its training data, and embeddings of a sample of that data (Ge n.d., §3.2-3.5; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
