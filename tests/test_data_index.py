@@ -107,3 +107,4 @@ def test_dataset_excludes_and_reports(tree, tmp_path):
     assert ds.classes == ["ann", "bob", "dee", "fay"] and len(ds) == 12
     report = ds.write_report(tmp_path / "run")
     assert report["selection"]["excluded_identities"] == 2 and report["selection"]["excluded"] == ["cid", "eve"]
+    assert report["selection"]["identities_before"] == 6  # the tree as found, the excluded two included

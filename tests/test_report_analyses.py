@@ -19,9 +19,9 @@ from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.quality import quality_path, read_quality
 from facetrain.errors import FacetrainError
 from facetrain.report import build_report
+from facetrain.report.analysed_run import TrainedRun
 from facetrain.report.compose import compose_primary
 from facetrain.report.runs import RunRecord
-from facetrain.report.trained_run import TrainedRun
 from facetrain.train import train
 
 MINI = SynthSpec(seed=5, train_identities=3, train_min_images=2, train_max_images=3, lfw_folds=2,

@@ -110,8 +110,9 @@ class IdentityDataset(LabelledDataset, abc.ABC):
             keep = keep[rank < self.max_images]
         self.labels = mapped[keep]
         self.classes = list(chosen)
-        self._report = report | {"excluded_identities": len(excluded), "excluded": excluded,
-                                 "excluded_from": self.exclude_sources}
+        # identities_before counts the set as found, before the evaluation-set exclusion took any
+        self._report = report | {"identities_before": len(classes), "excluded_identities": len(excluded),
+                                 "excluded": excluded, "excluded_from": self.exclude_sources}
         if excluded:
             log.info("removed %d training identities that appear in %s", len(excluded), ", ".join(self.exclude_sources))
         return keep

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from facetrain.report.analysed_run import trained_runs
 from facetrain.report.figure import Plot, new_axes, save_png
 from facetrain.report.runs import RunRecord
-from facetrain.report.trained_run import trained_runs
 
 __all__ = ["draw_classifier_bias"]
 
