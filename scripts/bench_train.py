@@ -121,7 +121,7 @@ def bench(args: argparse.Namespace) -> None:
               f"channels_last={args.channels_last} compile={args.compile} threads={torch.get_num_threads()} "
               f"params={params:,}: {args.steps * args.batch / seconds:,.0f} images/s, "
               f"peak memory {_peak_memory_gib(device):.2f} GiB ({'CUDA allocated' if device.type == 'cuda' else 'RSS'}), "
-              f"{flops / per_rank / 1e9:.3f} GFLOP/image, MFU {100 * mfu:.1f}% of a measured "
+              f"{flops / per_rank / 1e9:.3f} GFLOP/image, MFU {100 * mfu:.3f}% of a measured "
               f"{peak / 1e9:,.1f} GFLOP/s {str(dtype).removeprefix('torch.')} matmul peak"
               + (" (above 100%: this device emulates the dtype's matmul, so it bounds nothing)" if mfu > 1 else ""))
 

@@ -96,12 +96,12 @@ def test_pca_head_and_concat_options_against_an_independent_computation(train_cf
     backbone b and L2 head h, and accuracy and AUC follow from sklearn PCA fitted on each fold's 9 others."""
     import torch
     from conftest import compose_config
-    from facetrain.data.image_io import read_image
-    from facetrain.eval.lfw_pairs import parse_lfw_pairs
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from facetrain.eval.features import load_features
+    from facetrain.data.images.image_io import read_image
+    from facetrain.eval.features.file import load_features
+    from facetrain.eval.protocols.lfw import parse_lfw_pairs
     from facetrain.train import train
 
     run = tmp_path / "run"

@@ -125,8 +125,8 @@ def test_arcface_state_dict_scores_a_protocol(tiny_data, tmp_path, protocol):
 
     The written features are the source module's own forward (mirror sum), and the accuracy is recomputed from
     them with a brute-force threshold on the 9 other folds."""
-    from facetrain.data.image_io import read_image
-    from facetrain.eval.lfw_pairs import parse_lfw_pairs
+    from facetrain.data.images.image_io import read_image
+    from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
     torch.manual_seed(2)
     small = ArcIResNet((1, 1, 1, 1), 8, side=1).eval()

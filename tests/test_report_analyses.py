@@ -19,7 +19,7 @@ from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.quality import quality_path, read_quality
 from facetrain.errors import FacetrainError
 from facetrain.report import build_report
-from facetrain.report.analysed_run import TrainedRun
+from facetrain.report.analysed_run import AnalysedRun
 from facetrain.report.compose import compose_primary
 from facetrain.report.runs import RunRecord
 from facetrain.train import train
@@ -119,10 +119,10 @@ def test_weight_norm_plot_draws_each_class_against_its_image_count(trained, tiny
 def test_a_loss_this_facetrain_cannot_import_is_said_in_one_line(trained, capsys):
     state = _state(trained / "normface")
     record = RunRecord("normface", trained / "normface", {}, {}, "completed", "", None)
-    assert TrainedRun(record, state).normalizes_weights() and capsys.readouterr().out == ""
+    assert AnalysedRun(record.dir, state, record).normalizes_weights() and capsys.readouterr().out == ""
     cfg = OmegaConf.create(state["config"])
     cfg.loss._target_ = "facetrain.losses.RetiredLoss"
-    run = TrainedRun(record, {**state, "config": OmegaConf.to_yaml(cfg)})
+    run = AnalysedRun(record.dir, {**state, "config": OmegaConf.to_yaml(cfg)}, record)
     assert not run.normalizes_weights() and not run.normalizes_weights()
     (line,) = capsys.readouterr().out.splitlines()  # once per run, however often the plot asks
     assert "'facetrain.losses.RetiredLoss' cannot be imported" in line and "drawn as stored" in line
@@ -189,10 +189,10 @@ def _check_weight_norm_note(run: Path, tiny_data: Path, out: Path) -> None:
 
 def _check_quality_note(run: Path, tiny_data: Path, out: Path) -> None:
     """Spearman rho(factor, feature norm) in report.md against scipy on every training image, embedded here."""
-    from facetrain.data.image_io import read_image
     from scipy.stats import spearmanr
 
-    from facetrain.run import load_embedder
+    from facetrain.data.images.image_io import read_image
+    from facetrain.models.trained_run import load_embedder
 
     note = _written_note(run, out, "quality_norms")
     root = tiny_data / "synth" / "casia"
