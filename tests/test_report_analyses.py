@@ -19,7 +19,7 @@ from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.quality import quality_path, read_quality
 from facetrain.errors import FacetrainError
 from facetrain.report import build_report
-from facetrain.report.analysed_run import AnalysedRun
+from facetrain.report.analyses.analysed_run import AnalysedRun
 from facetrain.report.compose import compose_primary
 from facetrain.report.runs import RunRecord
 from facetrain.train import train

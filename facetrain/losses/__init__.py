@@ -3,24 +3,24 @@
 A loss owns its class weights (or agents, centers, radius).
 """
 
-from facetrain.losses.agent_distortion import AgentDistortion
-from facetrain.losses.agent_loss import AgentLoss
-from facetrain.losses.arcface import ArcFaceLoss
+from facetrain.losses.agents.agent_distortion import AgentDistortion
+from facetrain.losses.agents.agent_loss import AgentLoss
+from facetrain.losses.agents.c_contrastive import CContrastiveLoss
+from facetrain.losses.agents.c_triplet import CTripletLoss
+from facetrain.losses.auxiliary.center import CenterLoss
+from facetrain.losses.auxiliary.range_loss import RangeLoss
+from facetrain.losses.auxiliary.ring import RingLoss
 from facetrain.losses.base import FaceLoss
-from facetrain.losses.c_contrastive import CContrastiveLoss
-from facetrain.losses.c_triplet import CTripletLoss
-from facetrain.losses.center import CenterLoss
+from facetrain.losses.classifier.arcface import ArcFaceLoss
+from facetrain.losses.classifier.cosface import CosFaceLoss
+from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
+from facetrain.losses.classifier.normface import NormFaceLoss, normface_loss_bound
+from facetrain.losses.classifier.softmax import SoftmaxLoss
+from facetrain.losses.classifier.sphereface import SphereFaceLoss, psi, sphereface_lambda
 from facetrain.losses.combined import CombinedLoss
-from facetrain.losses.contrastive import ContrastiveLoss
-from facetrain.losses.cosface import CosFaceLoss
-from facetrain.losses.margin_softmax import MarginSoftmaxLoss
-from facetrain.losses.normface import NormFaceLoss, normface_loss_bound
 from facetrain.losses.output import LossOutput
-from facetrain.losses.range_loss import RangeLoss
-from facetrain.losses.ring import RingLoss
-from facetrain.losses.softmax import SoftmaxLoss
-from facetrain.losses.sphereface import SphereFaceLoss, psi, sphereface_lambda
-from facetrain.losses.triplet import TripletLoss
+from facetrain.losses.pair.contrastive import ContrastiveLoss
+from facetrain.losses.pair.triplet import TripletLoss
 
 __all__ = [
     "AgentDistortion",

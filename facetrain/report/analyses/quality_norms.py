@@ -15,8 +15,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.data.synth.quality import quality_path, read_quality
-from facetrain.report.analysed_run import sample_indices, trained_runs
-from facetrain.report.correlation import spearman
+from facetrain.report.analyses.analysed_run import sample_indices, trained_runs
+from facetrain.report.analyses.correlation import spearman
 from facetrain.report.figure import Plot, new_axes, save_png
 from facetrain.report.runs import RunRecord
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from facetrain.distributed.collectives import sum_over_ranks
-from facetrain.losses.agent_loss import AgentLoss
+from facetrain.losses.agents.agent_loss import AgentLoss
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import at_target, block_correct, own_mask
 

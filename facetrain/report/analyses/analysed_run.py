@@ -44,7 +44,7 @@ class AnalysedRun(TrainedRun):
     def normalizes_weights(self) -> bool:
         """Whether the loss divides each W_j by its norm before the logits (the margin-softmax family, NormFace
         unless `normalize=features`): then the raw parameter's norm is invisible to the loss."""
-        from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+        from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 
         cls = self._loss_class
         return (cls is not None and issubclass(cls, MarginSoftmaxLoss)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 
 __all__ = ["CosFaceLoss"]
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrain.losses.agents import unit_ball_agents
 from facetrain.losses.base import FaceLoss
+from facetrain.losses.class_agents import unit_ball_agents
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import block_forward, pick_rows
 from facetrain.sharded.shards import ClassShard

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 
 __all__ = ["SphereFaceLoss", "psi", "sphereface_lambda"]
 

@@ -7,7 +7,7 @@ import torch
 
 from facetrain.distributed.collectives import max_over_ranks, shared_sum_over_ranks, sum_over_ranks
 from facetrain.errors import FacetrainError
-from facetrain.losses.agent_loss import AgentLoss
+from facetrain.losses.agents.agent_loss import AgentLoss
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import at_target, block_correct, own_mask, row_max
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from facetrain.report.analysed_run import trained_runs
+from facetrain.report.analyses.analysed_run import trained_runs
 from facetrain.report.figure import Plot, new_axes, save_png
 from facetrain.report.runs import RunRecord
 

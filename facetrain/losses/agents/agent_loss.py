@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from facetrain.losses.agent_distortion import AgentDistortion
-from facetrain.losses.agents import squared_agent_distances, unit_ball_agents
+from facetrain.losses.agents.agent_distortion import AgentDistortion
 from facetrain.losses.base import FaceLoss
+from facetrain.losses.class_agents import squared_agent_distances, unit_ball_agents
 from facetrain.sharded.block_softmax import gather_batch
 from facetrain.sharded.shards import ClassShard
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from facetrain.losses.output import LossOutput
-from facetrain.losses.pair_mining import InBatchPairLoss
+from facetrain.losses.pair.pair_mining import InBatchPairLoss
 
 __all__ = ["TripletLoss"]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from facetrain.errors import FacetrainError
-from facetrain.losses.margin_softmax import MarginSoftmaxLoss
+from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 
 __all__ = ["NormFaceLoss", "normface_loss_bound"]
 

@@ -1,0 +1,1 @@
+"""Auxiliary terms added to a softmax: center loss, range loss, Ring loss."""

@@ -1,0 +1,1 @@
+"""Classifier losses: softmax over class weights, with feature/weight normalization and margins (the margin family)."""
