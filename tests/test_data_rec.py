@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, run_cli, tiny_train_overrides
 from data_helpers import make_tree
+from helpers import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 from PIL import Image
 

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 from bin_helpers import lfw_as_bin, write_py2_bin
-from conftest import compose_config, run_cli, tiny_train_overrides
+from helpers import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError

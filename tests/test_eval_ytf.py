@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
+from helpers import PROTOCOLS
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.verification import kfold_accuracy

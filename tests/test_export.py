@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, compose_config, run_cli, tiny_train_overrides
+from helpers import REPO, compose_config, run_cli, tiny_train_overrides
 
 from facetrain.backbones import FaceResNet, IResNet, LeNetPP
 from facetrain.errors import FacetrainError

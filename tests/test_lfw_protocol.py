@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import PROTOCOLS
+from helpers import PROTOCOLS
 from sklearn.metrics import roc_curve
 from sklearn.svm import SVC
 

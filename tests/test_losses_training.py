@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 from omegaconf import OmegaConf
 
 from facetrain.data.pk_sampler import PKBatchSampler

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from helpers import REPO
 from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
