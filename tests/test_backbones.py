@@ -4,7 +4,7 @@ channels_last, torch.compile, and ImageNet weights read from a local file only."
 import pytest
 import torch
 import torchvision
-from conftest import compose_config
+from helpers import compose_config
 from hydra.utils import instantiate
 from torch import nn
 

@@ -7,7 +7,7 @@ import runpy
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 
 
 def test_bench_train_reports_speed_memory_flops_and_mfu(capsys):

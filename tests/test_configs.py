@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import REPO, compose_config
 from data_helpers import write_digits, write_digits_csv
+from helpers import REPO, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import compose_config
 from data_helpers import write_digits
+from helpers import compose_config
 from hydra.utils import instantiate
 
 from facetrain.data.formats.idx_digits import IdxDigits, read_idx, write_idx

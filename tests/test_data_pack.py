@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
 from data_helpers import make_tree
+from helpers import compose_config
 from hydra.utils import instantiate
 
 from facetrain.data import FaceFolder, PackedFaces

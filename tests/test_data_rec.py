@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, run_cli, tiny_train_overrides
 from data_helpers import make_tree
+from helpers import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -232,7 +232,7 @@ def test_refusals_are_one_line(tmp_path):
     refused(broken, "record 0 cannot be read \\(no RecordIO magic word at byte 0 of the record")
 
 
-@pytest.mark.parametrize("via", ["python", pytest.param("cli", marks=pytest.mark.slow)])  # the cli: ~15-30 s
+@pytest.mark.parametrize("via", ["python", "cli"])
 def test_train_on_a_rec_pack(via, tiny_data, tmp_path, train_cfg):
     folder_to_rec(tiny_data / "synth" / "casia", tmp_path / "rec", progress=False)
     run, data = tmp_path / "run", ["data=rec", f"data.root={tmp_path / 'rec'}", "iterations=2"]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config
 from hydra.utils import instantiate
 
 from facetrain.data.synth.trees import _TRAIN, _long_tail_counts
@@ -60,7 +60,7 @@ def test_gpu_demo_is_the_1000_identity_experiment():
     assert data.synth.out == "data/demo_gpu/synth"
     counts = _long_tail_counts(np.random.default_rng([data.synth.seed, _TRAIN]), data.synth.train_identities,
                                data.synth.train_min_images, data.synth.train_max_images + 1)
-    assert sum(counts) == 24_462  # issue 13's set
+    assert sum(counts) == 24_462  # the set the GPU demo's published numbers were measured on
     runs = _train_steps(steps)
     assert list(runs) == ["softmax", "l2softmax_a8", "l2softmax_auto"]
     cfgs = {name: compose_config("train", [*overrides, "run_dir=/tmp/unused"]) for name, overrides in runs.items()}

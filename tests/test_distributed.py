@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, run_cli, tiny_train_overrides
+from helpers import compose_config, run_cli, run_cli_process, tiny_train_overrides
 
 from facetrain.data import IterationBatchSampler, PKBatchSampler, RankShare, random_hflip
 from facetrain.distributed.rank import rank_rows
@@ -131,7 +131,7 @@ def test_a_run_resumes_at_another_world_size(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_nproc_starts_the_ranks_itself(tiny_data, tmp_path):
     train(_compose(_overrides(tiny_data, tmp_path / "one")))
-    run_cli("train", *_overrides(tiny_data, tmp_path / "two", "nproc=2"), cwd=tmp_path)
+    run_cli_process("train", *_overrides(tiny_data, tmp_path / "two", "nproc=2"), cwd=tmp_path)
     assert_same_weights(tmp_path / "one", tmp_path / "two", 4)
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train/world_size"] == 2
 

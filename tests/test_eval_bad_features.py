@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, run_cli, tiny_train_overrides
+from helpers import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 from bin_helpers import lfw_as_bin, write_py2_bin
-from conftest import compose_config, run_cli, tiny_train_overrides
+from helpers import compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError
@@ -92,12 +92,7 @@ BAD_FILES = {
 }
 
 
-# test_eval_bin_file.py checks every message in-process; through the CLI, the hostile pickle runs by default
-_CLI_DEFAULT = ("hostile",)
-
-
-@pytest.mark.parametrize("case", [c if c in _CLI_DEFAULT else pytest.param(c, marks=pytest.mark.slow)
-                                  for c in BAD_FILES])
+@pytest.mark.parametrize("case", BAD_FILES)
 def test_bad_file_on_the_command_line_is_one_line(tmp_path, case):
     import os
 

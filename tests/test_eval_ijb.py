@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import TINY_SPEC, compose_config, run_cli, tiny_train_overrides
+from helpers import TINY_SPEC, compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image, ImageFilter

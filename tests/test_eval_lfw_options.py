@@ -95,7 +95,7 @@ def test_pca_head_and_concat_options_against_an_independent_computation(train_cf
     """embedding=head mirror=concat protocol.pca=4: the features are [h(b(x)), h(b(flip x))] of the checkpoint's
     backbone b and L2 head h, and accuracy and AUC follow from sklearn PCA fitted on each fold's 9 others."""
     import torch
-    from conftest import compose_config
+    from helpers import compose_config
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 

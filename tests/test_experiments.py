@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose_config, run_cli, tiny_train_overrides
 from data_helpers import write_digits_csv
+from helpers import REPO, compose_config, run_cli, tiny_train_overrides
 from hydra.utils import instantiate
 
 from facetrain.data import Mnist5k

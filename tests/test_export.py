@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, run_cli, tiny_train_overrides
+from helpers import compose_config, run_cli, tiny_train_overrides
 
 import facetrain.export as export_module
 from facetrain.backbones import FaceResNet, IResNet, LeNetPP

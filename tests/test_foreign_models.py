@@ -5,7 +5,7 @@ import pytest
 import torch
 from arcface_helpers import ArcIResNet
 from bin_helpers import lfw_as_bin
-from conftest import compose_config, tiny_train_overrides
+from helpers import compose_config, tiny_train_overrides
 from hydra.utils import instantiate
 from verification_helpers import threshold_rule_accuracy
 

@@ -6,7 +6,7 @@ import inspect
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, compose_config
+from helpers import REPO, compose_config
 from hydra.utils import instantiate
 from torch import nn
 

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 from omegaconf import OmegaConf
 
 from facetrain.data.samplers.pk import PKBatchSampler
@@ -131,4 +131,4 @@ def test_every_loss_learns(loss, train_cfg, tmp_path):
 
 def test_a_pair_loss_learns_quickly(train_cfg, tmp_path):
     """The default suite's learnability check (P x K batches, mining, no classifier); every loss: the slow test."""
-    _check_learns("triplet", train_cfg, tmp_path, iterations=40)
+    _check_learns("triplet", train_cfg, tmp_path, iterations=20)  # loss 0.200 -> 0.067

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import tomllib
-from conftest import REPO
+from helpers import REPO
 
 
 def test_every_package_is_listed():

@@ -1,13 +1,13 @@
-"""Precision and speed settings: precision=bf16|fp16|fp32|auto (and the deprecated amp), where autocast ends,
+"""Precision and speed settings: precision=bf16|fp16|fp32|auto, where autocast ends,
 channels_last, torch.compile's checkpoint keys, cuDNN autotuning. GPU paths are marked `gpu`."""
 
 from __future__ import annotations
 
-import logging
 import math
 
 import pytest
 import torch
+from helpers import run_cli
 
 from facetrain.errors import FacetrainError
 from facetrain.train import build_state, train, train_step
@@ -30,34 +30,25 @@ def _batch(state, n=8, seed=0):
 
 
 def test_resolve_precision(monkeypatch):
-    assert resolve_precision("auto", None, CPU) == "fp32"
-    assert resolve_precision("BF16", None, CPU) == "bf16"  # bf16 autocast works on CPU too
-    assert resolve_precision("fp32", None, CUDA) == "fp32"
+    assert resolve_precision("auto", CPU) == "fp32"
+    assert resolve_precision("BF16", CPU) == "bf16"  # bf16 autocast works on CPU too
+    assert resolve_precision("fp32", CUDA) == "fp32"
     monkeypatch.setattr(precision_module, "_bf16_on_gpu", lambda: True)
-    assert resolve_precision("auto", None, CUDA) == "bf16"
-    assert resolve_precision("fp16", None, CUDA) == "fp16"
+    assert resolve_precision("auto", CUDA) == "bf16"
+    assert resolve_precision("fp16", CUDA) == "fp16"
     monkeypatch.setattr(precision_module, "_bf16_on_gpu", lambda: False)  # a V100: no native bf16
-    assert resolve_precision("auto", None, CUDA) == "fp32"
+    assert resolve_precision("auto", CUDA) == "fp32"
     with pytest.raises(FacetrainError, match="precision=fp16 needs CUDA"):
-        resolve_precision("fp16", None, CPU)
+        resolve_precision("fp16", CPU)
     with pytest.raises(FacetrainError, match="precision=fp8 is not one of auto, bf16, fp16, fp32"):
-        resolve_precision("fp8", None, CPU)
+        resolve_precision("fp8", CPU)
 
 
-def test_amp_migration(caplog):
-    """amp=true keeps its old meaning (fp16 + GradScaler on CUDA, ignored on CPU) with a one-line warning."""
-    with caplog.at_level(logging.WARNING):
-        assert resolve_precision("auto", True, CUDA) == "fp16"
-        assert resolve_precision("auto", True, CPU) == "fp32"
-        assert resolve_precision("auto", False, CUDA) == "fp32"
-    assert "amp=true is deprecated; it means precision=fp16 here" in caplog.text
-    with pytest.raises(FacetrainError, match="amp=True and precision=bf16 are both set; drop amp"):
-        resolve_precision("bf16", True, CPU)
-
-
-def test_amp_true_still_trains_on_cpu(train_cfg, tmp_path):
-    metrics = train(train_cfg("amp=true", "iterations=2", run_dir=tmp_path / "r"))
-    assert metrics["train/iterations"] == 2 and math.isfinite(metrics["train/loss"])
+def test_the_removed_amp_key_is_refused(tmp_path):
+    """`amp=` gave way to `precision=`: the key is gone, so Hydra refuses the override before anything runs."""
+    proc = run_cli("train", "amp=true", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "Could not override 'amp'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
 
 
 def test_bf16_autocast_covers_the_backbone_and_the_loss_runs_in_fp32(train_cfg, tmp_path):

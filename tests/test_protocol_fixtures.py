@@ -2,7 +2,7 @@
 
 import hashlib
 
-from conftest import PROTOCOL_FIXTURES, fixture_bytes
+from helpers import PROTOCOL_FIXTURES, fixture_bytes
 
 
 def _recorded() -> dict[str, str]:

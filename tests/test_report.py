@@ -7,7 +7,7 @@ import math
 
 import pytest
 import yaml
-from conftest import run_cli
+from helpers import run_cli
 from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, tiny_train_overrides
+from helpers import compose_config, tiny_train_overrides
 from omegaconf import OmegaConf
 
 from facetrain.data.synth import SynthSpec, write_synthetic_data

@@ -75,7 +75,7 @@ def test_checkpoint_paths_and_resolution(train_cfg, tmp_path):
 def test_eval_embeds_a_model_the_way_it_was_trained(tiny_data, train_cfg, tmp_path):
     """A run trained with data.fit=crop at a square input is scored on centre crops, not squashed resizes."""
     import numpy as np
-    from conftest import compose_config
+    from helpers import compose_config
     from hydra.utils import instantiate
 
     from facetrain.eval.features.embedder import embed_images

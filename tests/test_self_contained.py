@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import REPO
+from helpers import REPO
 
 # A sibling checkout (../shared/...), an absolute path on one machine, or a paper's text file by name;
 # papers are cited by authors, year and equation (docs/references.md).

@@ -1,7 +1,7 @@
 """The sharded classifier (model parallel) and class sampling: 2 gloo processes give one process's loss and gradients.
 
 One spawn checks every case (starting processes is the slow part). Everything runs in float64, so "equal"
-means equal to round-off (1e-10), far inside the 1e-6 the issue asks for.
+means equal to round-off (1e-10), far inside a 1e-6 tolerance.
 """
 
 from __future__ import annotations

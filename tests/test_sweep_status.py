@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import run_cli
+from helpers import run_cli
 
 SHRINK = ["device=cpu", "iterations=2", "batch_size=8", "log_every=1", "data.num_workers=0", "progress=false",
           "embedding_dim=16", "backbone.channels=[4,8,8,16]", "hydra.sweep.dir=sweep"]

@@ -4,7 +4,7 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest import TINY_SPEC
+from helpers import TINY_SPEC
 
 from facetrain.data import FaceFolder
 from facetrain.data.synth import SynthSpec, write_synthetic_data

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, tiny_train_overrides
+from helpers import compose_config, tiny_train_overrides
 from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError, report_user_errors

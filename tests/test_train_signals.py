@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import run_cli, tiny_train_overrides
+from helpers import run_cli, tiny_train_overrides
 
 # absolute milestones and a run "too long to finish" for the interrupted process; the resumed and the
 # reference runs then stop at the same iteration, chosen from where the interruption left the run

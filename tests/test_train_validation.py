@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 from bin_helpers import lfw_as_bin, write_py3_bin
-from conftest import compose_config
+from helpers import compose_config
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

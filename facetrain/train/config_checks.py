@@ -127,7 +127,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "shard_classifier": Rule("boolean", "split the class weights over the ranks"),
     "sync_bn": Rule("boolean", "BatchNorm statistics over the global batch"),
     "precision": Rule("choice", "the compute precision", choices=("auto", "bf16", "fp16", "fp32")),
-    "amp": Rule("boolean", "deprecated: use precision", null=True),
     "channels_last": Rule("boolean", "NHWC memory format"),
     "compile": Rule("boolean", "torch.compile the backbone"),
     "deterministic": Rule("boolean", "deterministic cuDNN algorithms"),

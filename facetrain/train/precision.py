@@ -1,4 +1,4 @@
-"""Numeric precision of training: `precision=auto|bf16|fp16|fp32` (and the older `amp=true`), autocast, GradScaler.
+"""Numeric precision of training: `precision=auto|bf16|fp16|fp32`, autocast, GradScaler.
 
 Autocast covers the backbone only. The head (L2 x alpha), the classifier and the softmax run in fp32 outside
 it (`ModelAndLoss`): cosines near 1 and margins like ArcFace's cos(theta + m) lose their meaning at bf16's
@@ -27,28 +27,14 @@ def _bf16_on_gpu() -> bool:
     return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
-def _from_amp(amp, device: torch.device) -> str:
-    """The older `amp` flag: amp=true was fp16 with a GradScaler on CUDA (and ignored on CPU); amp=false fp32."""
-    choice = "fp16" if amp and device.type == "cuda" else "fp32"
-    log.warning("amp=%s is deprecated; it means precision=%s here (say precision=... instead)",
-                str(bool(amp)).lower(), choice)
-    return choice
-
-
-def resolve_precision(precision: str, amp, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision a run trains in on `device`: bf16, fp16 or fp32.
 
     `auto` is bf16 on a GPU with native bf16 and fp32 elsewhere (CPU, older GPUs: ask for fp16 there).
-    A set `amp` (true/false, null = unset) decides when `precision` is left at auto; both set is an error.
     """
     precision = str(precision).lower()
     if precision not in PRECISIONS:
         raise FacetrainError(f"precision={precision} is not one of {', '.join(PRECISIONS)}")
-    if amp is not None:
-        if precision != "auto":
-            raise FacetrainError(f"amp={amp} and precision={precision} are both set; drop amp (deprecated: "
-                                 "amp=true is precision=fp16)")
-        return _from_amp(amp, device)
     if precision == "auto":
         return "bf16" if device.type == "cuda" and _bf16_on_gpu() else "fp32"
     if precision == "fp16" and device.type != "cuda":

@@ -105,7 +105,7 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights, and
     with `shard_classifier=true` keeps only its block of the class weights). The precision, memory format and
     compilation (`precision`, `channels_last`, `compile`) apply here."""
-    precision = resolve_precision(cfg.get("precision", "auto"), cfg.get("amp"), device)
+    precision = resolve_precision(cfg.get("precision", "auto"), device)
     configure_backends(cfg, device)
     torch.manual_seed(int(cfg.seed))
     model, loss = build_parts(cfg, num_classes)
