@@ -30,7 +30,6 @@ REFUSED = [
     ("input_size", [112], "input_size=[112] must be a list of 2 integers >= 1"),
     ("device", "gpu", "device='gpu' must be auto, cpu, cuda or cuda:N"),
     ("precision", "fp8", "precision='fp8' must be one of 'auto', 'bf16', 'fp16', 'fp32'"),
-    ("amp", "maybe", "amp='maybe' must be null or true or false"),
     ("progress", "maybe", "progress='maybe' must be true or false"),
     ("resume", "maybe", "resume='maybe' must be one of true, false, 'auto'"),
     ("resume_strict", 1, "resume_strict=1 must be true or false"),
