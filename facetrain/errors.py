@@ -25,7 +25,7 @@ class TrainingDiverged(FacetrainError):
 
 
 class TrainingInterrupted(FacetrainError):
-    """SIGTERM or SIGINT: a checkpoint was saved at the current iteration; exit with 128 + the signal number."""
+    """SIGTERM, SIGINT or SIGUSR2: a checkpoint was saved at the current iteration; exit with 128 + the signal number."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 
 import pytest
@@ -101,11 +103,9 @@ print("job status:", result.status.name)
 """
 
 
-@pytest.mark.slow
-def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path):
-    """The submitit launcher's job, as two SLURM tasks run it: the launcher pickled on the submitting machine
-    (cloudpickle, as submitit does), then called in two processes that have SLURM's task variables."""
-    cloudpickle = pytest.importorskip("cloudpickle")
+def _shipped_launcher(tmp_path, overrides: list[str]):
+    """Hydra's submitit launcher for `overrides`, as the submitting machine pickles it (cloudpickle, as submitit
+    does), with Hydra's singletons."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra._internal.callbacks import Callbacks
     from hydra.core.plugins import Plugins
@@ -114,7 +114,6 @@ def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path
 
     from facetrain.commands import _train_app
 
-    overrides = [o for o in _overrides(tiny_data, None) if not o.startswith("run_dir")]
     with initialize_config_module(config_module="facetrain.configs", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
         config = loader.load_configuration("train", [*overrides, "hydra/launcher=slurm",
@@ -122,14 +121,28 @@ def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path
         context = HydraContext(config_loader=loader, callbacks=Callbacks(config))
         launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=_train_app.__wrapped__,
                                                            config=config)
-        shipped = tmp_path / "launcher.pkl"
-        shipped.write_bytes(cloudpickle.dumps((launcher, Singleton.get_state())))
+        return launcher, Singleton.get_state()
+
+
+def _slurm_tasks(argv: list[str], tmp_path, extra_env: dict | None = None) -> list[subprocess.Popen]:
+    """Two SLURM tasks of job 77 on this machine, each running `argv`."""
     job = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "77", "SLURM_NTASKS": "2",
-           "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port())}
+           "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost", "MASTER_PORT": str(_free_port()),
+           "PYTHONUNBUFFERED": "1"} | (extra_env or {})
     base = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
-    procs = [subprocess.Popen([sys.executable, "-c", _TASK, str(shipped), json.dumps(overrides)], cwd=tmp_path,
-                              env=base | job | {"SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    return [subprocess.Popen(argv, cwd=tmp_path, env=base | job | {"SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path):
+    """The submitit launcher's job, as two SLURM tasks run it: the launcher pickled on the submitting machine
+    (cloudpickle, as submitit does), then called in two processes that have SLURM's task variables."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    overrides = [o for o in _overrides(tiny_data, None) if not o.startswith("run_dir")]
+    shipped = tmp_path / "launcher.pkl"
+    shipped.write_bytes(cloudpickle.dumps(_shipped_launcher(tmp_path, overrides)))
+    procs = _slurm_tasks([sys.executable, "-c", _TASK, str(shipped), json.dumps(overrides)], tmp_path)
     try:
         outputs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
@@ -140,3 +153,52 @@ def test_submitit_tasks_join_one_group_and_one_run_directory(tiny_data, tmp_path
     assert len(runs) == 1, runs  # both tasks wrote into one job directory
     metrics = json.loads(runs[0].read_text())
     assert metrics["train/world_size"] == 2 and metrics["train/iterations"] == 4
+
+
+@pytest.mark.slow
+def test_sigusr2_in_a_submitit_job_saves_then_submitit_requeues(tiny_data, tmp_path):
+    """submitit's own job runner (process_job: its signal handlers, its result files) in two tasks, and
+    `scontrol` a script that records its arguments: SLURM's SIGUSR2 before the time limit ends in last.pt at
+    one iteration, `scontrol requeue 77` from rank 0 alone, the job's resubmission dumped, no result file."""
+    pytest.importorskip("submitit")
+    import torch
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    overrides = [o for o in _overrides(tiny_data, None) if not o.startswith(("run_dir", "iterations", "log_every"))]
+    overrides += ["iterations=100000", "log_every=2", "checkpoint_every=2"]
+    launcher, singletons = _shipped_launcher(tmp_path, overrides)
+    delayed = DelayedSubmission(launcher, overrides, "hydra.sweep.dir", 0, "job_id_for_0", singletons)
+    delayed.set_timeout(60, 2)  # 60 minutes, 2 requeues after timeouts
+    folder = tmp_path / "submitit"
+    paths = [JobPaths(folder, job_id="77", task_id=r) for r in (0, 1)]
+    folder.mkdir()
+    delayed.dump(paths[0].submitted_pickle)
+    first_pickle = paths[0].submitted_pickle.stat().st_mtime_ns
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol_calls"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    runner = "import sys; from submitit.core.submission import process_job; process_job(sys.argv[1])"
+    procs = _slurm_tasks([sys.executable, "-c", runner, str(folder)], tmp_path,
+                         {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        deadline = time.monotonic() + 240
+        last = None
+        while last is None or torch.load(last, weights_only=True)["iteration"] < 4:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            found = list((tmp_path / "sweep").rglob("checkpoints/last.pt"))
+            last = found[0] if found else None
+            time.sleep(0.3)
+        for p in procs:  # SLURM signals every task of the step
+            p.send_signal(signal.SIGUSR2)
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [255, 128 + signal.SIGUSR2], outputs  # sys.exit(-1) from submitit; rank 1: 140
+    assert calls.read_text().split() == ["requeue", "77"]
+    assert paths[0].submitted_pickle.stat().st_mtime_ns != first_pickle  # checkpoint() dumped the resubmission
+    assert not any(p.result_pickle.exists() for p in paths)  # the job is not over for the submitting process
+    stopped_at = torch.load(last, weights_only=True)["iteration"]
+    assert stopped_at >= 4 and stopped_at % 2 == 0
+    assert json.loads((last.parent.parent / "status.json").read_text())["status"] == "interrupted"

@@ -1,4 +1,4 @@
-"""Runs that survive: SIGTERM / SIGINT save a checkpoint and exit 128+N; kill -9 loses nothing past last.pt;
+"""Runs that survive: SIGTERM / SIGINT / SIGUSR2 (SLURM's early signal under submitit) save a checkpoint and exit 128+N; kill -9 loses nothing past last.pt;
 either way `resume=true` (or `resume=auto`) continues to the weights of an uninterrupted run."""
 
 import os
@@ -57,7 +57,9 @@ def _finish_and_compare(tmp_path, tiny_data, run, stopped_at: int, resume: str =
         assert torch.equal(ref[key], resumed[key]), key
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, *(pytest.param(s, marks=pytest.mark.slow)
+                                                      for s in (signal.SIGUSR2, signal.SIGINT))],
+                         ids=lambda signum: signal.Signals(signum).name)
 def test_a_stop_signal_saves_the_current_iteration_then_resume_is_exact(signum, tmp_path, tiny_data):
     run = tmp_path / "run"
     proc = _start(run, tiny_data, 100_000)
@@ -92,3 +94,58 @@ def test_resume_auto_starts_a_fresh_run_then_continues_it(train_cfg, tmp_path):
     assert train(train_cfg("iterations=3", "resume=auto", run_dir=run))["train/iterations"] == 3
     with pytest.raises(FacetrainError, match="resume='maybe'"):
         train(train_cfg("resume=maybe", run_dir=run))
+
+
+def _start_rank(run_dir, tiny_data, rank: int, port: int, *extra: str) -> subprocess.Popen:
+    """One of two ranks over gloo, started as torchrun starts each (its variables), so each can be signalled."""
+    args = [a for a in tiny_train_overrides(tiny_data, run_dir) + ARGS if not a.startswith("log_every")]
+    ranks = {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "facetrain.cli", "train", *args, "log_every=2", *extra],
+                            cwd=run_dir.parent, env=os.environ | ranks, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _two_ranks(run_dir, tiny_data, *extra: str) -> list[subprocess.Popen]:
+    from test_distributed import _free_port
+
+    port = _free_port()
+    return [_start_rank(run_dir, tiny_data, rank, port, *extra) for rank in (0, 1)]
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    try:
+        errs = [proc.communicate(timeout=240)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    return errs
+
+
+@pytest.mark.slow
+def test_sigusr2_to_one_of_two_ranks_stops_both_at_one_window_then_resume_is_exact(tmp_path, tiny_data):
+    """SLURM may signal the ranks steps apart (here only rank 1 at all): both stop at the same log window,
+    last.pt is written there, and two ranks resumed reach the weights of two ranks never stopped."""
+    run = tmp_path / "run"
+    procs = _two_ranks(run, tiny_data, "iterations=100000")
+    _wait_for_checkpoint(procs[0], run / "checkpoints" / "last.pt")
+    seen = _weights(run / "checkpoints" / "last.pt")[0]
+    procs[1].send_signal(signal.SIGUSR2)
+    errs = _finish(procs)
+    assert [proc.returncode for proc in procs] == [128 + signal.SIGUSR2] * 2, errs
+    stopped_at, _ = _weights(run / "checkpoints" / "last.pt")
+    assert stopped_at >= seen and stopped_at % 2 == 0  # a log window (log_every=2), at or after the signal
+    for err in errs:  # each rank: one line, the same iteration
+        lines = [line for line in err.splitlines() if line.startswith("facetrain: error:")]
+        assert len(lines) == 1 and f"stopped by SIGUSR2 at iteration {stopped_at};" in lines[0], err
+        assert "Traceback" not in err
+    end = stopped_at + 3  # the lr drop at milestone 6 must match too
+    for run_dir, extra in ((run, ["resume=auto"]), (tmp_path / "ref", [])):
+        procs = _two_ranks(run_dir, tiny_data, f"iterations={end}", *extra)
+        errs = _finish(procs)
+        assert [proc.returncode for proc in procs] == [0, 0], errs
+    it_resumed, resumed = _weights(run / "checkpoints" / "last.pt")
+    it_ref, ref = _weights(tmp_path / "ref" / "checkpoints" / "last.pt")
+    assert it_resumed == it_ref == end
+    for key in ref:
+        assert torch.equal(ref[key], resumed[key]), key

@@ -80,15 +80,39 @@ def resolve_checkpoint(spec: str, runs_dir: Path) -> Path:
     return find_checkpoint(Path(spec).expanduser().resolve())
 
 
-def _rng_state() -> dict:
+def _cuda_device(device: torch.device | None) -> torch.device | None:
+    """The CUDA device whose generator a run uses (None: the current one), or None without one."""
+    if not torch.cuda.is_available() or (device is not None and device.type != "cuda"):
+        return None
+    index = device.index if device is not None else None
+    return torch.device("cuda", torch.cuda.current_device() if index is None else index)
+
+
+def _rng_state(device: torch.device | None) -> dict:
+    """The CPU generator and the training device's CUDA generator (every rank seeds alike and draws alike, so
+    rank 0's own device's state is every rank's). Not all visible GPUs': that list (torchrun shows a rank all 8)
+    cannot be restored on a machine with fewer."""
     rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+    cuda = _cuda_device(device)
+    if cuda is not None:
+        rng["cuda"] = torch.cuda.get_rng_state(cuda)
     return rng
 
 
+def _restore_cuda_rng(saved: torch.Tensor | list, device: torch.device | None) -> None:
+    """Put a saved CUDA generator state on this rank's device. Older checkpoints hold one state per GPU visible
+    to the saving process: the entry of this device's index when there is one (what restoring them all gave
+    this device), else the first (rank 0's own device under torchrun)."""
+    cuda = _cuda_device(device)
+    if cuda is None:
+        return
+    if isinstance(saved, list | tuple):
+        saved = saved[cuda.index] if cuda.index < len(saved) else saved[0]
+    torch.cuda.set_rng_state(saved, cuda)
+
+
 def capture_state(parts: Mapping[str, nn.Module], stateful: Mapping[str, Any], iteration: int, cfg: DictConfig,
-                  num_classes: int) -> dict:
+                  num_classes: int, device: torch.device | None = None) -> dict:
     """Everything a run needs to continue exactly, as plain tensors and values.
 
     Args:
@@ -97,28 +121,31 @@ def capture_state(parts: Mapping[str, nn.Module], stateful: Mapping[str, Any], i
         iteration: the iteration just finished.
         cfg: the run's composed config (saved resolved, so a model can be rebuilt from it alone).
         num_classes: the training identities the classifier was built for.
+        device: where the run trains (its CUDA generator is saved; None: the current CUDA device, if any).
     """
     return {
         "model": {name: module.state_dict() for name, module in parts.items()},
         **{name: obj.state_dict() for name, obj in stateful.items()},
         "iteration": int(iteration),
-        "rng": _rng_state(),
+        "rng": _rng_state(device),
         "num_classes": int(num_classes),
         "config": OmegaConf.to_yaml(cfg, resolve=True),
     }
 
 
-def restore_state(state: dict, parts: Mapping[str, nn.Module], stateful: Mapping[str, Any]) -> int:
+def restore_state(state: dict, parts: Mapping[str, nn.Module], stateful: Mapping[str, Any],
+                  device: torch.device | None = None) -> int:
     """Load what `capture_state` saved into freshly built objects; returns the iteration to continue after.
 
     Each object's own `load_state_dict` does the work, so any torch optimizer, LR scheduler or grad
-    scaler resumes exactly; build the scheduler before restoring the optimizer it wraps.
+    scaler resumes exactly; build the scheduler before restoring the optimizer it wraps. The saved CUDA
+    generator goes to `device` (None: the current CUDA device), whatever number of GPUs saved it.
     """
     for name, module in parts.items():
         module.load_state_dict(state["model"][name])
     for name, obj in stateful.items():
         obj.load_state_dict(state[name])
     torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    if "cuda" in state["rng"]:
+        _restore_cuda_rng(state["rng"]["cuda"], device)
     return int(state["iteration"])

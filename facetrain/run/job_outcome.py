@@ -3,7 +3,9 @@
 Hydra's `run_job` turns an exception into a FAILED job, and the basic sweeper then raises the first
 failure after its batch, so one bad value of a `-m` sweep would cost every job after it. A job of a
 sweep therefore records its failure and returns; `SweepStatusCallback` reports all of them at the end.
-An interruption (SIGTERM/SIGINT) still stops the sweep: a preempted sweep is rerun as a whole.
+An interruption (SIGTERM/SIGINT/SIGUSR2) still stops the sweep: a preempted sweep is rerun as a whole.
+Under submitit an interruption by its preemption signal then goes to submitit's requeue (on rank 0 it
+requeues the job and exits): see `facetrain.run.submitit_requeue`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facetrain.config import abs_path
 from facetrain.errors import TrainingDiverged, TrainingInterrupted, user_error_in
+from facetrain.run.submitit_requeue import requeue_through_submitit
 
 __all__ = ["classify_failure", "record_outcome"]
 
@@ -46,7 +49,10 @@ def record_outcome(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T 
         except Exception as err:
             status, reason = classify_failure(err)
             _record(cfg, status, reason)
-            if status == "interrupted" or not _in_sweep():
+            if status == "interrupted":
+                requeue_through_submitit(user_error_in(err))  # last.pt is written: submitit may requeue
+                raise
+            if not _in_sweep():
                 raise
             _log_failure(err, status, reason)
             return None

@@ -129,6 +129,7 @@ def resume(state: TrainState, mode, strict: bool = True) -> None:
     if shaping:
         _restore_what_fits(state, saved, _schedule_changed(changes))
     else:  # the parts and the RNG, then the optimizer, schedule and scaler
-        state.iteration = state.start = restore_state(saved, named_parts(state.model, state.loss), {})
+        parts = named_parts(state.model, state.loss)
+        state.iteration = state.start = restore_state(saved, parts, {}, state.device)
         _restore_training_objects(state, saved, _schedule_changed(changes))
     log.info("resumed from %s at iteration %d", state.checkpoint, state.iteration)

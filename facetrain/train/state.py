@@ -84,7 +84,7 @@ class TrainState:
         """The checkpoint of this state. With a sharded classifier a collective (every rank calls it): the
         full class-weight matrices and their momentum are gathered, so the checkpoint fits any world size."""
         parts = named_parts(self.model, self.loss)
-        saved = capture_state(parts, self.stateful, self.iteration, self.cfg, self.num_classes)
+        saved = capture_state(parts, self.stateful, self.iteration, self.cfg, self.num_classes, self.device)
         return gather_checkpoint(saved, parts, self.optimizer) if self.sharded else saved
 
     def save(self, path: Path, extra: dict | None = None) -> None:

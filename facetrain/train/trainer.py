@@ -62,7 +62,7 @@ def _load_data(cfg: DictConfig, run_dir):
 
 
 def default_hooks(cfg: DictConfig) -> list[Hook]:
-    """Divergence check, validation, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT — in the
+    """Divergence check, validation, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT/SIGUSR2 — in the
     order they run at each point."""
     iterations = int(cfg.iterations)
     hooks: list[Hook] = [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows))]
