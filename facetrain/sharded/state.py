@@ -4,6 +4,8 @@ checkpoints whole (the full class-weight matrix and its optimizer state), so any
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -46,7 +48,8 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
 
 def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_ over parameters of which some are sharded: the squares of the sharded gradients are
-    summed over the ranks, so every rank finds the norm (and clips by the factor) one process would."""
+    summed over the ranks, so every rank finds the norm (and clips by the factor) one process would.
+    A non-finite norm makes the gradients non-finite too; the trainer then skips the step."""
     with_grad = [p for p in parameters if p.grad is not None]
     sharded = [p.grad for p in with_grad if _shard_of(p) is not None]
     replicated = [p.grad for p in with_grad if _shard_of(p) is None]
@@ -58,7 +61,7 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
     if replicated:
         total = total + torch.nn.utils.get_total_norm(replicated).float().pow(2)
     norm = total.sqrt()
-    if torch.isfinite(norm) and norm > max_norm:
+    if max_norm < math.inf:  # scales by min(1, max_norm / norm) on the device: no host read
         torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
     return norm
 
