@@ -41,6 +41,7 @@ class TrainState:
     precision: str = "fp32"  # resolved: bf16, fp16 (with the GradScaler) or fp32
     channels_last: bool = False  # batches go to the backbone in channels_last memory format
     clip_grad_norm: float | None = None  # max global gradient norm (after unscaling); None = no clipping
+    clip_scope: str = "model"  # what clipping covers: model (backbone + head) or all (+ the loss's parameters)
     iteration: int = 0  # iterations finished
     start: int = 0  # the iteration this process started (or resumed) from
     meter: RunningMeans = field(default_factory=RunningMeans)  # batch statistics since the last log
@@ -65,6 +66,16 @@ class TrainState:
     def parameters(self) -> list[torch.nn.Parameter]:
         """Every parameter the optimizer updates, in its group order (what clipping and the finite check see)."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @cached_property
+    def clip_groups(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """(the parameters `clip_grad_norm` clips, the rest), each in optimizer order. `model` clips the
+        backbone and head, as insightface's arcface_torch clips its backbone; `all` adds the loss's (the
+        class weights, a learned scale)."""
+        if self.clip_scope == "all":
+            return self.parameters, []
+        model = {id(p) for p in self.model.parameters()}
+        return [p for p in self.parameters if id(p) in model], [p for p in self.parameters if id(p) not in model]
 
     @property
     def stateful(self) -> dict:
@@ -120,4 +131,5 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     network = wrap_for_ranks(ModelAndLoss(model, loss, autocast_dtype(precision)), device, world_size(),
                              bool(cfg.get("sync_bn", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
-                      channels_last, float(clip) if clip else None, network=network, class_shards=shards)
+                      channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "model")).lower(),
+                      network=network, class_shards=shards)
