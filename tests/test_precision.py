@@ -8,10 +8,13 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from facetrain.errors import FacetrainError
 from facetrain.train import build_state, train, train_step
 from facetrain.train import precision as precision_module
+from facetrain.train.build import build_parts
+from facetrain.train.model_and_loss import wire_network
 from facetrain.train.precision import ResumableGradScaler, resolve_precision
 from facetrain.train.speed import configure_backends
 
@@ -126,6 +129,41 @@ def test_cudnn_autotuning_unless_deterministic(train_cfg, monkeypatch):
     assert torch.backends.cudnn.benchmark is True and torch.backends.cudnn.deterministic is False
     configure_backends(train_cfg("deterministic=true"), CUDA)
     assert torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+
+
+def _record_wiring(monkeypatch) -> list:
+    """Replace SyncBatchNorm conversion, DDP and nn.Module.compile by recorders (no process group, no compiler)."""
+    order = []
+
+    class RecordingDDP(nn.Module):
+        _set_params_and_buffers_to_ignore_for_model = staticmethod(lambda module, names: None)
+
+        def __init__(self, module, device_ids=None):
+            super().__init__()
+            order.append("ddp")
+            self.module = module
+
+    monkeypatch.setattr(nn.SyncBatchNorm, "convert_sync_batchnorm", staticmethod(lambda m: order.append("sync_bn") or m))
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", RecordingDDP)
+    monkeypatch.setattr(nn.Module, "compile", lambda self, *a, **k: order.append(("compile", type(self).__name__)))
+    return order
+
+
+def test_sync_bn_converts_then_ddp_wraps_then_the_backbone_compiles(train_cfg, monkeypatch):
+    """PyTorch's order for DDP + torch.compile: the compiled forward runs inside DDP's, so DDPOptimizer
+    splits its graph at the gradient buckets."""
+    order = _record_wiring(monkeypatch)
+    model, loss = build_parts(train_cfg(), 6)
+    network = wire_network(model, loss, None, CUDA, 2, sync_bn=True, compile_=True)
+    assert order == ["sync_bn", "ddp", ("compile", type(model.backbone).__name__)]
+    assert network.module.model.backbone is model.backbone  # compiled in place, inside the wrapper
+
+
+def test_build_state_compiles_after_ddp_wraps(train_cfg, tmp_path, monkeypatch):
+    order = _record_wiring(monkeypatch)
+    monkeypatch.setattr("facetrain.train.state.world_size", lambda: 2)
+    build_state(train_cfg("compile=true"), 6, CPU, tmp_path)
+    assert order == ["ddp", ("compile", "SmallFaceCNN")]
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
 from facetrain.sharded.state import sharded_parameter_names
 from facetrain.train.precision import backbone_autocast
+from facetrain.train.speed import compile_backbone
 
-__all__ = ["ModelAndLoss", "wrap_for_ranks"]
+__all__ = ["ModelAndLoss", "wire_network", "wrap_for_ranks"]
 
 
 class ModelAndLoss(nn.Module):
@@ -57,3 +58,14 @@ def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, 
     nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
         module, sharded_parameter_names(module))
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def wire_network(model: FaceModel, loss: FaceLoss, amp_dtype: torch.dtype | None, device: torch.device,
+                 world_size: int, sync_bn: bool, compile_: bool) -> nn.Module:
+    """What a training step runs, in the order PyTorch asks for with DDP and torch.compile: SyncBatchNorm
+    conversion, then the DDP wrapper, then compilation (of the backbone, in place: the loss's collectives
+    and class sampling's data-dependent sizes stay eager, and checkpoint keys stay plain)."""
+    network = wrap_for_ranks(ModelAndLoss(model, loss, amp_dtype), device, world_size, sync_bn)
+    if compile_:
+        compile_backbone(model.backbone)
+    return network

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-__all__ = ["configure_backends", "prepare_backbone", "to_memory_format"]
+__all__ = ["compile_backbone", "configure_backends", "prepare_backbone", "to_memory_format"]
 
 
 def configure_backends(cfg: DictConfig, device: torch.device) -> None:
@@ -29,10 +29,17 @@ def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if channels_last and images.dim() == 4 else images
 
 
-def prepare_backbone(backbone: nn.Module, channels_last: bool, compile_: bool) -> nn.Module:
-    """Move the backbone's conv weights to channels_last and compile it in place, as configured."""
+def prepare_backbone(backbone: nn.Module, channels_last: bool) -> nn.Module:
+    """Move the backbone's conv weights to channels_last, when asked."""
     if channels_last:
         backbone.to(memory_format=torch.channels_last)
-    if compile_:
-        backbone.compile()
+    return backbone
+
+
+def compile_backbone(backbone: nn.Module) -> nn.Module:
+    """torch.compile the backbone in place, once SyncBatchNorm has converted it and DDP has wrapped the
+    network (`facetrain.train.model_and_loss.wire_network`): compilation happens at the first forward,
+    inside DDP's, where dynamo's DDPOptimizer splits the graph at DDP's gradient-bucket boundaries so the
+    all-reduce of one bucket overlaps the backward of the next."""
+    backbone.compile()
     return backbone

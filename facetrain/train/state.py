@@ -17,7 +17,7 @@ from facetrain.run.checkpoint import capture_state, checkpoint_path, save_checkp
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import gather_checkpoint, setup_class_shards
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
-from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
+from facetrain.train.model_and_loss import ModelAndLoss, wire_network
 from facetrain.train.precision import ResumableGradScaler, autocast_dtype, resolve_precision
 from facetrain.train.progress import RunningMeans
 from facetrain.train.speed import configure_backends, prepare_backbone
@@ -123,13 +123,13 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     model, loss = model.to(device), loss.to(device)
     shards = setup_class_shards(loss, int(cfg.seed), bool(cfg.get("shard_classifier", False)), rank(), world_size())
     channels_last = bool(cfg.get("channels_last", False))
-    prepare_backbone(model.backbone, channels_last, bool(cfg.get("compile", False)))
+    prepare_backbone(model.backbone, channels_last)
     optimizer = build_optimizer(cfg, model, loss)
     scheduler = build_scheduler(cfg, optimizer)
     scaler = ResumableGradScaler(device.type, enabled=precision == "fp16")
     clip = cfg.get("clip_grad_norm")
-    network = wrap_for_ranks(ModelAndLoss(model, loss, autocast_dtype(precision)), device, world_size(),
-                             bool(cfg.get("sync_bn", False)))
+    network = wire_network(model, loss, autocast_dtype(precision), device, world_size(),
+                           bool(cfg.get("sync_bn", False)), bool(cfg.get("compile", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
                       channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "model")).lower(),
                       network=network, class_shards=shards)
