@@ -23,13 +23,17 @@ class ModelAndLoss(nn.Module):
     batch, and DDP averages those, so N ranks with batch_size / N images each take the step one process takes
     with the whole batch (for losses that are plain means over the batch).
 
-    Mixed precision ends at the embedding: the backbone runs under autocast to `amp_dtype` (bf16, fp16),
-    the head and the loss (classifier, softmax, margins) in fp32 (see `facetrain.train.precision`).
+    Mixed precision: the backbone runs under autocast to `amp_dtype` (bf16, fp16), and so does the
+    classifier's matmul (every loss in `loss` is told `matmul_dtype`); the head, the margins and the softmax
+    run in fp32 (see `facetrain.train.precision`).
     """
 
     def __init__(self, model: FaceModel, loss: FaceLoss, amp_dtype: torch.dtype | None = None):
         super().__init__()
         self.model, self.loss, self.amp_dtype = model, loss, amp_dtype
+        for module in loss.modules():
+            if isinstance(module, FaceLoss):
+                module.matmul_dtype = amp_dtype
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor):
         with backbone_autocast(images.device.type, self.amp_dtype):

@@ -1,4 +1,4 @@
-"""GPU speed settings that leave the numbers alone: channels_last memory format, torch.compile, cuDNN autotuning.
+"""GPU speed settings: channels_last memory format, torch.compile, cuDNN autotuning, TF32 (off with deterministic).
 
 Each keeps checkpoints as they are: channels_last only changes strides (a state dict loads into either
 layout), and the backbone is compiled in place (`nn.Module.compile`), so its state-dict keys stay plain
@@ -15,13 +15,17 @@ __all__ = ["compile_backbone", "configure_backends", "prepare_backbone", "to_mem
 
 
 def configure_backends(cfg: DictConfig, device: torch.device) -> None:
-    """cuDNN autotuning on CUDA (it picks the fastest convolution algorithm for each input shape, which
-    training repeats) unless `deterministic=true`, which asks cuDNN for deterministic algorithms instead."""
+    """On CUDA, unless `deterministic=true`: cuDNN autotuning (it picks the fastest convolution algorithm
+    for each input shape, which training repeats) and TF32 for fp32 matmuls and convolutions (what an fp32
+    run, or an fp32 op of a bf16 run, computes on tensor cores: 10 mantissa bits in the products, fp32
+    sums). `deterministic=true` asks for deterministic cuDNN algorithms and full fp32 instead."""
     if device.type != "cuda":
         return
     deterministic = bool(cfg.get("deterministic", False))
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    torch.set_float32_matmul_precision("highest" if deterministic else "high")
 
 
 def to_memory_format(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
