@@ -9,7 +9,8 @@ CPU every such point is free, so it is counted by wrapping the Python entry poin
   `torch.nonzero`, `torch.unique` / `Tensor.unique` / `unique_consecutive`, `torch.masked_select`, and
   indexing (`x[mask]`, `x[mask] = v`) with a boolean tensor;
 - blocking copies: `Tensor.to(<device>, ...)` / `Tensor.cuda()` called from facetrain's own code without
-  `non_blocking=True` (PyTorch synchronizes the stream after such a copy). Torch's own `.to(device)` calls
+  `non_blocking=True` (PyTorch synchronizes the stream after such a copy), and `torch.tensor` /
+  `torch.as_tensor` given a `device` there (host data copied the same way). Torch's own `.to(device)` calls
   (clip_grad_norm_'s per-device norms) are same-device no-ops and are not counted.
 
 A call made inside a counted call is not counted again (`Tensor.unique` calls `torch.unique`).
@@ -77,6 +78,8 @@ def count_host_syncs():
                                      and _from_facetrain(3))
     wrap(torch.Tensor, "to", blocking)
     wrap(torch.Tensor, "cuda", lambda args, kwargs: not kwargs.get("non_blocking") and _from_facetrain(3))
+    for name in ("tensor", "as_tensor"):
+        wrap(torch, name, lambda args, kwargs: "device" in kwargs and _from_facetrain(3))
     wrap(torch.Tensor, "__getitem__", lambda args, kwargs: _boolean_index(args[1]))
     wrap(torch.Tensor, "__setitem__", lambda args, kwargs: _boolean_index(args[1]))
     try:

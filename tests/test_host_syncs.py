@@ -47,9 +47,10 @@ def test_the_default_recipe_reads_the_host_once_per_step(train_cfg, tmp_path):
 
 
 def test_class_sampling_adds_one_host_read(train_cfg, tmp_path):
+    """Listing the rows of the classes the draw kept (their number is random)."""
     state = build_state(train_cfg("precision=bf16", "loss=arcface", "loss.sample_rate=0.5"), CLASSES, CPU, tmp_path)
     per_step = _syncs_per_step(state, _batches(state))
-    assert per_step == [FINITE_CHECK + Counter({"torch.unique": 1, "Tensor.__getitem__": 1})] * STEPS
+    assert per_step == [FINITE_CHECK + Counter({"Tensor.nonzero": 1})] * STEPS
 
 
 def _sharded_worker(rank: int, port: int, cfg, out_dir: str) -> None:
@@ -73,7 +74,7 @@ def test_a_sharded_sampled_step_reads_the_host_at_most_twice(train_cfg, tmp_path
     mp.start_processes(_sharded_worker, args=(port, cfg, str(tmp_path)), nprocs=2, join=True, start_method="fork")
     for rank in range(2):
         per_step = [Counter(c) for c in torch.load(tmp_path / f"rank{rank}.pt")]
-        assert per_step == [FINITE_CHECK + Counter({"torch.unique": 1, "Tensor.__getitem__": 1})] * STEPS
+        assert per_step == [FINITE_CHECK + Counter({"Tensor.nonzero": 1})] * STEPS
 
 
 def test_the_counter_sees_what_it_claims_to():
