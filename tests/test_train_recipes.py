@@ -65,22 +65,22 @@ def _moves(state, images, labels):
 
 
 def test_clipping_all_bounds_the_update_to_lr_times_the_norm(train_cfg, tmp_path):
-    state = _state(train_cfg, tmp_path, "clip_grad_norm=0.01", "clip_grad_scope=all")
+    state = _state(train_cfg, tmp_path, "clip_grad_norm=0.01")
     images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8)
     _, model, loss = _moves(state, images, torch.tensor([0, 1, 2, 0]))
     # plain SGD: the step is -lr * g, and the clipped global norm of g is at most 0.01
     assert (model**2 + loss**2) ** 0.5 == pytest.approx(0.5 * 0.01, rel=1e-3)
 
 
-def test_clipping_covers_backbone_and_head_by_default(train_cfg, tmp_path):
-    """As arcface_torch clips its backbone: the classifier's step is the plain -lr * g."""
+def test_clipping_the_model_alone_leaves_the_classifier_unclipped(train_cfg, tmp_path):
+    """clip_grad_scope=model, as arcface_torch clips its backbone: the classifier's step is the plain -lr * g."""
     images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1, 2, 0])
-    default = _state(train_cfg, tmp_path, "clip_grad_norm=0.01")
-    assert default.clip_scope == "model"
-    stats, model, loss = _moves(default, images, labels)
+    assert _state(train_cfg, tmp_path).clip_scope == "all"  # the default
+    stats, model, loss = _moves(_state(train_cfg, tmp_path, "clip_grad_norm=0.01", "clip_grad_scope=model"), images,
+                                labels)
     assert model == pytest.approx(0.5 * 0.01, rel=1e-3) and loss > 10 * 0.5 * 0.01  # the loss's step: unclipped
-    every, _, _ = _moves(_state(train_cfg, tmp_path, "clip_grad_norm=0.01", "clip_grad_scope=all"), images, labels)
+    every, _, _ = _moves(_state(train_cfg, tmp_path, "clip_grad_norm=0.01"), images, labels)
     # the logged norm is the clipped parameters' norm: all = sqrt(model^2 + loss^2), loss's raw = its step / lr
     assert float(every["grad_norm"]) ** 2 == pytest.approx(float(stats["grad_norm"]) ** 2 + (loss / 0.5) ** 2,
                                                            rel=1e-4)

@@ -41,7 +41,7 @@ class TrainState:
     precision: str = "fp32"  # resolved: bf16, fp16 (with the GradScaler) or fp32
     channels_last: bool = False  # batches go to the backbone in channels_last memory format
     clip_grad_norm: float | None = None  # max global gradient norm (after unscaling); None = no clipping
-    clip_scope: str = "model"  # what clipping covers: model (backbone + head) or all (+ the loss's parameters)
+    clip_scope: str = "all"  # what clipping covers: all (+ the loss's parameters) or model (backbone + head)
     iteration: int = 0  # iterations finished
     start: int = 0  # the iteration this process started (or resumed) from
     meter: RunningMeans = field(default_factory=RunningMeans)  # batch statistics since the last log
@@ -69,9 +69,9 @@ class TrainState:
 
     @cached_property
     def clip_groups(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-        """(the parameters `clip_grad_norm` clips, the rest), each in optimizer order. `model` clips the
-        backbone and head, as insightface's arcface_torch clips its backbone; `all` adds the loss's (the
-        class weights, a learned scale)."""
+        """(the parameters `clip_grad_norm` clips, the rest), each in optimizer order. `all` clips every
+        parameter by one global norm; `model` the backbone and head alone, as insightface's arcface_torch
+        clips its backbone (with L2-softmax at alpha=64 the unclipped classifier then diverges)."""
         if self.clip_scope == "all":
             return self.parameters, []
         model = {id(p) for p in self.model.parameters()}
@@ -131,5 +131,5 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     network = wire_network(model, loss, autocast_dtype(precision), device, world_size(),
                            bool(cfg.get("sync_bn", False)), bool(cfg.get("compile", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
-                      channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "model")).lower(),
+                      channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "all")).lower(),
                       network=network, class_shards=shards)
