@@ -30,7 +30,7 @@ from facetrain.distributed.rank import is_main_process, world_size
 from facetrain.run.device import pick_device
 from facetrain.train import build_state, train_step
 from facetrain.train.precision import autocast_dtype
-from facetrain.train.speed import prepare_backbone
+from facetrain.train.speed import compile_backbone
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -99,7 +99,8 @@ def bench(args: argparse.Namespace) -> None:
     labels = torch.randint(0, args.classes, (per_rank,), device=device)
     state.network.train()
     flops = step_flops(state, images, labels)  # before compiling: the counter sees eager ops only
-    prepare_backbone(state.model.backbone, False, args.compile)
+    if args.compile:
+        compile_backbone(state.model.backbone)
     dtype = autocast_dtype(state.precision) or torch.float32
     peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 1024)
     if device.type == "cuda":

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import tomllib
+import torch
 from helpers import REPO
 
 
@@ -18,3 +19,10 @@ def test_configs_ship_with_the_package():
     files = importlib.resources.files("facetrain.configs")
     assert files.joinpath("train.yaml").is_file() and files.joinpath("loss", "l2softmax.yaml").is_file()
     assert Path(str(files)).resolve() == (REPO / "configs").resolve()
+
+
+def test_torch_floor_has_the_clipping_apis_we_use():
+    """get_total_norm and clip_grads_with_norm_ (the sharded global norm, clipping) came in torch 2.6."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch>=2.6" in deps
+    assert hasattr(torch.nn.utils, "get_total_norm") and hasattr(torch.nn.utils, "clip_grads_with_norm_")

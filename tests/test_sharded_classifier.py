@@ -247,3 +247,31 @@ def test_sharding_a_loss_without_class_weights_is_refused():
     with pytest.raises(FacetrainError, match="shard_classifier=true but TripletLoss has no class weights"):
         setup_class_shards(TripletLoss(), 0, True, 0, 2)
     assert setup_class_shards(TripletLoss(), 0, True, 0, 1) == []  # one process: nothing to shard, nothing said
+
+
+@pytest.mark.parametrize("block", [4, 5, 64])  # 4, 5: sampling blocks straddle the ranks' blocks (7 + 6, 5 + 4 + 4)
+def test_each_rank_draws_its_own_classes_and_the_set_ignores_the_world_size(block):
+    """The classes the ranks' `select` keep, put together, are one process's, at world size 1, 2 and 3."""
+    labels = torch.tensor(LABELS)
+
+    def used(world: int) -> list[int]:
+        kept = []
+        for r in range(world):
+            shard = ClassShard(C, 0.5)
+            shard.sample_block, shard.seed, shard.iteration = block, SEED, ITERATION
+            shard.start, shard.stop = shard_bounds(C, r, world)
+            shard.world_size = world
+            rows, target = shard.select(labels)
+            inside = (labels >= shard.start) & (labels < shard.stop)
+            assert torch.equal(rows[target[inside]] + shard.start, labels[inside])  # each label at its column
+            assert bool((target[~inside] == -1).all())
+            kept += (rows + shard.start).tolist()
+        return kept
+
+    one = used(1)
+    assert one == used(2) == used(3) and set(LABELS) <= set(one)
+    sizes = [min(block, C - start) for start in range(0, C, block)]
+    assert len(one) >= sum(math.ceil(0.5 * n) for n in sizes)  # each block's quota (more where positives crowd it)
+    reference = ClassShard(C, 0.5)
+    reference.sample_block, reference.seed, reference.iteration = block, SEED, ITERATION
+    assert reference.sampled_classes(labels).tolist() == one

@@ -32,6 +32,15 @@ def test_a_slurm_task_reads_as_a_torchrun_rank():
     assert slurm_environment(TASK | {"MASTER_PORT": "29400"})["MASTER_PORT"] == "29400"
 
 
+def test_a_user_exported_master_addr_and_port_are_kept(monkeypatch):
+    """A job script that exports its own meeting point (a fabric interface's address) keeps it."""
+    found = slurm_environment(TASK | {"MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29400"})
+    assert (found["MASTER_ADDR"], found["MASTER_PORT"]) == ("10.1.2.3", "29400")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")} | TASK
+    monkeypatch.setattr(os, "environ", env | {"MASTER_ADDR": "ib-node7"})
+    assert distributed.adopt_slurm_environment() and os.environ["MASTER_ADDR"] == "ib-node7"
+
+
 def test_torchrun_single_tasks_and_the_batch_script_are_left_alone():
     assert slurm_environment(TASK | {"WORLD_SIZE": "2"}) == {}  # torchrun inside a SLURM job wins
     assert slurm_environment(TASK | {"SLURM_NTASKS": "1"}) == {}

@@ -54,14 +54,36 @@ def _state(train_cfg, tmp_path, *extra):
     return build_state(cfg, 3, torch.device("cpu"), tmp_path)
 
 
-def test_clipping_bounds_the_update_to_lr_times_the_norm(train_cfg, tmp_path):
-    state = _state(train_cfg, tmp_path, "clip_grad_norm=0.01")
+def _moves(state, images, labels):
+    """(the step's statistics, how far the model's parameters moved, how far the loss's moved)."""
+    model = {id(p) for p in state.model.parameters()}
     before = [p.detach().clone() for p in state.parameters]
+    stats = train_step(state, images, labels)
+    moved = [(id(p) in model, (p.detach() - b).flatten()) for p, b in zip(state.parameters, before, strict=True)]
+    return (stats, torch.cat([m for own, m in moved if own]).norm().item(),
+            torch.cat([m for own, m in moved if not own]).norm().item())
+
+
+def test_clipping_all_bounds_the_update_to_lr_times_the_norm(train_cfg, tmp_path):
+    state = _state(train_cfg, tmp_path, "clip_grad_norm=0.01")
     images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8)
-    train_step(state, images, torch.tensor([0, 1, 2, 0]))
-    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(state.parameters, before, strict=True)])
+    _, model, loss = _moves(state, images, torch.tensor([0, 1, 2, 0]))
     # plain SGD: the step is -lr * g, and the clipped global norm of g is at most 0.01
-    assert moved.norm().item() == pytest.approx(0.5 * 0.01, rel=1e-3)
+    assert (model**2 + loss**2) ** 0.5 == pytest.approx(0.5 * 0.01, rel=1e-3)
+
+
+def test_clipping_the_model_alone_leaves_the_classifier_unclipped(train_cfg, tmp_path):
+    """clip_grad_scope=model, as arcface_torch clips its backbone: the classifier's step is the plain -lr * g."""
+    images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 0])
+    assert _state(train_cfg, tmp_path).clip_scope == "all"  # the default
+    stats, model, loss = _moves(_state(train_cfg, tmp_path, "clip_grad_norm=0.01", "clip_grad_scope=model"), images,
+                                labels)
+    assert model == pytest.approx(0.5 * 0.01, rel=1e-3) and loss > 10 * 0.5 * 0.01  # the loss's step: unclipped
+    every, _, _ = _moves(_state(train_cfg, tmp_path, "clip_grad_norm=0.01"), images, labels)
+    # the logged norm is the clipped parameters' norm: all = sqrt(model^2 + loss^2), loss's raw = its step / lr
+    assert float(every["grad_norm"]) ** 2 == pytest.approx(float(stats["grad_norm"]) ** 2 + (loss / 0.5) ** 2,
+                                                           rel=1e-4)
 
 
 def test_a_non_finite_step_is_skipped_and_counted(train_cfg, tmp_path, monkeypatch):

@@ -53,9 +53,9 @@ def first_host(nodelist: str) -> str:
 def slurm_environment(env: MutableMapping[str, str]) -> dict[str, str]:
     """torchrun's variables for a process SLURM started as one task of a step with several (`srun`, submitit).
 
-    RANK = SLURM_PROCID, WORLD_SIZE = SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID, MASTER_ADDR = the first host
-    of SLURM_JOB_NODELIST, MASTER_PORT = MASTER_PORT if set, else one derived from the job id (every task of
-    the job derives the same). Empty when torchrun's WORLD_SIZE is already set, outside a SLURM step (the
+    RANK = SLURM_PROCID, WORLD_SIZE = SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID, MASTER_ADDR = MASTER_ADDR if
+    the job exported one, else the first host of SLURM_JOB_NODELIST, MASTER_PORT = MASTER_PORT if set, else
+    one derived from the job id (every task of the job derives the same). Empty when torchrun's WORLD_SIZE is already set, outside a SLURM step (the
     batch script itself runs once, whatever --ntasks says), or for a single task.
     """
     if "WORLD_SIZE" in env or "SLURM_STEP_ID" not in env or int(env.get("SLURM_NTASKS", "1")) <= 1:
@@ -63,7 +63,8 @@ def slurm_environment(env: MutableMapping[str, str]) -> dict[str, str]:
     tasks, nodes = int(env["SLURM_NTASKS"]), int(env.get("SLURM_JOB_NUM_NODES", env.get("SLURM_NNODES", "1")))
     return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": str(tasks), "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
             "LOCAL_WORLD_SIZE": str(tasks // max(nodes, 1)),
-            "MASTER_ADDR": first_host(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "127.0.0.1"))),
+            "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(env.get("SLURM_JOB_NODELIST",
+                                                                       env.get("SLURM_NODELIST", "127.0.0.1"))),
             "MASTER_PORT": env.get("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 40000))}
 
 

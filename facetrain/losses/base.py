@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-__all__ = ["FaceLoss"]
+__all__ = ["FaceLoss", "class_matmul"]
 
 
 class FaceLoss(nn.Module):
@@ -19,9 +20,12 @@ class FaceLoss(nn.Module):
         term_name: the key of the loss's own value in `LossOutput.terms` (how `CombinedLoss` renames it).
         class_weight_names: the parameters holding one row per class that a model-parallel run splits
             over the ranks (the loss then has a `classes` ClassShard and a block path); () when none.
+        matmul_dtype: the run's compute dtype (bf16, fp16) for a classifier's matmul, None for fp32; the
+            trainer sets it (`ModelAndLoss`), a loss with a classifier passes it to `class_matmul`.
     """
 
     samples_per_identity: int = 0
+    matmul_dtype = None
     term_name: str = ""
     class_weight_names: tuple[str, ...] = ()
 
@@ -58,3 +62,14 @@ class FaceLoss(nn.Module):
             {name: value}, logged by the trainer as `train/<name>`.
         """
         return {}
+
+
+def class_matmul(features: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype | None,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """features @ weight.T (+ bias): in `dtype` under autocast (bf16/fp16 tensor cores; None = as given),
+    returned in fp32 so the softmax statistics that follow are fp32."""
+    if dtype is None:
+        return torch.nn.functional.linear(features, weight, bias)
+    with torch.autocast(features.device.type, dtype=dtype):
+        out = torch.nn.functional.linear(features, weight, bias)
+    return out.float()

@@ -4,6 +4,8 @@ checkpoints whole (the full class-weight matrix and its optimizer state), so any
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -13,7 +15,7 @@ from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.sharded.shards import ClassShard, shard_bounds
 
-__all__ = ["clip_global_norm", "gather_checkpoint", "localize_checkpoint", "setup_class_shards",
+__all__ = ["clip_global_norm", "gather_checkpoint", "global_grad_norm", "localize_checkpoint", "setup_class_shards",
            "sharded_parameter_names"]
 
 
@@ -44,22 +46,29 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
     return [name for name, param in module.named_parameters() if _shard_of(param) is not None]
 
 
-def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """clip_grad_norm_ over parameters of which some are sharded: the squares of the sharded gradients are
-    summed over the ranks, so every rank finds the norm (and clips by the factor) one process would."""
+def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of the gradients of `parameters` as one process would find it: the squares of the sharded
+    gradients are summed over the ranks (a collective when there are any), the replicated ones added once."""
     with_grad = [p for p in parameters if p.grad is not None]
     sharded = [p.grad for p in with_grad if _shard_of(p) is not None]
     replicated = [p.grad for p in with_grad if _shard_of(p) is None]
-    device = with_grad[0].device
+    device = with_grad[0].device if with_grad else (parameters[0].device if parameters else None)
     total = torch.zeros((), device=device, dtype=torch.float32)
     if sharded:
         total = torch.nn.utils.get_total_norm(sharded).float().pow(2)
         dist.all_reduce(total)
     if replicated:
         total = total + torch.nn.utils.get_total_norm(replicated).float().pow(2)
-    norm = total.sqrt()
-    if torch.isfinite(norm) and norm > max_norm:
-        torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
+    return total.sqrt()
+
+
+def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """clip_grad_norm_ over parameters of which some may be sharded: every rank finds the norm
+    (`global_grad_norm`) and clips by the factor one process would. Returns the norm before clipping.
+    A non-finite norm makes the gradients non-finite too; the trainer then skips the step."""
+    norm = global_grad_norm(parameters)
+    if max_norm < math.inf:  # scales by min(1, max_norm / norm) on the device: no host read
+        torch.nn.utils.clip_grads_with_norm_([p for p in parameters if p.grad is not None], max_norm, norm)
     return norm
 
 

@@ -133,6 +133,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "warmup.iterations": Rule("integer", "the warm-up's length, 0 = none", low=0),
     "warmup.start_factor": Rule("number", "the first iteration's share of optim.lr", above=0, high=1),
     "clip_grad_norm": Rule("number", "the largest global gradient norm, null = no clipping", above=0, null=True),
+    "clip_grad_scope": Rule("choice", "what clip_grad_norm clips", choices=("model", "all")),
     "diverged_windows": Rule("integer", "logged windows with a non-finite loss before the run stops", low=1),
     "resume": Rule("choice", "continue from checkpoints/last.pt", choices=(True, False, "auto")),
     "resume_strict": Rule("boolean", "refuse a resume that changes the model"),

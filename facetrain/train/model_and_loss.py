@@ -10,8 +10,9 @@ from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
 from facetrain.sharded.state import sharded_parameter_names
 from facetrain.train.precision import backbone_autocast
+from facetrain.train.speed import compile_backbone
 
-__all__ = ["ModelAndLoss", "wrap_for_ranks"]
+__all__ = ["ModelAndLoss", "wire_network", "wrap_for_ranks"]
 
 
 class ModelAndLoss(nn.Module):
@@ -22,13 +23,17 @@ class ModelAndLoss(nn.Module):
     batch, and DDP averages those, so N ranks with batch_size / N images each take the step one process takes
     with the whole batch (for losses that are plain means over the batch).
 
-    Mixed precision ends at the embedding: the backbone runs under autocast to `amp_dtype` (bf16, fp16),
-    the head and the loss (classifier, softmax, margins) in fp32 (see `facetrain.train.precision`).
+    Mixed precision: the backbone runs under autocast to `amp_dtype` (bf16, fp16), and so does the
+    classifier's matmul (every loss in `loss` is told `matmul_dtype`); the head, the margins and the softmax
+    run in fp32 (see `facetrain.train.precision`).
     """
 
     def __init__(self, model: FaceModel, loss: FaceLoss, amp_dtype: torch.dtype | None = None):
         super().__init__()
         self.model, self.loss, self.amp_dtype = model, loss, amp_dtype
+        for module in loss.modules():
+            if isinstance(module, FaceLoss):
+                module.matmul_dtype = amp_dtype
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor):
         with backbone_autocast(images.device.type, self.amp_dtype):
@@ -57,3 +62,14 @@ def wrap_for_ranks(module: ModelAndLoss, device: torch.device, world_size: int, 
     nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
         module, sharded_parameter_names(module))
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def wire_network(model: FaceModel, loss: FaceLoss, amp_dtype: torch.dtype | None, device: torch.device,
+                 world_size: int, sync_bn: bool, compile_: bool) -> nn.Module:
+    """What a training step runs, in the order PyTorch asks for with DDP and torch.compile: SyncBatchNorm
+    conversion, then the DDP wrapper, then compilation (of the backbone, in place: the loss's collectives
+    and class sampling's data-dependent sizes stay eager, and checkpoint keys stay plain)."""
+    network = wrap_for_ranks(ModelAndLoss(model, loss, amp_dtype), device, world_size, sync_bn)
+    if compile_:
+        compile_backbone(model.backbone)
+    return network

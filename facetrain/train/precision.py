@@ -1,8 +1,9 @@
 """Numeric precision of training: `precision=auto|bf16|fp16|fp32`, autocast, GradScaler.
 
-Autocast covers the backbone only. The head (L2 x alpha), the classifier and the softmax run in fp32 outside
-it (`ModelAndLoss`): cosines near 1 and margins like ArcFace's cos(theta + m) lose their meaning at bf16's
-3 significant digits, and the classifier's share of a step is small next to the backbone's convolutions.
+Autocast covers the backbone. Of the loss, only the classifier's matmul (features x class weights, the
+biggest GEMM of a many-identity run) runs in the run's precision, its output back in fp32 (`class_matmul`),
+as insightface's arcface_torch does; the head (L2 x alpha), the margins (ArcFace's cos(theta + m)), the
+softmax's max, sum and log and the cross-entropy stay in fp32.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from facetrain.run.checkpoint import capture_state, checkpoint_path, save_checkp
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import gather_checkpoint, setup_class_shards
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
-from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
+from facetrain.train.model_and_loss import ModelAndLoss, wire_network
 from facetrain.train.precision import ResumableGradScaler, autocast_dtype, resolve_precision
 from facetrain.train.progress import RunningMeans
 from facetrain.train.speed import configure_backends, prepare_backbone
@@ -41,6 +41,7 @@ class TrainState:
     precision: str = "fp32"  # resolved: bf16, fp16 (with the GradScaler) or fp32
     channels_last: bool = False  # batches go to the backbone in channels_last memory format
     clip_grad_norm: float | None = None  # max global gradient norm (after unscaling); None = no clipping
+    clip_scope: str = "all"  # what clipping covers: all (+ the loss's parameters) or model (backbone + head)
     iteration: int = 0  # iterations finished
     start: int = 0  # the iteration this process started (or resumed) from
     meter: RunningMeans = field(default_factory=RunningMeans)  # batch statistics since the last log
@@ -65,6 +66,16 @@ class TrainState:
     def parameters(self) -> list[torch.nn.Parameter]:
         """Every parameter the optimizer updates, in its group order (what clipping and the finite check see)."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @cached_property
+    def clip_groups(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """(the parameters `clip_grad_norm` clips, the rest), each in optimizer order. `all` clips every
+        parameter by one global norm; `model` the backbone and head alone, as insightface's arcface_torch
+        clips its backbone (with L2-softmax at alpha=64 the unclipped classifier then diverges)."""
+        if self.clip_scope == "all":
+            return self.parameters, []
+        model = {id(p) for p in self.model.parameters()}
+        return [p for p in self.parameters if id(p) in model], [p for p in self.parameters if id(p) not in model]
 
     @property
     def stateful(self) -> dict:
@@ -112,12 +123,13 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     model, loss = model.to(device), loss.to(device)
     shards = setup_class_shards(loss, int(cfg.seed), bool(cfg.get("shard_classifier", False)), rank(), world_size())
     channels_last = bool(cfg.get("channels_last", False))
-    prepare_backbone(model.backbone, channels_last, bool(cfg.get("compile", False)))
+    prepare_backbone(model.backbone, channels_last)
     optimizer = build_optimizer(cfg, model, loss)
     scheduler = build_scheduler(cfg, optimizer)
     scaler = ResumableGradScaler(device.type, enabled=precision == "fp16")
     clip = cfg.get("clip_grad_norm")
-    network = wrap_for_ranks(ModelAndLoss(model, loss, autocast_dtype(precision)), device, world_size(),
-                             bool(cfg.get("sync_bn", False)))
+    network = wire_network(model, loss, autocast_dtype(precision), device, world_size(),
+                           bool(cfg.get("sync_bn", False)), bool(cfg.get("compile", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
-                      channels_last, float(clip) if clip else None, network=network, class_shards=shards)
+                      channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "all")).lower(),
+                      network=network, class_shards=shards)

@@ -8,7 +8,7 @@ import torch
 
 from facetrain.data.images.augment import random_hflip
 from facetrain.distributed.rank import rank, rank_rows, world_size
-from facetrain.sharded.state import clip_global_norm
+from facetrain.sharded.state import clip_global_norm, global_grad_norm
 from facetrain.train.progress import batch_stats
 from facetrain.train.speed import to_memory_format
 from facetrain.train.state import TrainState
@@ -17,20 +17,19 @@ __all__ = ["train_step"]
 
 
 def _optimizer_step(state: TrainState) -> torch.Tensor | None:
-    """Unscale, clip to `clip_grad_norm` (if set), and step unless the gradients are not finite.
+    """Unscale, clip the `clip_grad_scope` parameters to `clip_grad_norm` (if set), and step unless some
+    gradient is not finite.
 
-    Returns the global gradient norm before clipping, or None when the step was skipped. A skipped step
-    leaves weights, momentum and weight decay untouched, so one overflowing batch costs one step, not the
-    run. Reading the norm is the step's one host sync (fp16's GradScaler makes the same one to skip its
-    own overflowing steps).
+    Returns the clipped parameters' gradient norm before clipping, or None when the step was skipped. A
+    skipped step leaves weights, momentum and weight decay untouched, so one overflowing batch costs one
+    step, not the run. Reading whether the norms are finite is the step's one host sync (fp16's
+    GradScaler makes the same one to skip its own overflowing steps).
     """
     state.scaler.unscale_(state.optimizer)
-    max_norm = state.clip_grad_norm or math.inf
-    if state.sharded:  # the norm over every rank's block of the class weights
-        norm = clip_global_norm(state.parameters, max_norm)
-    else:
-        norm = torch.nn.utils.clip_grad_norm_(state.parameters, max_norm)
-    if not torch.isfinite(norm):
+    clipped, rest = state.clip_groups
+    norm = clip_global_norm(clipped, state.clip_grad_norm or math.inf)  # sharded blocks: the global norm
+    total = norm + global_grad_norm(rest) if rest else norm  # finite iff every gradient is
+    if not torch.isfinite(total):
         return None
     state.scaler.step(state.optimizer)
     return norm

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrain.losses.base import FaceLoss
+from facetrain.losses.base import FaceLoss, class_matmul
 from facetrain.losses.class_agents import unit_ball_agents
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import block_forward, pick_rows
@@ -62,7 +62,7 @@ class MarginSoftmaxLoss(FaceLoss):
         Returns:
             [B, c] similarities (cosines here; NormFace's ablations leave one side un-normalized).
         """
-        return F.normalize(features, dim=1) @ F.normalize(weight, dim=1).T
+        return class_matmul(F.normalize(features, dim=1), F.normalize(weight, dim=1), self.matmul_dtype)
 
     def logit_scale(self, features: torch.Tensor) -> torch.Tensor:
         """The factor the similarities are multiplied by.
@@ -109,7 +109,7 @@ class MarginSoftmaxLoss(FaceLoss):
         return self.logit_scale(features) * cos.scatter(1, index, margined)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
-        features = features.to(self.weight.dtype)  # fp32 under AMP: cosines near 1 need the precision
+        features = features.to(self.weight.dtype)  # fp32: the margins and softmax; the matmul in matmul_dtype
         if self.classes.active:
             loss, correct = block_forward(self.classes, self._block_logits, features, labels)
             return LossOutput(total=loss, terms={self.term_name: loss.detach()}, correct=correct)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from facetrain.errors import FacetrainError
+from facetrain.losses.base import class_matmul
 from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 
 __all__ = ["NormFaceLoss", "normface_loss_bound"]
@@ -67,7 +68,7 @@ class NormFaceLoss(MarginSoftmaxLoss):
         """f~ . W~ (`both`), f~ . W (`features`) or f . W~ (`weights`), for the given class weights."""
         f = F.normalize(features, dim=1) if self.normalize != "weights" else features
         w = F.normalize(weight, dim=1) if self.normalize != "features" else weight
-        return f @ w.T
+        return class_matmul(f, w, self.matmul_dtype)
 
     def scalars(self) -> dict[str, float]:
         """s and, when both sides are normalized, the prop. 2 lower bound of the loss at that s."""

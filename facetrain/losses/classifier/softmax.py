@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetrain.losses.base import FaceLoss
+from facetrain.losses.base import FaceLoss, class_matmul
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import block_forward, pick_rows
 from facetrain.sharded.shards import ClassShard
@@ -37,10 +37,11 @@ class SoftmaxLoss(FaceLoss):
         if self.classes.active:
             loss, correct = block_forward(self.classes, self._block_logits, features, labels)
             return LossOutput(total=loss, terms={self.term_name: loss.detach()}, correct=correct)
-        logits = self.classifier(features)
+        logits = class_matmul(features, self.classifier.weight, self.matmul_dtype, self.classifier.bias)
         loss = F.cross_entropy(logits, labels)
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, logits, labels)
 
     def _block_logits(self, features: torch.Tensor, rows: torch.Tensor | None, target: torch.Tensor):
-        logits = F.linear(features, pick_rows(self.classifier.weight, rows), pick_rows(self.classifier.bias, rows))
+        logits = class_matmul(features, pick_rows(self.classifier.weight, rows), self.matmul_dtype,
+                              pick_rows(self.classifier.bias, rows))
         return logits, logits
