@@ -59,6 +59,7 @@ def test_clipping_bounds_the_update_to_lr_times_the_norm(train_cfg, tmp_path):
     before = [p.detach().clone() for p in state.parameters]
     images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8)
     train_step(state, images, torch.tensor([0, 1, 2, 0]))
+    assert all(p.grad is None for p in state.parameters)  # no gradient held between steps (docs/scale.md)
     moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(state.parameters, before, strict=True)])
     # plain SGD: the step is -lr * g, and the clipped global norm of g is at most 0.01
     assert moved.norm().item() == pytest.approx(0.5 * 0.01, rel=1e-3)
