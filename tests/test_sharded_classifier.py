@@ -6,6 +6,7 @@ means equal to round-off (1e-10), far inside a 1e-6 tolerance.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -32,8 +33,12 @@ from facetrain.losses import (
     SoftmaxLoss,
     SphereFaceLoss,
 )
+from facetrain.run.checkpoint import load_checkpoint
+from facetrain.sharded import rows as class_rows
+from facetrain.sharded import state as sharded_state
+from facetrain.sharded.rows import building_rows
 from facetrain.sharded.shards import ClassShard, shard_bounds
-from facetrain.sharded.state import setup_class_shards
+from facetrain.sharded.state import gather_checkpoint, localize_checkpoint, setup_class_shards
 from facetrain.train.model_and_loss import ModelAndLoss, wrap_for_ranks
 
 B, IN, D, C, WORLD = 8, 6, 4, 13, 2  # C = 13: blocks of 7 and 6 classes
@@ -124,6 +129,42 @@ def _center_and_ring(rank: int) -> dict:
     return {"centers": center.centers.clone(), "radius": ring.radius.detach().clone()}
 
 
+SAVE_ROWS = 3  # the save's chunk in rows (7 + 6 rows: several chunks per rank, a short last one)
+
+
+def _trained_softmax(rank: int | None) -> tuple[SoftmaxLoss, torch.optim.Optimizer]:
+    """A softmax classifier after one SGD step on a gradient known per class (row i: i + 1), built whole
+    (rank None) or as rank `rank`'s block of 2; its momentum then holds that gradient."""
+    torch.manual_seed(0)
+    with building_rows(rank, WORLD) if rank is not None else contextlib.nullcontext():
+        loss = SoftmaxLoss(D, C)
+    if rank is not None:
+        setup_class_shards(loss, SEED, True, rank, WORLD)
+    optimizer = torch.optim.SGD(loss.parameters(), lr=0.1, momentum=0.9)
+    start = shard_bounds(C, rank, WORLD)[0] if rank is not None else 0
+    for p in loss.parameters():
+        rows = torch.arange(start, start + p.shape[0], dtype=p.dtype) + 1
+        p.grad = rows.view(-1, *[1] * (p.dim() - 1)).expand_as(p).clone()
+    optimizer.step()
+    return loss, optimizer
+
+
+def _save_and_resume(rank: int, out_dir: str) -> dict:
+    """Rank 0 assembles the checkpoint chunk by chunk and writes it; each rank maps it and takes its rows."""
+    sharded_state.CHUNK_BYTES = SAVE_ROWS * D * 8
+    loss, optimizer = _trained_softmax(rank)
+    saved = {"model": {"loss": loss.state_dict()}, "optimizer": optimizer.state_dict()}
+    saved = gather_checkpoint(saved, {"loss": loss}, optimizer)
+    path = os.path.join(out_dir, "sharded_last.pt")
+    if rank == 0:
+        torch.save(saved, path)
+    dist.barrier()
+    back = localize_checkpoint(load_checkpoint(path, mmap=True), {"loss": loss}, optimizer)
+    own = {"model": loss.state_dict(), "optimizer": optimizer.state_dict()["state"]}
+    return {"sent": saved, "back": {"model": back["model"]["loss"], "optimizer": back["optimizer"]["state"]},
+            "own": own}
+
+
 def _worker(rank: int, port: int, out_dir: str) -> None:
     # a forked child must not enter the OpenMP pool its parent already started (it hangs): one thread
     torch.set_num_threads(1)
@@ -132,6 +173,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     try:
         results = {f"{name}@{rate}": _distributed_case(name, rate, rank) for name, rate in CASES}
         results["center_ring"] = _center_and_ring(rank)
+        results["save"] = _save_and_resume(rank, out_dir)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -275,3 +317,49 @@ def test_each_rank_draws_its_own_classes_and_the_set_ignores_the_world_size(bloc
     reference = ClassShard(C, 0.5)
     reference.sample_block, reference.seed, reference.iteration = block, SEED, ITERATION
     assert reference.sampled_classes(labels).tolist() == one
+
+
+def test_rank_0_writes_the_whole_classifier_and_each_rank_reads_back_its_rows(two_ranks, float64):
+    """The save: rank 0 receives the other rank's rows in chunks of SAVE_ROWS and holds the full weights and
+    momentum of one process; rank 1 keeps its block (it writes nothing). The resume: each rank's rows again."""
+    whole, optimizer = _trained_softmax(None)
+    momentum = {i: s["momentum_buffer"] for i, s in optimizer.state_dict()["state"].items()}
+    sent = two_ranks[0]["save"]["sent"]
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(sent["model"]["loss"][key], value, rtol=0, atol=0)
+    for index, value in momentum.items():
+        torch.testing.assert_close(sent["optimizer"]["state"][index]["momentum_buffer"], value, rtol=0, atol=0)
+        assert value[-1].flatten()[0] == C  # row C - 1's known gradient: every row came back in place
+    assert two_ranks[1]["save"]["sent"]["model"]["loss"]["classifier.weight"].shape == (6, D)
+    for r, got in enumerate(two_ranks):
+        start, stop = shard_bounds(C, r, WORLD)
+        for key, value in got["save"]["own"]["model"].items():
+            torch.testing.assert_close(got["save"]["back"]["model"][key], value, rtol=0, atol=0)
+            torch.testing.assert_close(value, whole.state_dict()[key][start:stop], rtol=0, atol=0)
+        for index, state in got["save"]["own"]["optimizer"].items():
+            torch.testing.assert_close(got["save"]["back"]["optimizer"][index]["momentum_buffer"],
+                                       state["momentum_buffer"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make", [lambda: ArcFaceLoss(D, C), lambda: SoftmaxLoss(D, C), lambda: CTripletLoss(D, C)],
+                         ids=["arcface", "softmax", "c_triplet"])
+def test_a_rank_draws_only_its_rows_of_the_one_process_draw(make, monkeypatch):
+    """Blocks of 4 rows, so ranks start inside a block; worlds of 2 and 3 (uneven). The rows equal the whole
+    draw's, the global generator ends where it does, and `place` keeps the rows without copying them."""
+    monkeypatch.setattr(class_rows, "BLOCK_ROWS", 4)
+    torch.manual_seed(0)
+    whole, after = make().state_dict(), torch.rand(3)
+    for world in (2, 3):
+        for r in range(world):
+            torch.manual_seed(0)
+            with building_rows(r, world):
+                loss = make()
+            assert torch.equal(torch.rand(3), after)
+            start, stop = shard_bounds(C, r, world)
+            pointers = {n: p.data_ptr() for n, p in loss.named_parameters()}
+            setup_class_shards(loss, SEED, True, r, world)
+            sharded = [n for n, p in loss.named_parameters() if hasattr(p, "class_shard")]
+            assert sharded and all(dict(loss.named_parameters())[n].data_ptr() == pointers[n] for n in sharded)
+            for key, value in loss.state_dict().items():
+                expected = whole[key][start:stop] if key in sharded else whole[key]
+                torch.testing.assert_close(value, expected, rtol=0, atol=0, equal_nan=True, msg=f"{key} {r}/{world}")

@@ -68,6 +68,7 @@ def test_clipping_all_bounds_the_update_to_lr_times_the_norm(train_cfg, tmp_path
     state = _state(train_cfg, tmp_path, "clip_grad_norm=0.01")
     images = torch.randint(0, 256, (4, 3, 112, 96), dtype=torch.uint8)
     _, model, loss = _moves(state, images, torch.tensor([0, 1, 2, 0]))
+    assert all(p.grad is None for p in state.parameters)  # no gradient held between steps (docs/scale.md)
     # plain SGD: the step is -lr * g, and the clipped global norm of g is at most 0.01
     assert (model**2 + loss**2) ** 0.5 == pytest.approx(0.5 * 0.01, rel=1e-3)
 

@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 from facetrain.distributed.rank import rank, world_size
 
-__all__ = ["gather_rows", "max_over_ranks", "pad_gather_rows", "shared_sum_over_ranks", "sum_over_ranks"]
+__all__ = ["gather_rows", "max_over_ranks", "pad_gather_rows", "rows_to_main", "shared_sum_over_ranks",
+           "sum_over_ranks"]
 
 
 class _GatherRows(torch.autograd.Function):
@@ -91,3 +92,35 @@ def pad_gather_rows(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(parts, padded)
     return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
+
+
+@torch.no_grad()
+def rows_to_main(x: torch.Tensor, bounds: list[tuple[int, int]], chunk_bytes: int) -> torch.Tensor | None:
+    """Assemble a row-sharded matrix on rank 0's host: rank r holds rows [bounds[r]) as `x`. Rank 0 returns
+    the whole matrix (CPU); every other rank sends its rows, `chunk_bytes` at a time, and returns None.
+
+    No rank holds more than its rows plus one chunk, except rank 0's one host copy of the result; the
+    ranks are visited in order with point-to-point sends (NCCL or gloo).
+    """
+    x = x.detach()
+    row_bytes = max(1, x[:1].numel() * x.element_size())
+    step = max(1, int(chunk_bytes) // row_bytes)
+    me = rank()
+    if me != 0:
+        for low in range(0, x.shape[0], step):
+            dist.send(x[low:low + step].contiguous(), dst=0)
+        return None
+    full = torch.empty((bounds[-1][1], *x.shape[1:]), dtype=x.dtype)
+    full[bounds[0][0]:bounds[0][1]] = x
+    buffer = None
+    for source, (start, stop) in enumerate(bounds[1:], start=1):
+        for low in range(start, stop, step):
+            high = min(low + step, stop)
+            if x.device.type == "cpu":  # straight into place
+                dist.recv(full[low:high], src=source)
+                continue
+            if buffer is None:
+                buffer = x.new_empty((step, *x.shape[1:]))
+            dist.recv(buffer[:high - low], src=source)
+            full[low:high] = buffer[:high - low]
+    return full

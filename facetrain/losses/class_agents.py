@@ -6,12 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetrain.sharded.rows import unit_rows
+
 __all__ = ["unit_ball_agents", "squared_agent_distances"]
 
 
 def unit_ball_agents(num_classes: int, embedding_dim: int) -> nn.Parameter:
-    """A [C, D] parameter of Gaussian rows scaled to unit norm (NormFace's `gaussian_unitball` filler)."""
-    return nn.Parameter(F.normalize(torch.randn(num_classes, embedding_dim), dim=1))
+    """A [C, D] parameter of Gaussian rows scaled to unit norm (NormFace's `gaussian_unitball` filler), drawn
+    block by block of rows: a rank of a sharded classifier draws only its own (`facetrain.sharded.rows`)."""
+    return nn.Parameter(unit_rows(num_classes, embedding_dim))
 
 
 def squared_agent_distances(features: torch.Tensor, agents: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,9 @@ class ClassShard(nn.Module):
         return self.stop - self.start
 
     def place(self, owner: nn.Module, names: tuple[str, ...], rank: int, world_size: int) -> None:
-        """Keep only this rank's rows of `owner`'s class-weight parameters `names` (dotted, row = class).
+        """Keep only this rank's rows of `owner`'s class-weight parameters `names` (dotted, row = class):
+        cut out of the full matrices, or as they are when the loss was built with only them
+        (`facetrain.sharded.rows.building_rows`, what the trainer does).
 
         Each kept parameter is marked with `class_shard` (this object), so the trainer finds the sharded
         parameters for DistributedDataParallel, gradient clipping and checkpoints. The owner's other
@@ -73,7 +75,10 @@ class ClassShard(nn.Module):
             full = getattr(parent, leaf)
             if full is None:  # e.g. a classifier built without a bias
                 continue
-            rows = nn.Parameter(full.detach()[self.start:self.stop].clone(), requires_grad=full.requires_grad)
+            held = full.detach()
+            if held.shape[0] != self.size:  # built whole (not under `building_rows`): keep this rank's block
+                held = held[self.start:self.stop].clone()
+            rows = nn.Parameter(held, requires_grad=full.requires_grad)
             rows.class_shard = self
             setattr(parent, leaf, rows)
         if world_size > 1:  # a replicated parameter (a learned scale) gets this block's part of its gradient

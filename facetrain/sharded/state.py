@@ -1,5 +1,8 @@
 """The trainer's side of a sharded classifier: split the class weights, clip by the global norm, and keep
 checkpoints whole (the full class-weight matrix and its optimizer state), so any world size resumes them.
+
+A save sends every rank's rows to rank 0 chunk by chunk, and rank 0 writes one ordinary checkpoint; a
+resume maps that file (`torch.load(mmap=True)`) and each rank copies only its own rows out of it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from facetrain.distributed.collectives import pad_gather_rows
+from facetrain.distributed.collectives import rows_to_main
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.sharded.shards import ClassShard, shard_bounds
@@ -72,23 +75,29 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
     return norm
 
 
-def _full(tensor: torch.Tensor, shard: ClassShard) -> torch.Tensor:
-    counts = [b - a for a, b in (shard_bounds(shard.num_classes, r, shard.world_size)
-                                 for r in range(shard.world_size))]
-    return pad_gather_rows(tensor.detach(), counts).cpu()
+CHUNK_BYTES = 64 << 20  # what one send of a save moves: the most any rank holds beyond its shard
 
 
-def _own(tensor: torch.Tensor, shard: ClassShard) -> torch.Tensor:
-    return tensor[shard.start:shard.stop].clone() if tensor.shape[0] == shard.num_classes else tensor
+def _full(tensor: torch.Tensor, shard: ClassShard) -> torch.Tensor | None:
+    bounds = [shard_bounds(shard.num_classes, r, shard.world_size) for r in range(shard.world_size)]
+    return rows_to_main(tensor, bounds, CHUNK_BYTES)
+
+
+def _own(tensor: torch.Tensor, shard: ClassShard, copy: bool) -> torch.Tensor:
+    if tensor.shape[0] != shard.num_classes:
+        return tensor
+    rows = tensor[shard.start:shard.stop]
+    return rows.clone() if copy else rows
 
 
 def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer):
-    """(container, key, shard) for every checkpoint entry that holds rows of a sharded matrix: the weights
-    and each optimizer state tensor shaped like them (momentum, Adam's moments)."""
+    """(container, key, shard, kept) for every checkpoint entry that holds rows of a sharded matrix: the
+    weights (kept = False: `load_state_dict` copies them) and each optimizer state tensor shaped like them
+    (momentum, Adam's moments; kept = True: the optimizer keeps the tensor it is given)."""
     for name, module in parts.items():
         for key, param in module.named_parameters():
             if _shard_of(param) is not None:
-                yield saved["model"][name], key, _shard_of(param)
+                yield saved["model"][name], key, _shard_of(param), False
     params = [p for group in optimizer.param_groups for p in group["params"]]
     states = saved["optimizer"]["state"]
     for index, param in enumerate(params):
@@ -97,23 +106,30 @@ def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.
             for key in sorted(states[index]):
                 value = states[index][key]
                 if isinstance(value, torch.Tensor) and value.dim() == param.dim() and value.shape[1:] == param.shape[1:]:
-                    yield states[index], key, _shard_of(param)
+                    yield states[index], key, _shard_of(param), True
 
 
 def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
-    """Replace each rank's rows in a captured checkpoint by the full matrices (weights and momentum).
+    """On rank 0, replace each rank's rows in a captured checkpoint by the full matrices (weights and
+    momentum), assembled in host memory chunk by chunk (`CHUNK_BYTES`); the other ranks send their rows
+    and get `saved` back unchanged (not a checkpoint: only rank 0 writes).
 
-    A collective: every rank calls it, in the same order; rank 0 then writes the result.
+    A collective: every rank calls it, in the same order. Rank 0 holds one full copy of the sharded state
+    on the host while it writes; no other rank, and no GPU, holds more than its shard plus one chunk.
     """
-    for container, key, shard in list(_sharded_entries(saved, parts, optimizer)):
-        container[key] = _full(container[key], shard)
+    for container, key, shard, _ in list(_sharded_entries(saved, parts, optimizer)):
+        full = _full(container[key], shard)
+        if full is not None:
+            container[key] = full
     return saved
 
 
 def localize_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
     """The reverse: cut this rank's rows out of a checkpoint's full class-weight matrices and their
-    optimizer state, whatever world size saved it."""
-    for container, key, shard in list(_sharded_entries(saved, parts, optimizer)):
+    optimizer state, whatever world size saved it. On a checkpoint loaded with `mmap=True` only those rows
+    are read from the file; the weights' rows stay views of it (loading copies them into the parameters),
+    the optimizer state's rows are copied out (the optimizer keeps what it is given)."""
+    for container, key, shard, kept in list(_sharded_entries(saved, parts, optimizer)):
         if key in container:
-            container[key] = _own(container[key], shard)
+            container[key] = _own(container[key], shard, copy=kept)
     return saved

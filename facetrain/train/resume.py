@@ -111,8 +111,9 @@ def resume(state: TrainState, mode, strict: bool = True) -> None:
             return
         raise FacetrainError(
             f"resume=true but {state.checkpoint} does not exist; point hydra.run.dir=... at the run to continue")
-    saved = localize_checkpoint(load_checkpoint(state.checkpoint), named_parts(state.model, state.loss),
-                                state.optimizer)  # a sharded classifier keeps its rows of the full matrices
+    # mapped, not read: a sharded classifier copies only its rows of the full matrices out of the file
+    saved = localize_checkpoint(load_checkpoint(state.checkpoint, mmap=True), named_parts(state.model, state.loss),
+                                state.optimizer)
     changes = config_changes(saved["config"], state.cfg)
     shaping = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_KEYS and not k.endswith(NOT_SHAPING)}
     if saved.get("num_classes", state.num_classes) != state.num_classes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,7 @@ from facetrain.distributed.rank import is_main_process, rank, world_size
 from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
 from facetrain.run.checkpoint import capture_state, checkpoint_path, save_checkpoint
+from facetrain.sharded.rows import building_rows
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import gather_checkpoint, setup_class_shards
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
@@ -93,14 +95,15 @@ class TrainState:
 
     def capture(self) -> dict:
         """The checkpoint of this state. With a sharded classifier a collective (every rank calls it): the
-        full class-weight matrices and their momentum are gathered, so the checkpoint fits any world size."""
+        full class-weight matrices and their momentum are assembled on rank 0 (chunk by chunk), so the
+        checkpoint fits any world size; the other ranks' result is not a checkpoint."""
         parts = named_parts(self.model, self.loss)
         saved = capture_state(parts, self.stateful, self.iteration, self.cfg, self.num_classes, self.device)
         return gather_checkpoint(saved, parts, self.optimizer) if self.sharded else saved
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         """Write this state's checkpoint, plus the plain values of `extra`, to `path` from rank 0. Every rank
-        calls it (a sharded classifier is gathered from all of them)."""
+        calls it (a sharded classifier's rows are sent to rank 0 from all of them)."""
         if self.sharded or is_main_process():
             saved = self.capture()
         if is_main_process():
@@ -113,15 +116,17 @@ class TrainState:
 
 def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir: Path) -> TrainState:
     """Seeded build of model and loss on `device`, then optimizer, LR schedule and grad scaler; under torchrun
-    the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights, and
-    with `shard_classifier=true` keeps only its block of the class weights). The precision, memory format and
+    the forward path is wrapped in DistributedDataParallel (every rank builds the same seeded weights; with
+    `shard_classifier=true` each draws only its block of the class weights, the rows one process draws). The precision, memory format and
     compilation (`precision`, `channels_last`, `compile`) apply here."""
     precision = resolve_precision(cfg.get("precision", "auto"), device)
     configure_backends(cfg, device)
     torch.manual_seed(int(cfg.seed))
-    model, loss = build_parts(cfg, num_classes)
+    shard = bool(cfg.get("shard_classifier", False)) and world_size() > 1
+    with building_rows(rank(), world_size()) if shard else contextlib.nullcontext():
+        model, loss = build_parts(cfg, num_classes)  # sharded: each rank draws only its rows of the class weights
     model, loss = model.to(device), loss.to(device)
-    shards = setup_class_shards(loss, int(cfg.seed), bool(cfg.get("shard_classifier", False)), rank(), world_size())
+    shards = setup_class_shards(loss, int(cfg.seed), shard, rank(), world_size())
     channels_last = bool(cfg.get("channels_last", False))
     prepare_backbone(model.backbone, channels_last)
     optimizer = build_optimizer(cfg, model, loss)

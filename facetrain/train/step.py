@@ -81,6 +81,7 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(out.total).backward()
     grad_norm = _optimizer_step(state)
+    state.optimizer.zero_grad(set_to_none=True)  # no gradient held between steps (a sharded C x D block's is large)
     state.scaler.update()
     state.scheduler.step()
     if grad_norm is None:

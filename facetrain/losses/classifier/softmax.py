@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from facetrain.losses.base import FaceLoss, class_matmul
 from facetrain.losses.output import LossOutput
 from facetrain.sharded.block_softmax import block_forward, pick_rows
+from facetrain.sharded.rows import uniform_rows
 from facetrain.sharded.shards import ClassShard
 
 __all__ = ["SoftmaxLoss"]
@@ -30,7 +33,13 @@ class SoftmaxLoss(FaceLoss):
 
     def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True, sample_rate: float = 1.0):
         super().__init__()
-        self.classifier = nn.Linear(embedding_dim, num_classes, bias=bias)
+        # torch's Linear init (uniform in +-1/sqrt(D)), drawn block by block of rows: a rank of a sharded
+        # classifier draws only its own rows (facetrain.sharded.rows); "meta" allocates nothing
+        self.classifier = nn.Linear(embedding_dim, num_classes, bias=bias, device="meta")
+        bound = 1 / math.sqrt(embedding_dim)
+        self.classifier.weight = nn.Parameter(uniform_rows(num_classes, (embedding_dim,), bound))
+        if bias:
+            self.classifier.bias = nn.Parameter(uniform_rows(num_classes, (), bound))
         self.classes = ClassShard(num_classes, sample_rate)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> LossOutput:
