@@ -14,7 +14,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits,jpeg]'
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with facetrain installed (editable) and the dev tools

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
+from facetrain.data.loader_workers import loader_workers
 from facetrain.data.samplers.iteration import IterationBatchSampler
 from facetrain.data.samplers.pk import PKBatchSampler
 from facetrain.data.samplers.rank_share import RankShare
@@ -42,5 +43,5 @@ def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: in
             f"lose their pairs); pick a batch_size that is a multiple of {k * world_size()}")
     if world_size() > 1:
         sampler = RankShare(sampler, rank(), world_size())
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=int(cfg.data.num_workers), pin_memory=pin_memory,
-                      worker_init_fn=ignore_stop_signals)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
+                      pin_memory=pin_memory, worker_init_fn=ignore_stop_signals)
