@@ -67,8 +67,11 @@ def make_tree(root: Path, images: int, identities: int, size: tuple[int, int], w
     counts = np.full(identities, images // identities)
     counts[: images % identities] += 1
     tasks = [(root / f"{i + 1:07d}", i, int(c), size, 0) for i, c in enumerate(counts)]
-    with ProcessPoolExecutor(workers) as pool:
-        total = sum(pool.map(_write_person, tasks, chunksize=8))
+    if workers <= 1:
+        total = sum(map(_write_person, tasks))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            total = sum(pool.map(_write_person, tasks, chunksize=8))
     marker.write_text(json.dumps(spec))
     print(f"wrote {total} JPEGs of {identities} identities at {size[0]}x{size[1]} to {root}")
     return root
