@@ -155,6 +155,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "data.num_workers": Rule("integer", "data loading processes, 0 = the main process, auto = this rank's CPUs - 1",
                              low=0, words=("auto",)),
     "data.hflip": Rule("boolean", "random horizontal mirroring"),
+    "data.decode": Rule("choice", "where JPEGs are decoded: loader workers or the GPU", choices=("cpu", "cuda")),
     "data.fit": Rule("choice", "how images meet input_size", choices=("resize", "crop")),
     "optim.lr": Rule("number", "the base learning rate", low=0),
     "optim.momentum": Rule("number", "the momentum", low=0),

@@ -11,7 +11,7 @@ import torch
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import IMAGE_EXTENSIONS, FolderIndex, load_index, scan_identity_folders
 from facetrain.data.identity_dataset import IdentityDataset
-from facetrain.data.images.image_io import read_image
+from facetrain.data.images.image_io import read_bytes, read_image
 from facetrain.data.loader_workers import loader_workers
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderIndex", "FaceFolder", "scan_identity_folders"]
@@ -48,6 +48,9 @@ class FaceFolder(IdentityDataset):
 
     def _name(self, j: int) -> str:
         return self.paths[j].decode()
+
+    def _encoded(self, j: int) -> bytes:
+        return read_bytes(self.root / self._name(j))
 
     def _load(self, j: int) -> torch.Tensor:
         return read_image(self.root / self._name(j), self.input_size, self.fit)

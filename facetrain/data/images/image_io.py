@@ -16,7 +16,7 @@ from facetrain.data.images.face_box import crop_box
 from facetrain.data.images.jpeg_decoder import decode_jpeg_fast
 from facetrain.errors import FacetrainError
 
-__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_aligned", "read_image"]
+__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_aligned", "read_bytes", "read_image"]
 
 FIT_MODES = ("resize", "crop")
 
@@ -43,7 +43,8 @@ def _decode_bytes(data: bytes, name: str) -> torch.Tensor:
     return _decode(io.BytesIO(data), name) if image is None else image
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; ImageReadError (one line) when it is missing, a directory or unreadable."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -110,7 +111,7 @@ def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize
         if size is None:
             raise FacetrainError("a face box needs size=(height, width): the crop takes its aspect ratio")
         region = crop_box(box, margin, size, str(path))  # checked before decoding: a bad box costs no read
-    image = _decode_bytes(_read_bytes(path), str(path))
+    image = _decode_bytes(read_bytes(path), str(path))
     if region is not None:
         left, top, right, bottom = region
         image = TF.crop(image, top, left, bottom - top, right - left)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["JPEG_BACKEND", "decode_jpeg_fast", "is_jpeg"]
+__all__ = ["JPEG_BACKEND", "decode_jpeg_fast", "is_jpeg", "jpeg_components"]
 
 log = logging.getLogger(__name__)
 
 _SOI = b"\xff\xd8\xff"
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # frame headers (not DHT, JPG, DAC)
 
 
 def _torchcodec() -> Callable[[torch.Tensor], torch.Tensor]:
@@ -53,6 +54,22 @@ JPEG_BACKEND, _DECODE = _pick()
 def is_jpeg(data: bytes | bytearray | memoryview) -> bool:
     """True when the bytes start with a JPEG's start-of-image marker."""
     return bytes(data[:3]) == _SOI
+
+
+def jpeg_components(data: bytes) -> int:
+    """The component count of a JPEG's frame header (1 gray, 3 colour, 4 CMYK/YCCK); 0 when none is found."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return 0
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            pos += 1
+            continue
+        if marker in _SOF:
+            return data[pos + 9] if pos + 10 <= len(data) else 0
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return 0
 
 
 def decode_jpeg_fast(data: bytes | bytearray | memoryview) -> torch.Tensor | None:
