@@ -9,8 +9,8 @@ to a RecordIO pack (data=rec) and a jpeg pack (data=packed), and times on one th
 torchvision.io.decode_jpeg on the bytes already in memory (the bare libjpeg-turbo rate, the limit of any
 loader), then `dataset[i]` of RecFaces, PackedFaces (jpeg) and FaceFolder over a shuffled order of the same
 images, with input_size equal to the JPEGs' size (no resize). Each is timed `--rounds` times, interleaved,
-and the best round counts (a shared machine only ever slows a round down); the machine's load average is
-printed with the table.
+in CPU seconds of this process, and the best round counts (a shared machine only ever slows a round down:
+cache misses, frequency); the machine's load average is printed with the table.
 
 `--mode dataloader` writes a synthetic CASIA-style tree per source size (identity folders of JPEGs; kept
 between runs), packs it (raw and jpeg) and converts it to an insightface RecordIO pack (`rec`), then reads
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -116,9 +116,11 @@ def _dir_mib(path: Path) -> float:
 
 
 def _time_round(fn, n: int, rounds: list[float]) -> None:
-    t0 = time.perf_counter()
+    """Images per CPU second of this process (user + system: file reads count), so other processes on a
+    shared machine slow the wall clock but not the number; on an idle machine it is the wall-clock rate."""
+    t0 = time.process_time()
     fn()
-    rounds.append(n / (time.perf_counter() - t0))
+    rounds.append(n / (time.process_time() - t0))
 
 
 def one_core(args) -> list[dict]:
@@ -148,6 +150,18 @@ def one_core(args) -> list[dict]:
     runs = {"bare": lambda: [decode_jpeg(t, mode=ImageReadMode.RGB) for t in encoded]}
     for name, ds in datasets_.items():
         runs[name] = lambda ds=ds: [ds[i] for i in order]
+    batches = [order[k : k + args.batch] for k in range(0, len(order), args.batch)]
+    rec = datasets_["rec"]
+    # the whole worker side of data=rec: items and the collate into a batch, [N, 3, H, W] as the default
+    # DataLoader collate stacks it (channels_last=false), and NHWC for channels_last=true where available
+    runs["rec+batch"] = lambda: [default_collate([rec[i] for i in b]) for b in batches]
+    try:
+        from facetrain.data.images.collate import image_collate
+
+        nhwc = image_collate(True)
+        runs["rec+batch_cl"] = lambda: [nhwc([rec[i] for i in b]) for b in batches]
+    except ImportError:  # a facetrain from before it
+        pass
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for fn in runs.values():
         fn()  # warm-up: page cache, lazily opened handles, first-call costs
@@ -161,9 +175,9 @@ def one_core(args) -> list[dict]:
     print(f"one core (torch threads {torch.get_num_threads()}, no workers): {len(files)} JPEGs at {spec}, "
           f"{kib:.1f} KiB each; facetrain decodes with {JPEG_BACKEND}; best of {args.rounds} rounds; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'item':<10} {'img/s':>8} {'x bare':>7}")
+    print(f"{'item':<12} {'img/s':>8} {'x bare':>7}")
     for r in rows:
-        print(f"{r['item']:<10} {r['images_per_s']:8.0f} {r['x_bare']:7.2f}")
+        print(f"{r['item']:<12} {r['images_per_s']:8.0f} {r['x_bare']:7.2f}")
     return rows
 
 

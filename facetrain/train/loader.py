@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from facetrain.data.identity_dataset import IdentityDataset
+from facetrain.data.images.collate import image_collate
 from facetrain.data.images.device_decode import DeviceDecodedBatches, collate_encoded
 from facetrain.data.loader_workers import loader_workers
 from facetrain.data.samplers.iteration import IterationBatchSampler
@@ -53,7 +54,7 @@ def training_loader(cfg: DictConfig, dataset: Dataset, loss: FaceLoss, start: in
         sampler = RankShare(sampler, rank(), world_size())
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=loader_workers(cfg.data.num_workers),
                         pin_memory=pin_memory, worker_init_fn=ignore_stop_signals,
-                        collate_fn=collate_encoded if encoded else None)
+                        collate_fn=collate_encoded if encoded else image_collate(cfg.get("channels_last", False)))
     if not encoded:
         return loader
     return DeviceDecodedBatches(loader, dataset, device, dataset.input_size, dataset.fit)

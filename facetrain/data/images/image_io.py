@@ -64,12 +64,15 @@ def check_fit(mode: str) -> str:
 def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resize") -> torch.Tensor:
     """Bring a uint8 [C, H, W] image to `size` = (height, width) with torchvision's v2 functional ops.
 
+    The memory layout is left as it comes (decoders give channels-last strides): the copy to [C, H, W]
+    order happens once, when the batch is stacked, or never for a channels_last model (`collate_images`).
+
     `resize` scales both sides (aligned crops: the face already fills the frame as the template
     placed it); `crop` first cuts the largest centred box of the target aspect ratio, then scales
     (unaligned square photos such as CASIA-WebFace's 250x250 originals, without distorting faces).
     """
     if size is None:
-        return image.contiguous()
+        return image
     h, w = int(size[0]), int(size[1])
     if check_fit(mode) == "crop":
         ih, iw = image.shape[-2:]
@@ -79,7 +82,7 @@ def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resi
             image = TF.center_crop(image, [ch, cw])
     if tuple(image.shape[-2:]) != (h, w):
         image = TF.resize(image, [h, w], antialias=True)
-    return image.contiguous()
+    return image
 
 
 def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize",

@@ -27,7 +27,7 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 def _torchcodec() -> Callable[[torch.Tensor], torch.Tensor]:
     from torchcodec.decoders import decode_jpeg
 
-    return lambda data: decode_jpeg(data, mode="UNCHANGED")
+    return lambda data: decode_jpeg(data, mode="RGB")
 
 
 def _torchvision() -> Callable[[torch.Tensor], torch.Tensor]:
@@ -36,7 +36,7 @@ def _torchvision() -> Callable[[torch.Tensor], torch.Tensor]:
     # the deprecation is the reason TorchCodec comes first; the decoder works and is libjpeg-turbo
     warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                             category=DeprecationWarning)
-    return lambda data: decode_jpeg(data, mode=ImageReadMode.UNCHANGED)
+    return lambda data: decode_jpeg(data, mode=ImageReadMode.RGB)
 
 
 def _pick() -> tuple[str, Callable[[torch.Tensor], torch.Tensor] | None]:
@@ -72,14 +72,16 @@ def jpeg_components(data: bytes) -> int:
     return 0
 
 
-def decode_jpeg_fast(data: bytes | bytearray | memoryview) -> torch.Tensor | None:
-    """uint8 [3, H, W] of a grayscale or colour JPEG; None where Pillow must decode (see the module)."""
-    if _DECODE is None or not is_jpeg(data):
-        return None
+def decode_jpeg_fast(data: bytes) -> torch.Tensor | None:
+    """uint8 [3, H, W] of a grayscale or colour JPEG; None where Pillow must decode (see the module).
+
+    libjpeg-turbo writes H x W x 3 pixels: the result is a [3, H, W] view of them (channels-last strides),
+    not copied to [3, H, W] order; the loaders' collate makes the batch's layout (`collate_images`).
+    Gray becomes RGB inside libjpeg-turbo (the plane repeated, as Pillow's L -> RGB).
+    """
+    if _DECODE is None or not is_jpeg(data) or jpeg_components(data) not in (1, 3):
+        return None  # CMYK / YCCK: Pillow's conversion, not the wrappers' own
     try:
-        image = _DECODE(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        return _DECODE(torch.frombuffer(bytearray(data), dtype=torch.uint8))
     except RuntimeError:  # truncated, corrupt, or a kind libjpeg-turbo's wrapper refuses: Pillow decides
         return None
-    if image.shape[0] == 1:
-        return image.expand(3, -1, -1)  # Pillow's L -> RGB repeats the plane
-    return image if image.shape[0] == 3 else None  # CMYK / YCCK: Pillow's conversion, not ours
