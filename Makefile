@@ -14,7 +14,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits,jpeg]'
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with facetrain installed (editable) and the dev tools
@@ -34,8 +34,9 @@ test-all: $(STAMP)  ## run every test, slow ones included
 lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check facetrain tests scripts
 
-bench: $(STAMP)  ## training/embedding throughput benchmarks (scripts/bench_*.py)
+bench: $(STAMP)  ## training throughput, and loader item rates against bare libjpeg-turbo (scripts/bench_*.py)
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_loader.py
 
 clean:  ## remove generated data and runs (keeps .venv)
 	rm -rf data runs outputs multirun

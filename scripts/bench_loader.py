@@ -1,10 +1,20 @@
-"""Images/s of torchvision's ImageFolder vs facetrain's folder, pack and RecordIO (data=rec) loaders, on the same JPEGs.
+"""Images/s of facetrain's loaders against libjpeg-turbo on one core, and against torchvision's ImageFolder.
 
-    .venv/bin/python scripts/bench_loader.py                       # 20,000 JPEGs at 250x250 and at 112x96
-    .venv/bin/python scripts/bench_loader.py --images 2000 --batches 5   # a quick look
+    .venv/bin/python scripts/bench_loader.py                       # one core: bare decode vs rec / pack / folder items
+    .venv/bin/python scripts/bench_loader.py --mode dataloader     # 20,000 JPEGs at 250x250 and 112x96, 2 workers
+    .venv/bin/python scripts/bench_loader.py --mode dataloader --images 2000 --batches 5   # a quick look
 
-Writes a synthetic CASIA-style tree per source size (identity folders of JPEGs; kept between runs),
-packs it (raw and jpeg) and converts it to an insightface RecordIO pack (`rec`), then reads random batches through a DataLoader with the same batch size,
+`--mode one-core` (the default; `make bench`) writes `--images` JPEGs at `--sizes` (one size), converts them
+to a RecordIO pack (data=rec) and a jpeg pack (data=packed), and times on one thread, in this process:
+torchvision.io.decode_jpeg on the bytes already in memory (the bare libjpeg-turbo rate, the limit of any
+loader), then `dataset[i]` of RecFaces, PackedFaces (jpeg) and FaceFolder over a shuffled order of the same
+images, with input_size equal to the JPEGs' size (no resize). Each is timed `--rounds` times, interleaved,
+in CPU seconds of this process, and the best round counts (a shared machine only ever slows a round down:
+cache misses, frequency); the machine's load average is printed with the table.
+
+`--mode dataloader` writes a synthetic CASIA-style tree per source size (identity folders of JPEGs; kept
+between runs), packs it (raw and jpeg) and converts it to an insightface RecordIO pack (`rec`), then reads
+random batches through a DataLoader with the same batch size,
 worker count and transforms (decode -> uint8 tensor -> resize to the input size). Files are in the
 page cache (just written or read by the warm-up), so the numbers measure CPU, not the disk. Memory
 is the proportional set size (PSS) of the main process plus its workers at the end of each run, so
@@ -17,13 +27,14 @@ import argparse
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from torchvision import datasets
 from torchvision.transforms import v2
 
@@ -56,8 +67,11 @@ def make_tree(root: Path, images: int, identities: int, size: tuple[int, int], w
     counts = np.full(identities, images // identities)
     counts[: images % identities] += 1
     tasks = [(root / f"{i + 1:07d}", i, int(c), size, 0) for i, c in enumerate(counts)]
-    with ProcessPoolExecutor(workers) as pool:
-        total = sum(pool.map(_write_person, tasks, chunksize=8))
+    if workers <= 1:
+        total = sum(map(_write_person, tasks))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            total = sum(pool.map(_write_person, tasks, chunksize=8))
     marker.write_text(json.dumps(spec))
     print(f"wrote {total} JPEGs of {identities} identities at {size[0]}x{size[1]} to {root}")
     return root
@@ -101,18 +115,96 @@ def _dir_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def main() -> None:
+def _time_round(fn, n: int, rounds: list[float]) -> None:
+    """Images per CPU second of this process (user + system: file reads count), so other processes on a
+    shared machine slow the wall clock but not the number; on an idle machine it is the wall-clock rate."""
+    t0 = time.process_time()
+    fn()
+    rounds.append(n / (time.process_time() - t0))
+
+
+def one_core(args) -> list[dict]:
+    """Bare libjpeg-turbo decodes/s and item/s of rec, jpeg pack and folder on the same JPEGs, one thread."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        from facetrain.data.images.jpeg_decoder import JPEG_BACKEND
+    except ImportError:  # a facetrain from before the fast path (for before/after numbers)
+        JPEG_BACKEND = "pillow"
+
+    warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
+    torch.set_num_threads(1)
+    spec = args.sizes.split(",")[0]
+    size = tuple(int(v) for v in spec.split("x"))
+    tree = make_tree(args.out / f"tree-{spec}-{args.images}", args.images, args.identities, size, 1)
+    pack_dir, rec_dir = args.out / f"pack-{spec}-{args.images}-jpeg", args.out / f"rec-{spec}-{args.images}"
+    if not (pack_dir / "pack.json").exists():
+        pack_tree(tree, pack_dir, "jpeg", size, workers=1, progress=False)
+    if not (rec_dir / "train.idx").exists():
+        folder_to_rec(tree, rec_dir, progress=False)
+    datasets_ = {"rec": RecFaces(rec_dir, size, progress=False), "pack_jpeg": PackedFaces(pack_dir, size),
+                 "folder": FaceFolder(tree, size, progress=False)}
+    files = sorted(tree.rglob("*.jpg"))
+    encoded = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0)).tolist()
+    runs = {"bare": lambda: [decode_jpeg(t, mode=ImageReadMode.RGB) for t in encoded]}
+    for name, ds in datasets_.items():
+        runs[name] = lambda ds=ds: [ds[i] for i in order]
+    batches = [order[k : k + args.batch] for k in range(0, len(order), args.batch)]
+    rec = datasets_["rec"]
+    # the whole worker side of data=rec: items and the collate into a batch, [N, 3, H, W] as the default
+    # DataLoader collate stacks it (channels_last=false), and NHWC for channels_last=true where available
+    runs["rec+batch"] = lambda: [default_collate([rec[i] for i in b]) for b in batches]
+    try:
+        from facetrain.data.images.collate import image_collate
+
+        nhwc = image_collate(True)
+        runs["rec+batch_cl"] = lambda: [nhwc([rec[i] for i in b]) for b in batches]
+    except ImportError:  # a facetrain from before it
+        pass
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()  # warm-up: page cache, lazily opened handles, first-call costs
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            _time_round(fn, len(files), rates[name])
+    bare = max(rates["bare"])
+    rows = [{"item": name, "images_per_s": max(r), "x_bare": max(r) / bare, "rounds": [round(x) for x in r]}
+            for name, r in rates.items()]
+    kib = sum(len(t) for t in encoded) / len(encoded) / 1024
+    print(f"one core (torch threads {torch.get_num_threads()}, no workers): {len(files)} JPEGs at {spec}, "
+          f"{kib:.1f} KiB each; facetrain decodes with {JPEG_BACKEND}; best of {args.rounds} rounds; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'item':<12} {'img/s':>8} {'x bare':>7}")
+    for r in rows:
+        print(f"{r['item']:<12} {r['images_per_s']:8.0f} {r['x_bare']:7.2f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("one-core", "dataloader"), default="one-core")
     parser.add_argument("--out", type=Path, default=Path("/tmp/facetrain-bench-loader"))
-    parser.add_argument("--images", type=int, default=20_000)
-    parser.add_argument("--identities", type=int, default=500)
-    parser.add_argument("--sizes", default="250x250,112x96", help="source JPEG sizes, HxW, comma-separated")
+    parser.add_argument("--images", type=int, default=None, help="JPEGs (default 2,000 one-core, 20,000 dataloader)")
+    parser.add_argument("--identities", type=int, default=None, help="identity folders (default images / 40)")
+    parser.add_argument("--rounds", type=int, default=5, help="one-core: timed passes of each item path")
+    parser.add_argument("--sizes", default=None, help="source JPEG sizes, HxW, comma-separated "
+                        "(default 112x112 one-core, 250x250,112x96 dataloader)")
     parser.add_argument("--input-size", default="112x96", help="HxW the loaders deliver")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per loader")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the same for every loader)")
     parser.add_argument("--loaders", default="imagefolder,folder,pack_raw,pack_jpeg,rec")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    one = args.mode == "one-core"
+    args.images = args.images or (2_000 if one else 20_000)
+    args.identities = args.identities or max(1, args.images // 40)
+    args.sizes = args.sizes or ("112x112" if one else "250x250,112x96")
+    return one_core(args) if one else dataloader(args)
+
+
+def dataloader(args) -> list[dict]:
+    """Images/s of ImageFolder and facetrain's loaders through a DataLoader with `--workers` workers."""
     torch.set_num_threads(1)  # each worker decodes one image at a time, as in training
     h, w = (int(v) for v in args.input_size.split("x"))
     rows = []
@@ -153,6 +245,7 @@ def main() -> None:
                    float("nan"))
         print(f"{r['source']:>8}  {r['loader']:<12} {r['images_per_s']:8.0f} {r['images_per_s'] / ref:14.1f} "
               f"{r['pss_mib']:8.0f} {r['disk_mib']:9.0f}")
+    return rows
 
 
 if __name__ == "__main__":

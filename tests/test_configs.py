@@ -74,21 +74,22 @@ _SELECTION = {"min_images": 1, "max_identities": None, "max_images": None, "keep
               "subset_order": "most_images", "subset_seed": 0, "exclude_identities_of": None,
               "eval_sets": {"lfw": "${paths.data}/synth/lfw"}, "identity_names": None}
 _PASSED = {key: f"${{..{key}}}" for key in _SELECTION}
-_FOLDER = {"root": "???", "num_workers": 4, "hflip": True, "fit": "resize", "cache_dir": "${paths.data}/cache/index",
+_FOLDER = {"root": "???", "num_workers": "auto", "hflip": True, "fit": "resize", "decode": "cpu",
+           "cache_dir": "${paths.data}/cache/index",
            "verify": False, **_SELECTION,
            "dataset": {"_target_": "facetrain.data.FaceFolder", "root": "${..root}", "input_size": "${input_size}",
                        "fit": "${..fit}", "cache_dir": "${..cache_dir}", "verify": "${..verify}",
                        "workers": "${..num_workers}", **_PASSED}}
 DATA_NODES = {
     "folder": _FOLDER,
-    "packed": {"root": "???", "num_workers": 2, "hflip": True, "fit": "resize", **_SELECTION,
+    "packed": {"root": "???", "num_workers": "auto", "hflip": True, "fit": "resize", "decode": "cpu", **_SELECTION,
                "dataset": {"_target_": "facetrain.data.PackedFaces", "root": "${..root}", "input_size": "${input_size}",
                            "fit": "${..fit}", **_PASSED}},
-    "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "num_workers": 2, "cache_dir": None,
+    "synth": _FOLDER | {"root": "${paths.data}/synth/casia", "cache_dir": None,
                         "generate_if_missing": True, "val_every": 400,  # and `synth:`, what `facetrain data synth` uses
                         "synth": OmegaConf.to_container(OmegaConf.load(REPO / "configs" / "synth" / "default.yaml"))},
     "casia": _FOLDER | {"root": "${paths.data}/CASIA-WebFace-112x96"},
-    "msceleb": _FOLDER | {"root": "${paths.data}/ms-celeb-1m-112x96", "num_workers": 8},
+    "msceleb": _FOLDER | {"root": "${paths.data}/ms-celeb-1m-112x96"},
 }
 
 

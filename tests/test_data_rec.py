@@ -239,7 +239,7 @@ def test_train_on_a_rec_pack(via, tiny_data, tmp_path, train_cfg):
     if via == "cli":  # as a user types it
         run_cli("train", *tiny_train_overrides(tiny_data, run), *data, cwd=tmp_path)
     else:
-        assert train(train_cfg(*data, "data.num_workers=2", run_dir=run))["train/iterations"] == 2
+        assert train(train_cfg(*data, "data.num_workers=auto", run_dir=run))["train/iterations"] == 2
     assert (run / "checkpoints" / "last.pt").exists()
     assert '"identities": 6' in (run / "data_report.json").read_text()
 

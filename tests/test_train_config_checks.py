@@ -40,7 +40,8 @@ REFUSED = [
     ("val.pairs_per_fold", 0, "val.pairs_per_fold=0 must be null or an integer >= 1"),
     ("val.mirror", "twice", "val.mirror='twice' must be one of 'sum', 'concat', 'none'"),
     ("val.batch_size", 0, "val.batch_size=0 must be an integer >= 1"),
-    ("data.num_workers", -1, "data.num_workers=-1 must be an integer >= 0"),
+    ("data.num_workers", -1, "data.num_workers=-1 must be auto or an integer >= 0"),
+    ("data.num_workers", "many", "data.num_workers='many' must be auto or an integer >= 0"),
     ("data.hflip", "yes", "data.hflip='yes' must be true or false"),
     ("optim.momentum", -0.9, "optim.momentum=-0.9 must be a number >= 0"),
     ("optim.weight_decay", "abc", "optim.weight_decay='abc' must be a number >= 0"),
@@ -92,3 +93,5 @@ def test_accepted_values_pass():
     assert Rule("number", "x", low=0).accepts(1) and not Rule("number", "x", low=0).accepts(True)
     assert Rule("device", "x").accepts("cuda:1") and Rule("device", "x").accepts("auto")
     assert Rule("integer", "x", low=1, null=True).accepts(None) and not Rule("integer", "x", low=1).accepts(None)
+    workers = Rule("integer", "x", low=0, words=("auto",))
+    assert workers.accepts("auto") and workers.accepts("AUTO") and workers.accepts(0) and not workers.accepts("x")

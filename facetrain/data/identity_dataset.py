@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from facetrain.data.images.image_io import ImageReadError
+from facetrain.data.images.jpeg_decoder import is_jpeg, jpeg_components
 from facetrain.data.labelled import LabelledDataset
 from facetrain.data.selection.bad_files import BAD_FILES_NAME, BadFileLog
 from facetrain.data.selection.exclusion import overlapping_identities, read_identity_names
@@ -70,6 +71,7 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         self._bad: set[int] = set()
         self._bad_log = BadFileLog()
         self._report: dict = {}
+        self.encoded = False  # data.decode=cuda: items are JPEG bytes for the GPU (see `_fetch`)
 
     # -- subclasses implement these -------------------------------------------------------------
     @abc.abstractmethod
@@ -79,6 +81,20 @@ class IdentityDataset(LabelledDataset, abc.ABC):
     @abc.abstractmethod
     def _name(self, j: int) -> str:
         """Sample j's path relative to the root (for logs and bad_files.tsv)."""
+
+    def _encoded(self, j: int) -> bytes | None:
+        """Sample j's encoded file bytes (None: the format holds decoded pixels); raises ImageReadError."""
+        return None
+
+    def _fetch(self, j: int) -> torch.Tensor:
+        """`_load`; with `encoded`, a colour or gray JPEG that looks whole (ends with its EOI marker) comes
+        as its bytes, a 1-D uint8 tensor, for `device_decode` to decode on the GPU."""
+        if self.encoded:
+            data = self._encoded(j)
+            if data is not None and is_jpeg(data) and jpeg_components(data) in (1, 3) and \
+                    data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+                return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return self._load(j)
 
     # -- selection -------------------------------------------------------------------------------
     def _select(self, labels: Sequence[int], classes: Sequence[str]) -> np.ndarray:
@@ -118,11 +134,12 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         return keep
 
     # -- dataset protocol --------------------------------------------------------------------------
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:
         """Sample i, or — when its file cannot be decoded — the next readable sample (i+1, i+2, ...).
 
         The replacement depends only on i and the tree, so the fixed index stream of the
-        iteration sampler still gives the same batches after a resume.
+        iteration sampler still gives the same batches after a resume. With `encoded`, the sample's
+        position comes third, so a JPEG the GPU refuses can be decoded (or replaced) here after all.
         """
         n = len(self)
         for step in range(n):
@@ -130,7 +147,8 @@ class IdentityDataset(LabelledDataset, abc.ABC):
             if j in self._bad:
                 continue
             try:
-                return self._load(j), int(self.labels[j])
+                image = self._fetch(j)
+                return (image, int(self.labels[j]), j) if self.encoded else (image, int(self.labels[j]))
             except ImageReadError as err:
                 self._bad.add(j)
                 reason = str(err)
@@ -138,6 +156,14 @@ class IdentityDataset(LabelledDataset, abc.ABC):
                 log.warning("skipping unreadable image %s (%s); using the next one", self._name(j), reason)
                 self._bad_log.write([(self._name(j), reason)])
         raise FacetrainError("none of the training images can be read; check data.root")
+
+    def decoded_item(self, j: int) -> tuple[torch.Tensor, int]:
+        """Sample j (or its replacement) decoded here on the CPU, whatever `encoded` says."""
+        encoded, self.encoded = self.encoded, False
+        try:
+            return self[j]
+        finally:
+            self.encoded = encoded
 
     # -- report ------------------------------------------------------------------------------------
     def report(self) -> dict:

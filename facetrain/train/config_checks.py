@@ -37,6 +37,7 @@ class Rule:
         choices: the values a `choice` takes.
         null: null is allowed too.
         length: the number of items an `integers` list must have.
+        words: strings accepted besides the kind's values (`auto`).
     """
 
     kind: str
@@ -47,6 +48,7 @@ class Rule:
     choices: tuple = ()
     null: bool = False
     length: int | None = None
+    words: tuple[str, ...] = ()
 
     def expected(self) -> str:
         """`an integer >= 1`, `a number in (0, 1]`, `one of auto, bf16, fp16, fp32`, `null or ...`."""
@@ -67,11 +69,14 @@ class Rule:
             "choice": "one of " + ", ".join(_show(c) for c in self.choices),
             "device": "auto, cpu, cuda or cuda:N",
         }[self.kind].rstrip()
+        what = " or ".join([*self.words, what])
         return f"null or {what}" if self.null else what
 
     def accepts(self, value) -> bool:
         if value is None:
             return self.null
+        if isinstance(value, str) and value.lower() in self.words:
+            return True
         if self.kind == "integers":
             return (isinstance(value, list | tuple) and (self.length is None or len(value) == self.length)
                     and all(_is_int(v) and self._in_range(v) for v in value))
@@ -147,8 +152,10 @@ TRAIN_RULES: dict[str, Rule] = {
     "val.metric": Rule("text", "the metric best.pt maximizes"),
     "val.mirror": Rule("choice", "how mirrored features combine", choices=("sum", "concat", "none")),
     "val.batch_size": Rule("integer", "the validation's embedding batch size", low=1),
-    "data.num_workers": Rule("integer", "data loading processes, 0 = the main process", low=0),
+    "data.num_workers": Rule("integer", "data loading processes, 0 = the main process, auto = this rank's CPUs - 1",
+                             low=0, words=("auto",)),
     "data.hflip": Rule("boolean", "random horizontal mirroring"),
+    "data.decode": Rule("choice", "where JPEGs are decoded: loader workers or the GPU", choices=("cpu", "cuda")),
     "data.fit": Rule("choice", "how images meet input_size", choices=("resize", "crop")),
     "optim.lr": Rule("number", "the base learning rate", low=0),
     "optim.momentum": Rule("number", "the momentum", low=0),

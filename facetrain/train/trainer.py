@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict:
     resume(state, cfg.resume, bool(cfg.resume_strict))
     if cfg.get("init_from") and state.iteration == 0:  # a resumed run keeps its own weights
         init_backbone(state.model.backbone, str(cfg.init_from))
-    loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda")
+    loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda", device=device)
     state.network.train()
     t0 = time.perf_counter()
     run_loop(state, loader, HookList(default_hooks(cfg)), int(cfg.iterations), int(cfg.log_every),

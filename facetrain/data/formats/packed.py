@@ -66,10 +66,16 @@ class PackedFaces(IdentityDataset):
     def _name(self, j: int) -> str:
         return self.paths[j].decode()
 
-    def _load(self, j: int) -> torch.Tensor:
-        _, shard, offset, length = self.records[j].tolist()
+    def _encoded(self, j: int) -> bytes | None:
         if self.meta["format"] == "raw":
-            h, w = self.meta["size"]
-            pixels = np.array(self._shard(shard)[offset : offset + length]).reshape(3, h, w)
-            return fit_image(torch.from_numpy(pixels), self.input_size, self.fit)
-        return decode_image(os.pread(self._shard(shard), length, offset), self.input_size, self.fit, self._name(j))
+            return None
+        _, shard, offset, length = self.records[j].tolist()
+        return os.pread(self._shard(shard), length, offset)
+
+    def _load(self, j: int) -> torch.Tensor:
+        if self.meta["format"] != "raw":
+            return decode_image(self._encoded(j), self.input_size, self.fit, self._name(j))
+        _, shard, offset, length = self.records[j].tolist()
+        h, w = self.meta["size"]
+        pixels = np.array(self._shard(shard)[offset : offset + length]).reshape(3, h, w)
+        return fit_image(torch.from_numpy(pixels), self.input_size, self.fit)

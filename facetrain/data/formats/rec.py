@@ -64,11 +64,13 @@ class RecFaces(IdentityDataset):
     def _name(self, j: int) -> str:
         return f"{self.rec_path.name}:{self.keys[j]}"
 
-    def _load(self, j: int) -> torch.Tensor:
+    def _encoded(self, j: int) -> bytes:
         try:
             payload = read_record(self._handle(), int(self.offsets[j]), int(self.extents[j]))
-            image = unpack_payload(payload)[1]
+            return unpack_payload(payload)[1]
         except RecordError as err:
             raise ImageReadError(f"cannot read record {self._name(j)} ({err}); the pack is damaged there") from None
-        return decode_image(image, self.input_size, self.fit, self._name(j))
+
+    def _load(self, j: int) -> torch.Tensor:
+        return decode_image(self._encoded(j), self.input_size, self.fit, self._name(j))
 

@@ -13,9 +13,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from facetrain.data.images.alignment import warp_face
 from facetrain.data.images.face_box import crop_box
+from facetrain.data.images.jpeg_decoder import decode_jpeg_fast
 from facetrain.errors import FacetrainError
 
-__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_aligned", "read_image"]
+__all__ = ["FIT_MODES", "ImageReadError", "check_fit", "decode_image", "fit_image", "read_aligned", "read_bytes", "read_image"]
 
 FIT_MODES = ("resize", "crop")
 
@@ -36,6 +37,23 @@ def _decode(source, name: str, landmarks: np.ndarray | None = None, size: Sequen
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def _decode_bytes(data: bytes, name: str) -> torch.Tensor:
+    """libjpeg-turbo directly for grayscale and colour JPEGs (`jpeg_decoder`), Pillow for everything else."""
+    image = decode_jpeg_fast(data)
+    return _decode(io.BytesIO(data), name) if image is None else image
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; ImageReadError (one line) when it is missing, a directory or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise ImageReadError(f"cannot read image {path} (it is a directory); rename or remove it") from None
+    except OSError as err:
+        raise ImageReadError(f"cannot read image {path} ({err.strerror or err}); remove or replace the file") from None
+
+
 def check_fit(mode: str) -> str:
     """`mode` if it is one of FIT_MODES, else a one-line error (raised before any image is read)."""
     if mode not in FIT_MODES:
@@ -46,12 +64,15 @@ def check_fit(mode: str) -> str:
 def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resize") -> torch.Tensor:
     """Bring a uint8 [C, H, W] image to `size` = (height, width) with torchvision's v2 functional ops.
 
+    The memory layout is left as it comes (decoders give channels-last strides): the copy to [C, H, W]
+    order happens once, when the batch is stacked, or never for a channels_last model (`collate_images`).
+
     `resize` scales both sides (aligned crops: the face already fills the frame as the template
     placed it); `crop` first cuts the largest centred box of the target aspect ratio, then scales
     (unaligned square photos such as CASIA-WebFace's 250x250 originals, without distorting faces).
     """
     if size is None:
-        return image.contiguous()
+        return image
     h, w = int(size[0]), int(size[1])
     if check_fit(mode) == "crop":
         ih, iw = image.shape[-2:]
@@ -61,7 +82,7 @@ def fit_image(image: torch.Tensor, size: Sequence[int] | None, mode: str = "resi
             image = TF.center_crop(image, [ch, cw])
     if tuple(image.shape[-2:]) != (h, w):
         image = TF.resize(image, [h, w], antialias=True)
-    return image.contiguous()
+    return image
 
 
 def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize",
@@ -69,9 +90,10 @@ def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize
     """uint8 [3, H, W] from a file; grayscale becomes 3-channel; brought to `size` (see `fit_image`).
 
     With a face `box`, the crop around it (`crop_box`: the margin added, widened to `size`'s aspect
-    ratio; parts outside the image black) is cut first. Pillow decodes (torchvision.io's decoders
-    are deprecated as of 0.29); cropping and resizing happen on the uint8 tensor, as late as
-    possible, with torchvision's v2 functional API.
+    ratio; parts outside the image black) is cut first. Grayscale and colour JPEGs are decoded by
+    libjpeg-turbo directly (`jpeg_decoder`: the same pixels as Pillow, twice as fast), everything
+    else by Pillow; cropping and resizing happen on the uint8 tensor, as late as possible, with
+    torchvision's v2 functional API.
 
     Args:
         path: the image file.
@@ -92,9 +114,7 @@ def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize
         if size is None:
             raise FacetrainError("a face box needs size=(height, width): the crop takes its aspect ratio")
         region = crop_box(box, margin, size, str(path))  # checked before decoding: a bad box costs no read
-    if Path(path).is_dir():
-        raise ImageReadError(f"cannot read image {path} (it is a directory); rename or remove it")
-    image = _decode(path, str(path))
+    image = _decode_bytes(read_bytes(path), str(path))
     if region is not None:
         left, top, right, bottom = region
         image = TF.crop(image, top, left, bottom - top, right - left)
@@ -104,7 +124,7 @@ def read_image(path: Path, size: Sequence[int] | None = None, fit: str = "resize
 def decode_image(data: bytes, size: Sequence[int] | None = None, fit: str = "resize", name: str = "<bytes>"
                  ) -> torch.Tensor:
     """Like `read_image`, from the encoded bytes of a file (a pack's JPEG shard)."""
-    return fit_image(_decode(io.BytesIO(data), name), size, fit)
+    return fit_image(_decode_bytes(data, name), size, fit)
 
 
 def read_aligned(path: Path, landmarks: np.ndarray, size: Sequence[int]) -> torch.Tensor:
