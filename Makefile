@@ -4,9 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
+GPU_CHECK_OUT ?= runs/gpu_check.json
+# The GPU machine has no .venv (and no registry to build one): there, the plain interpreter with facetrain installed.
+RUN_PY := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-gpu test test-all lint bench clean
+.PHONY: help setup demo demo-gpu gpu-check test test-all lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -24,6 +27,9 @@ demo: $(STAMP)  ## synthesize data, train softmax and L2-softmax, score both on 
 
 demo-gpu: $(STAMP)  ## the 1,000-identity Face-ResNet-27 run where L2-softmax beats softmax (needs a GPU)
 	$(BIN)/python scripts/demo.py --gpu --out $(DEMO_DIR)_gpu
+
+gpu-check:  ## one GPU, <= 8 min: loop overhead, MFU, compile, 1M/4M classes, host syncs, GPU decode (JSON: runs/gpu_check.json)
+	$(RUN_PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT)
 
 test: $(STAMP)  ## run the default test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,7 @@ launcher (NCCL on GPUs, gloo on CPU), each taking batch / N. Printed: global ima
 (CUDA max_memory_allocated, or the process's peak RSS on CPU), FLOPs per image (torch's FlopCounterMode over
 one training step: forward + backward), and MFU = the FLOP rate achieved / the device's peak, measured here
 by a large matmul in the precision's dtype. Speed targets are checked here, never by timed tests.
+`bench(arguments(argv))` also returns those numbers as a dict (scripts/gpu_check.py calls it in-process).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from facetrain.train.precision import autocast_dtype
 from facetrain.train.speed import compile_backbone
 
 
-def _arguments(argv: list[str]) -> argparse.Namespace:
+def arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="small_cnn")
     parser.add_argument("--loss", default="softmax")
@@ -84,7 +85,8 @@ def _peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def bench(args: argparse.Namespace) -> None:
+def bench(args: argparse.Namespace) -> dict:
+    """Time the step as `args` says; print the line (rank 0) and return its numbers (every rank)."""
     overrides = [f"backbone={args.backbone}", f"loss={args.loss}", "run_dir=.", f"batch_size={args.batch}",
                  f"precision={args.precision}", f"channels_last={args.channels_last}", "compile=false",
                  f"device={args.device}", *args.overrides]
@@ -105,9 +107,11 @@ def bench(args: argparse.Namespace) -> None:
     peak = matmul_peak(device, dtype, 8192 if device.type == "cuda" else 1024)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    t_warm = time.perf_counter()
     for _ in range(args.warmup):
         train_step(state, images, labels)
     _sync(device)
+    warmup_seconds = time.perf_counter() - t_warm  # compilation and autotuning land here
     barrier()
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -115,16 +119,31 @@ def bench(args: argparse.Namespace) -> None:
     _sync(device)
     seconds = time.perf_counter() - t0
     mfu = flops * args.steps / seconds / peak  # per rank: its FLOP rate over its device's peak
+    result = {
+        "backbone": args.backbone, "loss": args.loss, "classes": args.classes, "input": [h, w], "batch": args.batch,
+        "world": world_size(), "device": device.type, "device_name": _device_name(device),
+        "precision": state.precision, "channels_last": args.channels_last, "compile": args.compile,
+        "threads": torch.get_num_threads(), "params": sum(p.numel() for p in state.model.backbone.parameters()),
+        "images_per_s": args.steps * args.batch / seconds, "peak_memory_gib": _peak_memory_gib(device),
+        "memory_kind": "CUDA allocated" if device.type == "cuda" else "RSS", "gflop_per_image": flops / per_rank / 1e9,
+        "mfu": mfu, "peak_gflop_s": peak / 1e9, "peak_dtype": str(dtype).removeprefix("torch."),
+        "warmup_s": warmup_seconds, "steps": args.steps, "overrides": list(args.overrides),
+    }
     if is_main_process():
-        params = sum(p.numel() for p in state.model.backbone.parameters())
-        print(f"backbone={args.backbone} loss={args.loss} classes={args.classes} input={h}x{w} batch={args.batch} "
-              f"world={world_size()} device={device.type} ({_device_name(device)}) precision={state.precision} "
-              f"channels_last={args.channels_last} compile={args.compile} threads={torch.get_num_threads()} "
-              f"params={params:,}: {args.steps * args.batch / seconds:,.0f} images/s, "
-              f"peak memory {_peak_memory_gib(device):.2f} GiB ({'CUDA allocated' if device.type == 'cuda' else 'RSS'}), "
-              f"{flops / per_rank / 1e9:.3f} GFLOP/image, MFU {100 * mfu:.3f}% of a measured "
-              f"{peak / 1e9:,.1f} GFLOP/s {str(dtype).removeprefix('torch.')} matmul peak"
-              + (" (above 100%: this device emulates the dtype's matmul, so it bounds nothing)" if mfu > 1 else ""))
+        print(_line(result))
+    return result
+
+
+def _line(r: dict) -> str:
+    """The one printed line of a result."""
+    return (f"backbone={r['backbone']} loss={r['loss']} classes={r['classes']} input={r['input'][0]}x{r['input'][1]} "
+            f"batch={r['batch']} world={r['world']} device={r['device']} ({r['device_name']}) "
+            f"precision={r['precision']} channels_last={r['channels_last']} compile={r['compile']} "
+            f"threads={r['threads']} params={r['params']:,}: {r['images_per_s']:,.0f} images/s, "
+            f"peak memory {r['peak_memory_gib']:.2f} GiB ({r['memory_kind']}), "
+            f"{r['gflop_per_image']:.3f} GFLOP/image, MFU {100 * r['mfu']:.3f}% of a measured "
+            f"{r['peak_gflop_s']:,.1f} GFLOP/s {r['peak_dtype']} matmul peak"
+            + (" (above 100%: this device emulates the dtype's matmul, so it bounds nothing)" if r["mfu"] > 1 else ""))
 
 
 def _device_name(device: torch.device) -> str:
@@ -133,7 +152,7 @@ def _device_name(device: torch.device) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = _arguments(argv)
+    args = arguments(argv)
     if args.world_size > 1 and "WORLD_SIZE" not in os.environ:  # start the ranks; each reruns this script
         from torch.distributed.run import main as torchrun
 

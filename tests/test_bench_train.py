@@ -35,3 +35,12 @@ def test_bench_train_on_gpu_measures_cuda_memory_and_a_bounded_mfu(capsys):
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "CUDA allocated" in line and "precision=bf16" in line
     assert 0 < float(re.search(r"MFU ([\d.]+)%", line).group(1)) < 100
+
+
+def test_bench_returns_its_numbers_for_gpu_check(capsys):
+    bench = runpy.run_path(str(REPO / "scripts" / "bench_train.py"))
+    result = bench["bench"](bench["arguments"](["--batch", "8", "--classes", "10", "--steps", "1", "--warmup", "0",
+                                                "--device", "cpu", "backbone.channels=[4,8,8,16]", "embedding_dim=16"]))
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert result["images_per_s"] > 0 and result["mfu"] > 0 and result["batch"] == 8 and result["classes"] == 10
+    assert f"{result['images_per_s']:,.0f} images/s" in line and f"{result['gflop_per_image']:.3f} GFLOP/image" in line
