@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-gpu test test-all lint bench clean
+.PHONY: help setup demo demo-gpu test test-slow test-all lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ demo-gpu: $(STAMP)  ## the 1,000-identity Face-ResNet-27 run where L2-softmax be
 
 test: $(STAMP)  ## run the default test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## run only the slow tests (make test + make test-slow = make test-all)
+	$(BIN)/python -m pytest -q -m slow
 
 test-all: $(STAMP)  ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
