@@ -9,7 +9,7 @@ GPU_CHECK_OUT ?= runs/gpu_check.json
 RUN_PY := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-gpu gpu-check test test-all lint bench clean
+.PHONY: help setup demo demo-gpu gpu-check test test-slow test-all lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ gpu-check:  ## one GPU, <= 8 min: loop overhead, MFU, compile, 1M/4M classes, ho
 
 test: $(STAMP)  ## run the default test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)  ## run only the slow tests (make test + make test-slow = make test-all)
+	$(BIN)/python -m pytest -q -m slow
 
 test-all: $(STAMP)  ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
