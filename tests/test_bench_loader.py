@@ -2,7 +2,7 @@
 
 import runpy
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_bench_loader_one_core_reports_rates_and_ratios(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import runpy
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_bench_prints_each_rank_and_phase_peak_and_shard_bytes(capsys):

@@ -20,13 +20,7 @@ FORBIDDEN = {
 
 
 def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return {n for n in names if n.startswith("facetrain.")}
+    return {n for n in _any_imports(path) if n.startswith("facetrain.")}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
@@ -40,3 +34,20 @@ def test_a_package_imports_only_the_layers_below_it(package):
 
 def test_export_never_imports_the_trainer():
     assert not {n for n in _imports(PACKAGE / "export.py") if n.split(".")[1] == "train"}
+
+
+def test_tests_import_helpers_not_conftest():
+    """conftest.py holds fixtures only; what tests import lives in tests/helpers.py."""
+    tests = Path(__file__).resolve().parent
+    bad = [p.name for p in tests.glob("*.py") if "conftest" in {n.split(".")[0] for n in _any_imports(p)}]
+    assert not bad, bad
+
+
+def _any_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
