@@ -16,10 +16,15 @@ from facetrain.data.synth import write_synthetic_data
 
 @pytest.fixture(autouse=True)
 def _seeded():
-    """Every test starts from the same random state: CI runs the suite once, so nothing may be left to chance."""
+    """Every test starts from the same random state and torch's thread count: CI runs the suite once, so nothing
+    may be left to chance, and a test that runs facetrain in this process (a benchmark asks for one thread) must
+    not change how a later in-process run computes against a fresh process (bitwise resume checks)."""
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
