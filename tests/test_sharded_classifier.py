@@ -18,7 +18,6 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from facetrain.distributed.collectives import pad_gather_rows
 from facetrain.distributed.rank import rank_rows
 from facetrain.errors import FacetrainError
 from facetrain.losses import (
@@ -82,6 +81,20 @@ class _Tiny(nn.Module):
     def forward(self, x):
         e = self.backbone(x)
         return e, self.head(e)
+
+
+@torch.no_grad()
+def pad_gather_rows(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Stack every rank's rows when the ranks hold different numbers of them (`counts`, in rank order):
+    padded to the largest for the collective, then trimmed. The test's way to put the ranks' gradients side by side."""
+    if dist.get_world_size() <= 1:
+        return x
+    most = max(counts)
+    padded = x.new_zeros((most, *x.shape[1:]))
+    padded[:x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
 
 
 def _inputs():

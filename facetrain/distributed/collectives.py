@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from facetrain.distributed.rank import rank, world_size
 
-__all__ = ["gather_rows", "max_over_ranks", "pad_gather_rows", "rows_to_main", "shared_sum_over_ranks",
+__all__ = ["gather_rows", "max_over_ranks", "rows_to_main", "shared_sum_over_ranks",
            "sum_over_ranks"]
 
 
@@ -78,20 +78,6 @@ def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
     x = x.clone()
     dist.all_reduce(x, op=dist.ReduceOp.MAX)
     return x
-
-
-@torch.no_grad()
-def pad_gather_rows(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Stack every rank's rows when the ranks hold different numbers of them (`counts`, in rank order):
-    padded to the largest for the collective, then trimmed. Used to assemble a sharded matrix."""
-    if world_size() <= 1:
-        return x
-    most = max(counts)
-    padded = x.new_zeros((most, *x.shape[1:]))
-    padded[:x.shape[0]] = x
-    parts = [torch.empty_like(padded) for _ in counts]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[:n] for part, n in zip(parts, counts, strict=True)])
 
 
 @torch.no_grad()

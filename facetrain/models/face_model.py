@@ -1,4 +1,4 @@
-"""FaceModel: backbone then training head, one module with a forward (what DDP wraps and eval rebuilds)."""
+"""FaceModel: backbone then training head, one module with a forward (what training wraps with its loss, and eval rebuilds)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""What every report plot shares: its drawn data (so tests check numbers, not pixels) and a headless PNG writer.
+"""What every report plot returns: its drawn data (so tests check numbers, not pixels) beside the PNG it wrote.
 
 A plot of the report is a function `draw(runs, cfg, out_dir) -> list[Plot]`, named under `plots:` in
-configs/report.yaml; it draws with `new_axes` and saves with `save_png`.
+configs/report.yaml; it draws with `facetrain.plotting.new_axes` and saves with `save_png`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facetrain.plotting import new_axes, save_png
-
-__all__ = ["Plot", "new_axes", "save_png"]
+__all__ = ["Plot"]
 
 
 @dataclass

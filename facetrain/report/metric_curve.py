@@ -14,9 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from facetrain.plotting import new_axes, save_png
 from facetrain.report.bounds import alpha_bounds
 from facetrain.report.compose import as_list
-from facetrain.report.figure import Plot, new_axes, save_png
+from facetrain.report.figure import Plot
 from facetrain.report.runs import RunRecord
 from facetrain.report.table import varying_keys
 

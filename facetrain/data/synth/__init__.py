@@ -1,4 +1,5 @@
-"""Procedural synthetic faces written as CASIA-style training and LFW-style evaluation trees."""
+"""Procedural synthetic faces written as the real datasets' trees: CASIA-style training, LFW, BLUFR lists, YTF,
+IJB-A, IJB-C, and the training tree as an insightface RecordIO pack with lfw.bin."""
 
 from facetrain.data.synth.identity import Identity, sample_identity
 from facetrain.data.synth.nuisance import Nuisance, sample_nuisance

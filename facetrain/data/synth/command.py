@@ -1,4 +1,4 @@
-"""`facetrain data synth`: write the synthetic CASIA-style and LFW-style trees."""
+"""`facetrain data synth`: write the synthetic trees (CASIA-style training, LFW, BLUFR, YTF, IJB-A, IJB-C, RecordIO)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from facetrain.plotting import new_axes, save_png
 from facetrain.report.analyses.analysed_run import AnalysedRun, sample_indices, trained_runs
-from facetrain.report.figure import Plot, new_axes, save_png
+from facetrain.report.figure import Plot
 from facetrain.report.runs import RunRecord
 
 __all__ = ["draw_features2d"]

@@ -15,9 +15,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.data.synth.quality import quality_path, read_quality
+from facetrain.plotting import new_axes, save_png
 from facetrain.report.analyses.analysed_run import sample_indices, trained_runs
 from facetrain.report.analyses.correlation import spearman
-from facetrain.report.figure import Plot, new_axes, save_png
+from facetrain.report.figure import Plot
 from facetrain.report.runs import RunRecord
 
 __all__ = ["draw_norm_sets", "draw_quality_norms"]

@@ -1,4 +1,5 @@
-"""Training hooks: what happens around each step (logging, checkpoints, divergence, signals), one module each."""
+"""Training hooks: what happens around each step (logging, progress bar, validation and best.pt, checkpoints,
+divergence, signals), one module each."""
 
 from facetrain.train.hooks.base import Hook, HookList
 from facetrain.train.hooks.checkpointing import CheckpointHook
