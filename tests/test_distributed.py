@@ -41,14 +41,24 @@ def _overrides(data_root: Path, run_dir: Path | None, *extra: str) -> list[str]:
 
 
 def torchrun(*args: str, nproc: int = 2, cwd: Path, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node=N -m facetrain.cli train ARGS` on a free port; fails the test on failure."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           *(launcher or (f"--master_port={_free_port()}",)), "-m", "facetrain.cli", "train", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=os.environ | {"PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    """`torchrun --nproc_per_node=N -m facetrain.cli train ARGS` on a free port; fails the test on failure.
+
+    A port found free can be taken by another process before torchrun binds it: that launch, and only that
+    kind of failure, is retried once on a new port."""
+    for attempt in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+               *(launcher or (f"--master_port={_free_port()}",)), "-m", "facetrain.cli", "train", *args]
+        proc = subprocess.run(cmd, cwd=cwd, env=os.environ | {"PYTHONUNBUFFERED": "1"}, capture_output=True,
+                              text=True, timeout=300)
+        if proc.returncode == 0 or launcher or attempt or not _port_taken(proc.stderr):
+            break
     if proc.returncode != 0:
         raise AssertionError(f"torchrun failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _port_taken(stderr: str) -> bool:
+    return any(s in stderr for s in ("Address already in use", "EADDRINUSE", "address already in use"))
 
 
 def _weights(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
