@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import PROTOCOL_FIXTURES, TINY_SPEC, compose_config, fixture_bytes, tiny_train_overrides
+from helpers import PROTOCOL_FIXTURES, TINY_SPEC, compose_config, tiny_train_overrides
 from omegaconf import DictConfig
 
 from facetrain.data.synth import write_synthetic_data
@@ -28,15 +28,9 @@ def _seeded():
 
 
 @pytest.fixture(scope="session")
-def protocols(tmp_path_factory) -> Path:
-    """tests/fixtures/protocols as a user's copy looks (every `.gz` list decompressed), for the parsers to read."""
-    root = tmp_path_factory.mktemp("protocols")
-    for src in PROTOCOL_FIXTURES.rglob("*"):
-        if src.is_file() and src.name not in ("README.md", "SHA256SUMS"):
-            dest = root / src.relative_to(PROTOCOL_FIXTURES).with_name(src.name.removesuffix(".gz"))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(fixture_bytes(src))
-    return root
+def protocols() -> Path:
+    """The real protocol files, as a user's copy holds them (tests/fixtures/protocols, origins in its README)."""
+    return PROTOCOL_FIXTURES
 
 
 @pytest.fixture(scope="session")

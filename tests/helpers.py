@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import logging
 import os
@@ -21,11 +20,6 @@ PROTOCOL_FIXTURES = REPO / "tests" / "fixtures" / "protocols"  # provenance, lic
 
 TINY_SPEC = SynthSpec(seed=3, train_identities=6, train_min_images=4, train_max_images=6, lfw_folds=10,
                       lfw_pairs_per_fold=2, lfw_identities_per_fold=3, lfw_max_images=4)
-
-
-def fixture_bytes(path: Path) -> bytes:
-    """A protocol fixture's original bytes: the big lists are stored gzipped to keep the repository small."""
-    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
 
 
 def tiny_train_overrides(data_root: Path, run_dir: Path) -> list[str]:

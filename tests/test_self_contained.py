@@ -4,7 +4,7 @@ import re
 
 from helpers import REPO
 
-# A sibling checkout (../shared/...), an absolute path on one machine, or a paper's text file by name;
+# A sibling checkout's folder, an absolute path on one machine, or a paper's text file by name;
 # papers are cited by authors, year and equation (docs/references.md).
 OUTSIDE = re.compile(r"\.\./shared|/work/|\b(?:l2-softmax|normface|ring-loss|loss-design-review|"
                      r"architectures-and-losses)\.md\b|reference/protocols\.md|\bDESIGN\.md|\bSTYLE\.md")
