@@ -17,7 +17,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits,jpeg]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits,jpeg,audit,track,search,timm]'
+	# MTCNN's published P/R/O-Net weights (MIT) for the face detector: only the wheel's weight files are read
+	# (facetrain/detect/ runs them in its own modules), so its old torch pin is not installed (--no-deps).
+	$(BIN)/pip install --quiet --no-deps facenet-pytorch==2.6.0
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with facetrain installed (editable) and the dev tools
