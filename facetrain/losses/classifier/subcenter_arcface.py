@@ -17,7 +17,7 @@ from facetrain.losses.base import class_matmul
 from facetrain.losses.classifier.arcface import ArcFaceLoss
 from facetrain.sharded.rows import draw_rows
 
-__all__ = ["SubCenterArcFaceLoss", "subcenter_cosines"]
+__all__ = ["SubCenterArcFaceLoss", "dominant_subcenters", "subcenter_cosines"]
 
 
 def subcenter_cosines(features: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -66,3 +66,28 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
     def class_similarities(self, features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """max over each class's K sub-centres of the cosine to them: [B, c] for [c, K, D] weights."""
         return subcenter_cosines(features, weight, self.matmul_dtype).amax(dim=2)
+
+
+@torch.no_grad()
+def dominant_subcenters(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                        chunk: int = 1 << 14) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class's dominant sub-centre, the one most of its images are closest to, and each image's cosine to
+    its own class's dominant sub-centre (the released `drop.py`: ties go to the lower index, as np.argmax).
+
+    Args:
+        features: [N, D] the training images' features (normalized here).
+        labels: [N] their classes.
+        weight: [C, K, D] sub-centres, or [C, D] class weights (K = 1).
+        chunk: images per step (an image meets only its own class's K sub-centres).
+
+    Returns:
+        (dominant [C] sub-centre index, 0 for a class without images; cosine [N]).
+    """
+    weight = F.normalize(weight.float() if weight.dim() == 3 else weight.float().unsqueeze(1), dim=2)
+    features, labels = F.normalize(features.float(), dim=1), labels.long()
+    sims = torch.cat([torch.einsum("nkd,nd->nk", weight[labels[i:i + chunk]], features[i:i + chunk])
+                      for i in range(0, len(labels), chunk)]) if len(labels) else features.new_zeros((0, weight.shape[1]))
+    votes = torch.zeros(weight.shape[:2], dtype=torch.long, device=labels.device)
+    votes.index_put_((labels, sims.argmax(dim=1)), torch.ones_like(labels), accumulate=True)
+    dominant = votes.argmax(dim=1)
+    return dominant, sims.gather(1, dominant[labels].view(-1, 1)).squeeze(1)
