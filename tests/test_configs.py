@@ -72,7 +72,7 @@ def test_eval_points_at_real_lfw_with_two_overrides():
 # identity-selection keys out of folder.yaml and packed.yaml, and this pins what users get (and type) unchanged.
 _SELECTION = {"min_images": 1, "max_identities": None, "max_images": None, "keep_identities": None,
               "subset_order": "most_images", "subset_seed": 0, "exclude_identities_of": None,
-              "eval_sets": {"lfw": "${paths.data}/synth/lfw"}, "identity_names": None}
+              "eval_sets": {"lfw": "${paths.data}/synth/lfw"}, "identity_names": None, "exclude": None}
 _PASSED = {key: f"${{..{key}}}" for key in _SELECTION}
 _FOLDER = {"root": "???", "num_workers": "auto", "hflip": True, "fit": "resize", "decode": "cpu",
            "cache_dir": "${paths.data}/cache/index",

@@ -27,10 +27,12 @@ from facetrain.losses import (
     CenterLoss,
     CosFaceLoss,
     CTripletLoss,
+    ElasticFaceLoss,
     NormFaceLoss,
     RingLoss,
     SoftmaxLoss,
     SphereFaceLoss,
+    SubCenterArcFaceLoss,
 )
 from facetrain.run.checkpoint import load_checkpoint
 from facetrain.sharded import rows as class_rows
@@ -49,6 +51,9 @@ LOSSES = {
     "l2softmax": (lambda rate: SoftmaxLoss(D, C, sample_rate=rate), True),
     "normface": (lambda rate: NormFaceLoss(D, C, scale=5.0, learn_scale=True, sample_rate=rate), False),
     "arcface": (lambda rate: ArcFaceLoss(D, C, scale=8.0, margin=0.5, sample_rate=rate), False),
+    "subcenter_arcface": (lambda rate: SubCenterArcFaceLoss(D, C, subcenters=3, scale=8.0, sample_rate=rate), False),
+    "elasticface_plus": (lambda rate: ElasticFaceLoss(D, C, scale=8.0, sigma=0.2, plus=True, sample_rate=rate), False),
+    "elasticface_cos": (lambda rate: ElasticFaceLoss(D, C, variant="cos", scale=8.0, sigma=0.2, sample_rate=rate), False),
     "cosface": (lambda rate: CosFaceLoss(D, C, scale=8.0, margin=0.35, sample_rate=rate), False),
     "sphereface": (lambda rate: SphereFaceLoss(D, C, m=4, sample_rate=rate), False),
 }
@@ -196,6 +201,8 @@ def _reference(name: str, rate: float) -> dict:
     """One process, the full classifier, by hand: logits over all C classes (the margin at the target),
     restricted to the sampled classes when sampling, then torch's cross-entropy."""
     model, loss = _build(name, 1.0)
+    if hasattr(loss, "classes"):  # the ranks' (seed, iteration): ElasticFace draws its margins from them
+        loss.classes.seed, loss.classes.iteration = SEED, ITERATION
     x, labels = _inputs()
     _, f = model(x)
     if isinstance(loss, AgentLoss):  # the unsharded loss, checked against hand computation elsewhere

@@ -13,10 +13,12 @@ from facetrain.losses.auxiliary.ring import RingLoss
 from facetrain.losses.base import FaceLoss
 from facetrain.losses.classifier.arcface import ArcFaceLoss
 from facetrain.losses.classifier.cosface import CosFaceLoss
+from facetrain.losses.classifier.elasticface import ElasticFaceLoss
 from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 from facetrain.losses.classifier.normface import NormFaceLoss, normface_loss_bound
 from facetrain.losses.classifier.softmax import SoftmaxLoss
 from facetrain.losses.classifier.sphereface import SphereFaceLoss, psi, sphereface_lambda
+from facetrain.losses.classifier.subcenter_arcface import SubCenterArcFaceLoss
 from facetrain.losses.combined import CombinedLoss
 from facetrain.losses.output import LossOutput
 from facetrain.losses.pair.contrastive import ContrastiveLoss
@@ -32,6 +34,7 @@ __all__ = [
     "CombinedLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
+    "ElasticFaceLoss",
     "FaceLoss",
     "LossOutput",
     "MarginSoftmaxLoss",
@@ -40,6 +43,7 @@ __all__ = [
     "RingLoss",
     "SoftmaxLoss",
     "SphereFaceLoss",
+    "SubCenterArcFaceLoss",
     "TripletLoss",
     "normface_loss_bound",
     "psi",

@@ -41,7 +41,7 @@ class MarginSoftmaxLoss(FaceLoss):
                  min_scale: float = 0.01, weight_lr_mult: float = 1.0, weight_wd_mult: float = 1.0,
                  scale_lr_mult: float = 1.0, scale_wd_mult: float = 1.0, sample_rate: float = 1.0):
         super().__init__()
-        self.weight = unit_ball_agents(num_classes, embedding_dim)
+        self.weight = self.initial_weight(num_classes, embedding_dim)
         self.classes = ClassShard(num_classes, sample_rate)
         value = torch.tensor(float(scale))
         if learn_scale:
@@ -51,6 +51,11 @@ class MarginSoftmaxLoss(FaceLoss):
         self.min_scale = float(min_scale)
         self.set_multipliers("weight", weight_lr_mult, weight_wd_mult)
         self.set_multipliers("scale", scale_lr_mult, scale_wd_mult)
+
+    def initial_weight(self, num_classes: int, embedding_dim: int) -> nn.Parameter:
+        """The class weights at initialization, one row per class: [C, D] unit rows here (sub-center ArcFace
+        holds [C, K, D]); drawn block by block of rows, so a rank of a sharded classifier draws only its own."""
+        return unit_ball_agents(num_classes, embedding_dim)
 
     def class_similarities(self, features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """cos(theta_j) between each feature and each given class weight (all classes, or one shard of them).
