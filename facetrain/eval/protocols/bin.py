@@ -42,7 +42,7 @@ from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
 from facetrain.run.device import pick_device
 
-__all__ = ["EXTRA_SETS", "FIVE", "FIVE_SETS", "FOLDS", "THRESHOLD_SEARCHES", "BinPairs", "bin_folds", "bin_metrics",
+__all__ = ["EXTRA_SETS", "FIVE", "FIVE_MEAN", "FIVE_SETS", "FOLDS", "THRESHOLD_SEARCHES", "BinPairs", "bin_folds", "bin_metrics",
            "bin_paths", "evaluate_bin", "five_row", "read_bin", "read_sets", "sets_metrics"]
 
 
