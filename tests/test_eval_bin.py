@@ -36,7 +36,8 @@ def test_folds_are_consecutive_runs_as_insightface_splits():
 def test_bin_accuracy_equals_lfw_on_the_same_pairs(tiny_data, model, tmp_path, capsys):
     lfw_bin = lfw_as_bin(tiny_data / "synth" / "lfw", tmp_path / "lfw.bin")
     lfw = _evaluate(tiny_data, tmp_path / "lfw", "lfw", f"model={model}")
-    got = _evaluate(tiny_data, tmp_path / "bin", "bin", f"model={model}", f"protocol.paths={lfw_bin}")
+    got = _evaluate(tiny_data, tmp_path / "bin", "bin", f"model={model}", f"protocol.paths={lfw_bin}",
+                    "protocol.threshold_search=exhaustive")  # LFW's search (the default is insightface's grid)
     assert got["bin/lfw/acc_mean"] == lfw["lfw/acc_mean"] and got["bin/lfw/acc_std"] == lfw["lfw/acc_std"]
     assert got["bin/lfw/auc"] == pytest.approx(lfw["lfw/auc"]) and got["bin/lfw/pairs"] == 40
     written = json.loads((tmp_path / "bin" / "metrics.json").read_text())
@@ -65,7 +66,9 @@ def test_mirror_modes_and_bad_lists(tiny_data, model, tmp_path):
     concat = _evaluate(tiny_data, tmp_path / "c", "bin", f"model={model}", f"protocol.paths={lfw_bin}", "mirror=concat")
     assert 0 <= concat["bin/lfw/acc_mean"] <= 1
     with pytest.raises(FacetrainError, match=r"no .bin files given; pass them as protocol.paths=\[/data/lfw.bin"):
-        _evaluate(tiny_data, tmp_path / "e", "bin", f"model={model}")
+        _evaluate(tiny_data, tmp_path / "e", "bin", f"model={model}", "protocol.paths=[]")
+    with pytest.raises(FacetrainError, match=r"`five` needs lfw.bin, cfp_fp.bin, .* which lacks lfw.bin, cfp_fp.bin"):
+        _evaluate(tiny_data, tmp_path / "e", "bin", f"model={model}")  # tiny_data has no faces_synth
     (tmp_path / "other").mkdir()
     twin = lfw_as_bin(tiny_data / "synth" / "lfw", tmp_path / "other" / "lfw.bin")
     with pytest.raises(FacetrainError, match="two .bin files are named lfw"):

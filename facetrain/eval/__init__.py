@@ -1,4 +1,5 @@
-"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, IJB-B/C, .bin)."""
+"""Evaluation: the embedder, the features file, and one module per protocol (LFW, BLUFR, YTF, IJB-A, IJB-B/C, .bin,
+RFW)."""
 
 from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features, load_features, save_features
@@ -12,6 +13,7 @@ from facetrain.eval.protocols.blufr import BlufrLists, evaluate_blufr, parse_blu
 from facetrain.eval.protocols.ijb import evaluate_ijb
 from facetrain.eval.protocols.ijba import evaluate_ijba, load_split, read_comparisons, read_templates
 from facetrain.eval.protocols.lfw import LfwPairs, evaluate_lfw, lfw_image_path, lfw_metrics, parse_lfw_pairs
+from facetrain.eval.protocols.rfw import evaluate_rfw, rfw_metrics
 from facetrain.eval.protocols.ytf import YtfPairs, evaluate_ytf, parse_ytf_splits
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "evaluate_ijb",
     "evaluate_ijba",
     "evaluate_lfw",
+    "evaluate_rfw",
     "evaluate_ytf",
     "held_out_scores",
     "kfold_accuracy",
@@ -48,6 +51,7 @@ __all__ = [
     "read_bin",
     "read_comparisons",
     "read_templates",
+    "rfw_metrics",
     "roc_auc",
     "save_features",
     "split_probes",

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
 from facetrain.eval.tables import format_table, markdown_table
+from facetrain.report.benchmarks import BenchmarkTable, benchmark_tables
 from facetrain.report.compose import as_list
 from facetrain.report.evaluate import evaluate_runs
 from facetrain.report.figure import Plot
@@ -48,11 +49,13 @@ def build_report(cfg: DictConfig) -> Report:
     headers, rows = headline_table(runs)
     table = format_table(headers, rows)
     summary = _summary(runs, dirs)
+    benchmarks = benchmark_tables(runs)
+    table += "".join(f"\n\n{b.title}\n{format_table(b.headers, b.rows)}" for b in benchmarks)
     print(f"\n{summary}\n\n{table}\n")
     md = out_dir / "report.md"
     plots = [p for spec in (cfg.plots or {}).values() if spec is not None
              for p in instantiate(spec)(runs=runs, cfg=cfg, out_dir=out_dir)]
-    md.write_text(_markdown(summary, headers, rows, plots, out_dir))
+    md.write_text(_markdown(summary, headers, rows, plots, out_dir, benchmarks))
     csv_file = out_dir / "report.csv"
     csv_file.write_text(csv_text(runs))
     print(f"report: {md}, {csv_file}" + "".join(f", {p.path}" for p in plots))
@@ -72,8 +75,11 @@ def _summary(runs: list[RunRecord], dirs: list[Path]) -> str:
     return text + (f"\ncommon overrides: {' '.join(common)}" if common and len(runs) > 1 else "")
 
 
-def _markdown(summary: str, headers: list[str], rows: list[list[str]], plots: list[Plot], out_dir: Path) -> str:
+def _markdown(summary: str, headers: list[str], rows: list[list[str]], plots: list[Plot], out_dir: Path,
+              benchmarks: list[BenchmarkTable] = ()) -> str:
     lines = ["# facetrain report", "", *summary.splitlines(), "", markdown_table(headers, rows), ""]
+    for b in benchmarks:
+        lines += [f"## {b.title}", "", markdown_table(b.headers, b.rows), ""]
     for plot in plots:
         lines += [f"![{plot.title}]({os.path.relpath(plot.path, out_dir)})", ""]
         lines += [f"- {note}" for note in plot.notes] + ([""] if plot.notes else [])

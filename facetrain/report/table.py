@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable
 
 from facetrain.eval.tables import pct
+from facetrain.report.benchmarks import covered_by_benchmarks
 from facetrain.report.runs import RunRecord
 
 __all__ = ["common_overrides", "csv_text", "headline_table", "varying_keys"]
@@ -40,6 +41,8 @@ def _headline_metrics(runs: list[RunRecord]) -> list[tuple[str, Callable[[RunRec
               ("train/alpha", "alpha used", lambda v: f"{v:.3g}")]
     columns += [(header, lambda r, k=key, f=fmt: _cell(r, k, f)) for key, header, fmt in simple if key in present]
     for prefix in sorted(k[:-len("/acc_mean")] for k in present if k.endswith("/acc_mean") and "best/" not in k):
+        if covered_by_benchmarks(prefix, present):  # a per-set / per-group number: in its benchmark table
+            continue
         columns.append((f"{prefix} acc % (mean ± std)",
                         lambda r, p=prefix: "" if r.number(f"{p}/acc_mean") is None
                         else pct(r.number(f"{p}/acc_mean"), r.number(f"{p}/acc_std"))))

@@ -1,4 +1,5 @@
-"""`facetrain data synth`: write the synthetic trees (CASIA-style training, LFW, BLUFR, YTF, IJB-A, IJB-C, RecordIO)."""
+"""`facetrain data synth`: write the synthetic trees (CASIA-style training, LFW, BLUFR, YTF, IJB-A, IJB-C, RecordIO + the
+five .bin sets, RFW)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def synth(cfg: DictConfig) -> dict:
         train_max_images=int(s.train_max_images), lfw_folds=int(s.lfw_folds),
         lfw_pairs_per_fold=int(s.lfw_pairs_per_fold), lfw_identities_per_fold=int(s.lfw_identities_per_fold),
         lfw_max_images=int(s.lfw_max_images), jpeg_quality=int(s.jpeg_quality),
-        **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_"))},  # optional eval trees
+        **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_", "rfw_"))},  # optional trees
         insightface=bool(s.get("insightface", False)),
+        insightface_pairs_per_fold=int(s.get("insightface_pairs_per_fold", 0)),
     )
     out = abs_path(s.out)
     summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
@@ -32,8 +34,13 @@ def synth(cfg: DictConfig) -> dict:
         if key in summary:
             print(f"  {out}/{tree} ({summary[key]} {what})")
     if "insightface_images" in summary:
+        others = "".join(f", {k[:-len('_pairs')]}.bin" for k in summary if k.endswith("_pairs") and
+                         k[:-len("_pairs")] in ("cfp_fp", "agedb_30", "calfw", "cplfw"))
         print(f"  {out}/faces_synth (insightface's layout: train.rec/.idx/property with {summary['insightface_images']}"
-              f" images for data=rec, lfw.bin with {summary['insightface_pairs']} pairs for `facetrain eval bin`)")
+              f" images for data=rec, lfw.bin with {summary['insightface_pairs']} pairs{others} for `facetrain eval bin`)")
+    if "rfw_pairs" in summary:
+        print(f"  {out}/rfw (RFW's layout: data/<Group>/, txts/<Group>/<Group>_pairs.txt, {summary['rfw_pairs']} pairs "
+              "per group for `facetrain eval rfw`)")
     return summary
 
 

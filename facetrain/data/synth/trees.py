@@ -1,4 +1,5 @@
-"""Write synthetic training and evaluation trees laid out exactly like CASIA-WebFace, LFW (+ BLUFR lists), YTF, IJB-A, IJB-C."""
+"""Write synthetic training and evaluation trees laid out exactly like CASIA-WebFace, LFW (+ BLUFR lists), YTF, IJB-A,
+IJB-C, insightface's zoo (RecordIO + the five .bin sets) and RFW."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
 from facetrain.data.synth.quality import quality_path, write_quality
 from facetrain.data.synth.render import render_face
+from facetrain.data.synth.rfw_tree import write_rfw
 from facetrain.data.synth.ytf_tree import write_ytf
 from facetrain.errors import FacetrainError
 
 __all__ = ["SynthSpec", "write_synthetic_data", "lfw_pairs"]
 
 _TRAIN, _EVAL = 1, 2  # random streams: training and evaluation people never share traits' draws
-_OPTIONAL = ("blufr_", "ytf_", "ijba_", "ijbc_", "insightface")  # spec fields of the optional trees
+_OPTIONAL = ("blufr_", "ytf_", "ijba_", "ijbc_", "insightface", "rfw_")  # spec fields of the optional trees
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class SynthSpec:
     ijbc_templates: int = 3
     ijbc_impostor_ratio: int = 20
     insightface: bool = False  # also casia as a RecordIO pack and LFW as lfw.bin, in <out>/faces_synth
+    insightface_pairs_per_fold: int = 0  # and stand-ins for cfp_fp, agedb_30, calfw, cplfw .bin (0 = none)
+    rfw_pairs_per_fold: int = 0  # an RFW-shaped tree in <out>/rfw: four groups of 10 folds of n + n pairs (0 = none)
+    rfw_identities_per_fold: int = 12
+    rfw_max_images: int = 5
 
 
 def _render_person(args) -> int:
@@ -214,8 +220,16 @@ def _lfw_counts(lfw: Path) -> dict[str, int]:
     return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(lfw.iterdir()) if d.is_dir()}
 
 
+def _standins(spec: SynthSpec) -> dict | None:
+    """The five-set stand-ins' settings (as many folds as LFW's pairs.txt), or None when not asked for."""
+    if not spec.insightface_pairs_per_fold:
+        return None
+    return {"seed": spec.seed, "folds": spec.lfw_folds, "n": spec.insightface_pairs_per_fold,
+            "size": spec.image_size, "quality": spec.jpeg_quality}
+
+
 def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: bool) -> dict:
-    """BLUFR lists over the LFW tree, the YTF, IJB-A and IJB-C trees, each when asked for (count > 0)."""
+    """BLUFR lists over the LFW tree, the YTF, IJB-A, IJB-C, insightface and RFW trees, each when asked for."""
     run = partial(_run_tasks, workers)
     writers = {
         "blufr_lfw": (spec.blufr_trials, ("blufr_",), lambda d: write_blufr_lists(
@@ -229,7 +243,10 @@ def _write_optional_trees(out: Path, spec: SynthSpec, workers: int, overwrite: b
         "ijbc": (spec.ijbc_subjects, ("ijbc_",), lambda d: write_ijbc(
             d, spec.seed, spec.ijbc_subjects, spec.ijbc_templates, spec.ijbc_impostor_ratio, spec.jpeg_quality, run)),
         "faces_synth": (spec.insightface, ("insightface",), lambda d: write_insightface_sets(
-            d, out / "casia", out / "lfw", _lfw_plan(out / "lfw", spec)[2])),
+            d, out / "casia", out / "lfw", _lfw_plan(out / "lfw", spec)[2], _standins(spec), run)),
+        "rfw": (spec.rfw_pairs_per_fold, ("rfw_",), lambda d: write_rfw(
+            d, spec.seed, spec.rfw_pairs_per_fold, spec.rfw_identities_per_fold, spec.rfw_max_images, spec.image_size,
+            spec.jpeg_quality, run, lfw_pairs)),
     }
     summary: dict = {}
     for name, (enabled, prefixes, write) in writers.items():

@@ -6,7 +6,9 @@ Read-off rules (docs/protocols.md, "TAR at a FAR"):
 - `floor`: the highest TPR of an operating point whose FPR <= FAR (never exceeds the target).
 - `interp`: linear interpolation of TPR at FAR between the two operating points around it.
 - `nearest` (insightface `eval_ijbc.py`): the ROC point (sklearn `roc_curve`, default
-  `drop_intermediate=True`) whose FPR is nearest to the target; ties go to the larger TPR.
+  `drop_intermediate=True`) whose FPR is nearest to the target. insightface reverses the curve
+  (`np.flipud`) before taking the first minimum, so a tie goes to the LAST such point in roc_curve order
+  (the larger FPR and TPR; on a flat stretch, the same TPR at the lower threshold).
 """
 
 from __future__ import annotations
@@ -87,8 +89,7 @@ def _exact_k(labels: np.ndarray, scores: np.ndarray, far: float) -> OperatingPoi
 def _nearest(labels: np.ndarray, scores: np.ndarray, far: float) -> OperatingPoint:
     fpr, tpr, thr = roc_curve(labels, scores)  # insightface keeps sklearn's default drop_intermediate=True
     gap = np.abs(fpr - far)
-    best = np.flatnonzero(gap == gap.min())
-    i = best[np.argmax(tpr[best])]
+    i = len(gap) - 1 - int(np.argmin(gap[::-1]))  # the first minimum of the flipped curve, as eval_ijbc.py
     return OperatingPoint(float(tpr[i]), float(fpr[i]), float(thr[i]))
 
 

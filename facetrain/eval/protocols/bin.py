@@ -1,7 +1,10 @@
 """`facetrain eval bin`: insightface's `.bin` validation sets (LFW, CFP-FP, AgeDB-30, CALFW, CPLFW, VGG2-FP).
 
-Each file's pairs are scored as insightface's verification does: flip-augmented embeddings, cosine
-scores, 10 folds of consecutive pairs in file order, the best threshold of 9 folds applied to the 10th.
+Each file's pairs are scored as insightface's verification does: flip-augmented embeddings, 10 folds of
+consecutive pairs in file order, the best threshold of 9 folds applied to the 10th — by default exactly
+insightface's rule (squared distance on a 0.01 grid, `metrics/grid_accuracy.py`), or facetrain's exhaustive
+search (`protocol.threshold_search=exhaustive`). `five` names the field's five-set benchmark (LFW, CFP-FP,
+AgeDB-30, CALFW, CPLFW; CFP-FF and VGG2-FP too when present): their accuracies and their mean print as one row.
 
 The sets are read with a restricted unpickler.
 
@@ -28,6 +31,7 @@ from facetrain.eval.features.checks import check_features
 from facetrain.eval.features.embedder import embed_encoded
 from facetrain.eval.features.file import Features, load_features, save_features
 from facetrain.eval.features.source import ProtocolFeatures
+from facetrain.eval.metrics.grid_accuracy import grid_kfold_accuracy, squared_distances
 from facetrain.eval.metrics.pair_scoring import pair_scores
 from facetrain.eval.metrics.roc import eer, roc_auc
 from facetrain.eval.metrics.verification import kfold_accuracy
@@ -38,7 +42,8 @@ from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
 from facetrain.run.device import pick_device
 
-__all__ = ["FOLDS", "BinPairs", "bin_folds", "bin_metrics", "bin_paths", "evaluate_bin", "read_bin", "read_sets", "sets_metrics"]
+__all__ = ["EXTRA_SETS", "FIVE", "FIVE_MEAN", "FIVE_SETS", "FOLDS", "THRESHOLD_SEARCHES", "BinPairs", "bin_folds", "bin_metrics",
+           "bin_paths", "evaluate_bin", "five_row", "read_bin", "read_sets", "sets_metrics"]
 
 
 def _latin1(text: str, encoding: str) -> bytes:
@@ -163,6 +168,11 @@ log = logging.getLogger(__name__)
 
 FOLDS = 10
 _EXAMPLE = "protocol.paths=[/data/lfw.bin,/data/cfp_fp.bin]"
+FIVE = "five"  # the preset's name in protocol.paths / val.sets
+FIVE_SETS = ("lfw", "cfp_fp", "agedb_30", "calfw", "cplfw")  # the five-set benchmark, in the order papers print it
+EXTRA_SETS = ("cfp_ff", "vgg2_fp")  # scored with the five when their files are there; not in the mean
+FIVE_MEAN = "five_mean"  # bin/five_mean/acc_mean: the mean of the five sets' acc_mean
+THRESHOLD_SEARCHES = ("insightface", "exhaustive")
 
 
 def bin_folds(pairs: int, folds: int = FOLDS) -> np.ndarray:
@@ -176,28 +186,76 @@ def bin_folds(pairs: int, folds: int = FOLDS) -> np.ndarray:
     return np.repeat(np.arange(folds), sizes)
 
 
-def bin_metrics(name: str, same: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """`bin/<name>/...` numbers of one set from the features of its pairs' two sides; also the cosine scores."""
+def bin_metrics(name: str, same: np.ndarray, left: np.ndarray, right: np.ndarray,
+                threshold_search: str = "insightface") -> tuple[dict[str, float], np.ndarray]:
+    """`bin/<name>/...` numbers of one set from the features of its pairs' two sides; also the cosine scores.
+
+    `threshold_search`: `insightface` (its verification.py rule, the default) or `exhaustive` (every
+    operating point, as LFW). `threshold_mean` is a cosine either way (a squared distance d is 1 - d/2).
+    """
+    if threshold_search not in THRESHOLD_SEARCHES:
+        raise FacetrainError(f"threshold_search={threshold_search!r} is not one of {', '.join(THRESHOLD_SEARCHES)}")
     scores = pair_scores(left, right, "cosine")
-    result = kfold_accuracy(scores, same, bin_folds(len(same)))
+    if threshold_search == "insightface":
+        result = grid_kfold_accuracy(squared_distances(left, right), same, bin_folds(len(same)))
+        cosine_thresholds = 1 - result.thresholds / 2
+    else:
+        result = kfold_accuracy(scores, same, bin_folds(len(same)))
+        cosine_thresholds = result.thresholds
     key = f"bin/{name}"
     return {f"{key}/acc_mean": result.mean, f"{key}/acc_std": result.std,
-            f"{key}/threshold_mean": float(result.thresholds.mean()), f"{key}/auc": roc_auc(same, scores),
+            f"{key}/threshold_mean": float(cosine_thresholds.mean()), f"{key}/auc": roc_auc(same, scores),
             f"{key}/eer": eer(same, scores), f"{key}/pairs": float(len(same))}, scores
 
 
-def bin_paths(given, option: str = "protocol.paths") -> list[Path]:
-    """The `.bin` files of an option (one path or a list), each with its own file name (metrics are keyed by it)."""
+def _named(item: str) -> bool:
+    """A bare set name (`cfp_fp`), looked up as `<root>/cfp_fp.bin`, rather than a path."""
+    return "/" not in item and not item.endswith(".bin")
+
+
+def _expand(items: list[str], root: Path | None, option: str) -> list[str]:
+    """`five` -> the five sets (+ CFP-FF, VGG2-FP when present in root); names stay names."""
+    out = []
+    for item in items:
+        if item != FIVE:
+            out.append(item)
+            continue
+        if root is None:
+            raise FacetrainError(f"{option}: `{FIVE}` names files in a folder, but no folder is set; "
+                                 "give it as data.root=/data/faces_emore (eval) or val.bin_root=... (train)")
+        missing = [n for n in FIVE_SETS if not (root / f"{n}.bin").is_file()]
+        if missing:
+            raise FacetrainError(f"{option}: `{FIVE}` needs {', '.join(f'{n}.bin' for n in FIVE_SETS)} in {root}, "
+                                 f"which lacks {', '.join(f'{n}.bin' for n in missing)}; point the folder at "
+                                 "insightface's validation sets (`facetrain data synth` writes synthetic "
+                                 "stand-ins) or list the files you have: " + _EXAMPLE.replace("protocol.paths", option))
+        out += [*FIVE_SETS, *(n for n in EXTRA_SETS if (root / f"{n}.bin").is_file())]
+    return out
+
+
+def bin_paths(given, option: str = "protocol.paths", root: Path | None = None) -> list[Path]:
+    """The `.bin` files of an option (one path or a list), each with its own file name (metrics are keyed by it).
+
+    An item is a path, a bare set name (`cfp_fp` -> `<root>/cfp_fp.bin`) or `five` (the five-set benchmark).
+    """
     items = [given] if isinstance(given, str) else list(given or [])
     if not items:
         example = _EXAMPLE.replace("protocol.paths", option)
-        raise FacetrainError(f"no .bin files given; pass them as {example} (one file: {option}=/data/lfw.bin)")
-    paths = [abs_path(str(p)) for p in items]
+        raise FacetrainError(f"no .bin files given; pass them as {example} (one file: {option}=/data/lfw.bin, "
+                             f"the five-set benchmark: {option}={FIVE})")
+    items = _expand([str(i) for i in items], root, option)
+    if root is None and any(_named(i) for i in items):
+        raise FacetrainError(f"{option}: set names need a folder to look them up in; give full paths "
+                             "(/data/lfw.bin) or the folder (data.root=... for eval, val.bin_root=... for train)")
+    paths = [root / f"{i}.bin" if _named(i) else abs_path(i) for i in items]
     stems = [p.stem for p in paths]
     twice = sorted({s for s in stems if stems.count(s) > 1})
     if twice:
         raise FacetrainError(f"two .bin files are named {twice[0]} ({option}); metrics are keyed bin/<file name>, "
                              "so give each set its own file name")
+    if FIVE_MEAN in stems:
+        raise FacetrainError(f"{option}: a set may not be named {FIVE_MEAN} (bin/{FIVE_MEAN}/... is the five-set "
+                             "mean); rename the file")
     return paths
 
 
@@ -242,25 +300,45 @@ def _features(cfg: DictConfig, sets: Sequence[BinPairs]) -> ProtocolFeatures:
 def _table(names: Sequence[str], metrics: dict[str, float]) -> str:
     rows = [[n, int(metrics[f"bin/{n}/pairs"]), pct(metrics[f"bin/{n}/acc_mean"], metrics[f"bin/{n}/acc_std"]),
              pct(metrics[f"bin/{n}/auc"]), pct(metrics[f"bin/{n}/eer"])] for n in names]
-    return format_table(["set (.bin)", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %"], rows)
+    text = format_table(["set (.bin)", "pairs", "accuracy % (mean ± std, 10 folds)", "AUC %", "EER %"], rows)
+    row = five_row(metrics)
+    return text if row is None else text + "\n\n" + format_table(*row)
 
 
-def sets_metrics(sets: Sequence[BinPairs], features: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def five_row(metrics: dict[str, float], prefix: str = "bin") -> tuple[list[str], list[list[str]]] | None:
+    """(headers, [row]): the five sets' accuracies, CFP-FF / VGG2-FP when scored, and the five-set mean; None
+    without the mean. `prefix` is `bin` (eval) or `val/bin` (training's validation)."""
+    if f"{prefix}/{FIVE_MEAN}/acc_mean" not in metrics:
+        return None
+    names = [*FIVE_SETS, *(n for n in EXTRA_SETS if f"{prefix}/{n}/acc_mean" in metrics)]
+    return ([*(f"{n} %" for n in names), "mean of 5 %"],
+            [[*(pct(metrics[f"{prefix}/{n}/acc_mean"]) for n in names), pct(metrics[f"{prefix}/{FIVE_MEAN}/acc_mean"])]])
+
+
+def sets_metrics(sets: Sequence[BinPairs], features: np.ndarray, threshold_search: str = "insightface"
+                 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """`bin/<set>/...` numbers of every set from the features of all their images (in `_keys` order); also
-    each set's pair scores."""
+    each set's pair scores. With all five sets of the benchmark, `bin/five_mean/acc_mean` is their mean."""
     metrics, scores, start = {}, {}, 0
     for s in sets:
         rows = features[start:start + len(s.images)]
         start += len(s.images)
-        numbers, scores[s.name] = bin_metrics(s.name, s.same, rows[0::2], rows[1::2])
+        numbers, scores[s.name] = bin_metrics(s.name, s.same, rows[0::2], rows[1::2], threshold_search)
         metrics |= numbers
+    if all(f"bin/{n}/acc_mean" in metrics for n in FIVE_SETS):
+        metrics[f"bin/{FIVE_MEAN}/acc_mean"] = float(np.mean([metrics[f"bin/{n}/acc_mean"] for n in FIVE_SETS]))
     return metrics, scores
 
 
 def evaluate_bin(cfg: DictConfig) -> dict[str, float]:
-    """Score a model (or a features file) on each `.bin` of `protocol.paths`; print one table, write metrics.json."""
-    sets = read_sets(bin_paths(cfg.protocol.paths))
+    """Score a model (or a features file) on each `.bin` of `protocol.paths` (set names and `five` are looked up
+    in data.root); print the table (and the five-set row), write metrics.json."""
+    root = abs_path(cfg.data.root) if cfg.data.get("root") else None
+    sets = read_sets(bin_paths(cfg.protocol.paths, root=root))
+    search = str(cfg.protocol.get("threshold_search", "insightface"))
+    if search not in THRESHOLD_SEARCHES:  # before any embedding
+        raise FacetrainError(f"protocol.threshold_search={search} is not one of {', '.join(THRESHOLD_SEARCHES)}")
     source = _features(cfg, sets)
-    metrics, scores = sets_metrics(sets, source.features.features)
+    metrics, scores = sets_metrics(sets, source.features.features, search)
     curves = {s.name: roc_from_scores(s.same, scores[s.name]) for s in sets}
     return publish(cfg, "bin", metrics, _table([s.name for s in sets], metrics), curves, source)

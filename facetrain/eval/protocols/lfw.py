@@ -65,8 +65,20 @@ def _header(tokens: list[str], path: Path) -> tuple[int, int]:
                          f"got {' '.join(tokens)!r}")
 
 
-def parse_lfw_pairs(path: Path) -> LfwPairs:
-    """Read and check a pairs file; every malformed line is reported with its file and line number."""
+def _headerless(lines: list[list[str]], path: Path, folds: int) -> tuple[int, int]:
+    """(folds, n) of a list without the header line (RFW's `<Group>_pairs.txt`): `folds` equal folds."""
+    if len(lines) % (2 * folds):
+        raise FacetrainError(f"{path}: {len(lines)} pair lines without a `folds<TAB>n` header cannot form "
+                             f"{folds} folds of n matched + n mismatched pairs; add the header or fix the list")
+    return folds, len(lines) // (2 * folds)
+
+
+def parse_lfw_pairs(path: Path, folds: int = 10) -> LfwPairs:
+    """Read and check a pairs file; every malformed line is reported with its file and line number.
+
+    A file that starts with a pair line instead of the `folds<TAB>n` header (RFW's lists) is read as `folds`
+    folds of equal size, each n matched then n mismatched pairs.
+    """
     if not path.is_file():
         raise FacetrainError(f"pairs file {path} does not exist; set protocol.pairs=... to LFW's pairs.txt")
     lines = [ln.split() for ln in path.read_text().splitlines()]
@@ -74,13 +86,14 @@ def parse_lfw_pairs(path: Path) -> LfwPairs:
         lines.pop()
     if not lines:
         raise FacetrainError(f"{path} is empty")
-    folds, n = _header(lines[0], path)
-    if len(lines) - 1 != 2 * folds * n:
+    skip = 0 if len(lines[0]) in (3, 4) else 1  # a pair line: no header (the header has one or two fields)
+    folds, n = _headerless(lines, path, folds) if not skip else _header(lines[0], path)
+    if len(lines) - skip != 2 * folds * n:
         raise FacetrainError(f"{path}: the header promises {folds} folds of {n} + {n} pairs "
                              f"({2 * folds * n} lines) but the file has {len(lines) - 1}")
     left, right, same = [], [], []
-    for k, tokens in enumerate(lines[1:]):
-        line_no, matched = k + 2, (k % (2 * n)) < n
+    for k, tokens in enumerate(lines[skip:]):
+        line_no, matched = k + 1 + skip, (k % (2 * n)) < n
         if matched and len(tokens) == 3:
             a = lfw_image_path(tokens[0], _number(tokens[1], path, line_no))
             b = lfw_image_path(tokens[0], _number(tokens[2], path, line_no))

@@ -23,7 +23,7 @@ from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
 from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features
-from facetrain.eval.protocols.bin import bin_paths, read_sets, sets_metrics
+from facetrain.eval.protocols.bin import THRESHOLD_SEARCHES, bin_paths, read_sets, sets_metrics
 from facetrain.eval.protocols.lfw import LfwPairs, lfw_metrics, parse_lfw_pairs
 from facetrain.run.checkpoint import checkpoint_path, load_checkpoint
 from facetrain.run.metrics_file import read_metrics, update_metrics
@@ -93,7 +93,8 @@ def _lfw_pairs(val: DictConfig) -> LfwPairs:
 
 class ValidationHook(Hook):
     """Args:
-        val: the `val` config (every, root, pairs, sets, metric, mirror, batch_size, pairs_per_fold).
+        val: the `val` config (every, root, pairs, sets, bin_root, threshold_search, metric, mirror, batch_size,
+            pairs_per_fold).
         data: the `data` config (the training fit).
         iterations: the run's length (a last validation at its end).
         all_ranks: validate on every rank (identical backbones, identical scores), so all of them take
@@ -107,7 +108,12 @@ class ValidationHook(Hook):
         self.fit = str(data.get("fit", "resize"))
         self.root = abs_path(val.root) if val.get("root") else None
         self.pairs = _lfw_pairs(val) if self.root is not None else None
-        self.sets = read_sets(bin_paths(val.sets, "val.sets")) if val.get("sets") else []
+        bin_root = abs_path(val.bin_root) if val.get("bin_root") else None
+        self.sets = read_sets(bin_paths(val.sets, "val.sets", bin_root)) if val.get("sets") else []
+        self.threshold_search = str(val.get("threshold_search", "insightface"))
+        if self.threshold_search not in THRESHOLD_SEARCHES:
+            raise FacetrainError(f"val.threshold_search={self.threshold_search} is not one of "
+                                 f"{', '.join(THRESHOLD_SEARCHES)}")
         if self.pairs is None and not self.sets:
             raise FacetrainError("validation has nothing to score: val.root=null and no val.sets; give an LFW-style "
                                  "tree (val.root) or .bin files (val.sets=[/data/lfw.bin]), or set val.every=0")
@@ -137,7 +143,7 @@ class ValidationHook(Hook):
             features = embed_encoded(backbone, [b for s in self.sets for b in s.images],
                                      [f"{i} of {s.path}" for s in self.sets for i in range(len(s.images))],
                                      device, **settings)
-            metrics |= sets_metrics(self.sets, features)[0]
+            metrics |= sets_metrics(self.sets, features, self.threshold_search)[0]
         return metrics
 
     @torch.no_grad()
