@@ -4,6 +4,8 @@ Embeds the validation tree exactly as `facetrain eval lfw` would, and each `.bin
 `facetrain eval bin` would (mirror-sum features, the training fit and channels, the same metric keys:
 `lfw/acc_mean`, `bin/<file name>/acc_mean`), without the embedding cache (the weights move), logs them as
 `val/...` to TensorBoard and metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
+Each validation also rewrites the run's calibration.json (thresholds at FAR 1e-1 ... 1e-6 of each set, at this
+iteration), so a finished run carries the thresholds of its final weights for `facetrain verify`.
 best.pt records the score it was saved for (`val_best`), so a resumed run replaces it only with a better one.
 """
 
@@ -21,6 +23,7 @@ from omegaconf import DictConfig
 from facetrain.config import abs_path
 from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
+from facetrain.eval.calibrate import calibration_record, write_calibration
 from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features
 from facetrain.eval.protocols.bin import bin_paths, read_sets, sets_metrics
@@ -125,24 +128,38 @@ class ValidationHook(Hook):
         if state.iteration % self.every == 0 or state.iteration == self.iterations:
             self.validate(state)
 
-    def _score(self, backbone, device) -> dict[str, float]:
-        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them."""
-        channels, metrics = int(getattr(backbone, "in_channels", 3)), {}
+    def _score(self, backbone, device) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them; also
+        each set's (labels, cosine scores) for calibration.json."""
+        channels, metrics, scored = int(getattr(backbone, "in_channels", 3)), {}, {}
         settings = {"mirror": self.mirror, "batch_size": self.batch_size, "progress": False, "fit": self.fit,
                     "channels": channels}
         if self.pairs is not None:
             features = embed_images(backbone, self.root, self.pairs.images, device, **settings)
-            metrics |= lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))[0]
+            numbers, scores = lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))
+            metrics |= numbers
+            scored["lfw"] = (self.pairs.same, scores)
         if self.sets:
             features = embed_encoded(backbone, [b for s in self.sets for b in s.images],
                                      [f"{i} of {s.path}" for s in self.sets for i in range(len(s.images))],
                                      device, **settings)
-            metrics |= sets_metrics(self.sets, features)[0]
-        return metrics
+            numbers, scores = sets_metrics(self.sets, features)
+            metrics |= numbers
+            scored |= {f"bin/{s.name}": (s.same, scores[s.name]) for s in self.sets}
+        return metrics, scored
+
+    def _calibrate(self, state: TrainState, scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """calibration.json of the run: the weights of this iteration (checkpoints/last.pt once it is saved)."""
+        checkpoint = checkpoint_path(state.run_dir, "last")
+        data = {"lfw": str(self.root)} | {f"bin/{s.name}": str(s.path) for s in self.sets}
+        records = {key: calibration_record("validation", key, same, scores, pairs_of="image", checkpoint=checkpoint,
+                                           iteration=state.iteration, mirror=self.mirror, data=data[key])
+                   for key, (same, scores) in scored.items()}
+        write_calibration([Path(state.run_dir)], records)
 
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
-        metrics = self._score(state.model.backbone, state.device)
+        metrics, scored = self._score(state.model.backbone, state.device)
         state.model.train()  # embedding put the backbone in eval mode
         if self.metric not in metrics:
             raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
@@ -157,4 +174,5 @@ class ValidationHook(Hook):
         state.pending_scalars |= values  # TensorBoardHook writes them at this iteration
         if is_main_process():
             update_metrics(Path(state.run_dir), values)
+            self._calibrate(state, scored)
         return values
