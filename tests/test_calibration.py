@@ -1,7 +1,5 @@
 """calibration.json: thresholds at FAR 1e-1 ... 1e-6 equal an independent computation (numpy sort, sklearn ROC)."""
 
-import json
-
 import numpy as np
 import pytest
 from helpers import PROTOCOL_FIXTURES, compose_config
@@ -97,16 +95,3 @@ def test_pca_scores_are_not_calibrated(tmp_path, capsys):
     evaluate_lfw(cfg)
     assert not (tmp_path / "ev" / "calibration.json").exists()
     assert "calibration.json not written" in capsys.readouterr().out
-
-
-def test_validation_while_training_writes_the_runs_calibration(train_cfg, tmp_path):
-    from facetrain.train import train
-
-    run = tmp_path / "r"
-    train(train_cfg("iterations=2", "val.every=2", run_dir=run))
-    record = json.loads((run / "calibration.json").read_text())["sets"]["lfw"]
-    assert record["protocol"] == "validation" and record["checkpoint"] == {
-        "path": str(run / "checkpoints" / "last.pt"), "iteration": 2}
-    first = record["thresholds"][0]
-    assert first["far"] == 0.1 and first["resolved"] and first["impostor_pairs"] == 20  # 10 folds x 2 mismatched
-    assert [t["resolved"] for t in record["thresholds"][1:]] == [False] * 5

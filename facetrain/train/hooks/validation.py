@@ -115,6 +115,7 @@ class ValidationHook(Hook):
             raise FacetrainError("validation has nothing to score: val.root=null and no val.sets; give an LFW-style "
                                  "tree (val.root) or .bin files (val.sets=[/data/lfw.bin]), or set val.every=0")
         self.best = _Best()
+        self.scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the last validation's pairs, per set
 
     def on_start(self, state: TrainState) -> None:
         """A resumed run continues from the score its best.pt was saved for (a fresh run from nothing)."""
@@ -128,10 +129,10 @@ class ValidationHook(Hook):
         if state.iteration % self.every == 0 or state.iteration == self.iterations:
             self.validate(state)
 
-    def _score(self, backbone, device) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them; also
-        each set's (labels, cosine scores) for calibration.json."""
-        channels, metrics, scored = int(getattr(backbone, "in_channels", 3)), {}, {}
+    def _score(self, backbone, device) -> dict[str, float]:
+        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them; each
+        set's (labels, cosine scores) are kept in `self.scored` for calibration.json."""
+        channels, metrics, scored = int(getattr(backbone, "in_channels", 3)), {}, self.scored
         settings = {"mirror": self.mirror, "batch_size": self.batch_size, "progress": False, "fit": self.fit,
                     "channels": channels}
         if self.pairs is not None:
@@ -146,7 +147,7 @@ class ValidationHook(Hook):
             numbers, scores = sets_metrics(self.sets, features)
             metrics |= numbers
             scored |= {f"bin/{s.name}": (s.same, scores[s.name]) for s in self.sets}
-        return metrics, scored
+        return metrics
 
     def _calibrate(self, state: TrainState, scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """calibration.json of the run: the weights of this iteration (checkpoints/last.pt once it is saved)."""
@@ -159,7 +160,8 @@ class ValidationHook(Hook):
 
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
-        metrics, scored = self._score(state.model.backbone, state.device)
+        self.scored = {}
+        metrics = self._score(state.model.backbone, state.device)
         state.model.train()  # embedding put the backbone in eval mode
         if self.metric not in metrics:
             raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
@@ -174,5 +176,6 @@ class ValidationHook(Hook):
         state.pending_scalars |= values  # TensorBoardHook writes them at this iteration
         if is_main_process():
             update_metrics(Path(state.run_dir), values)
-            self._calibrate(state, scored)
+            if self.scored:
+                self._calibrate(state, self.scored)
         return values
