@@ -15,6 +15,7 @@ commands:
   data convert       insightface rec pack <-> folders    facetrain data convert convert.src=faces_webface_112x112 convert.out=casia
   data outliers      a sub-center run's noisy images     facetrain data outliers model=runs/train/RUN
   export             backbone -> TorchScript or ONNX     facetrain export model=runs/train/RUN format=onnx
+  verify PHOTO PHOTO same person, at a calibrated FAR    facetrain verify a.jpg b.jpg model=runs/train/RUN
   report DIR...      table + plots of a sweep or runs    facetrain report runs/multirun/DATE eval=lfw
 
 Sweeps: facetrain train -m loss=l2softmax alpha=8,16,32
@@ -28,6 +29,8 @@ def _to_hydra_args(command: str, args: list[str]) -> list[str]:
     """`eval lfw -m model=a,b` -> `-m model=a,b protocol=lfw`: last, since argparse wants the overrides together."""
     if command == "report":
         return _report_args(args)
+    if command == "verify":
+        return _verify_args(args)
     key = _POSITIONAL_KEY.get(command)
     if key and args and not args[0].startswith("-") and "=" not in args[0]:
         return args[1:] + [f"{key}={args[0]}"]
@@ -52,14 +55,29 @@ def _report_args(args: list[str]) -> list[str]:
     return rest + ([f"dirs=[{','.join(map(quote, dirs))}]"] if dirs else [])
 
 
+def _verify_args(args: list[str]) -> list[str]:
+    """`verify a.jpg b.jpg far=1e-4` -> `far=1e-4 inputs=['a.jpg','b.jpg']` (a photo named `x=y.jpg` that exists is a photo)."""
+    from pathlib import Path
+
+    from facetrain.report.compose import quote
+
+    photos, rest = [], []
+    for i, arg in enumerate(args):
+        flag_value = i > 0 and args[i - 1] in _VALUE_FLAGS
+        is_photo = not flag_value and not arg.startswith("-") and ("=" not in arg or Path(arg).exists())
+        (photos if is_photo else rest).append(arg)
+    return rest + ([f"inputs=[{','.join(map(quote, photos))}]"] if photos else [])
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return
-    from facetrain.commands import data_main, eval_main, export_main, report_main, train_main
+    from facetrain.commands import data_main, eval_main, export_main, report_main, train_main, verify_main
 
-    apps = {"train": train_main, "eval": eval_main, "data": data_main, "export": export_main, "report": report_main}
+    apps = {"train": train_main, "eval": eval_main, "data": data_main, "export": export_main, "report": report_main,
+            "verify": verify_main}
     command = argv[0]
     if command not in apps:
         print(f"facetrain: error: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)

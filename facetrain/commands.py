@@ -13,7 +13,7 @@ from facetrain.config import CONFIG_PATH
 from facetrain.errors import FacetrainError, report_user_errors
 from facetrain.run.job_outcome import record_outcome
 
-__all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main"]
+__all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main", "verify_main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
@@ -94,3 +94,11 @@ def report_main(cfg: DictConfig) -> None:
     from facetrain.report import build_report
 
     build_report(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="verify")
+@report_user_errors
+def verify_main(cfg: DictConfig) -> None:
+    from facetrain.verify import verify_from_config
+
+    verify_from_config(cfg)

@@ -1,19 +1,27 @@
-"""`facetrain export`: write a trained backbone (the embedding network only) to TorchScript or ONNX."""
+"""`facetrain export`: write a trained backbone (the embedding network only) to TorchScript or ONNX, with its card.
+
+Beside the file goes its model card (`<file>.json`, facetrain/models/model_card.py); the file is kept only when
+it passes the parity check on real face crops (facetrain/export_parity.py).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from facetrain.backbones.base import Backbone
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
-from facetrain.models.trained_run import load_embedder
-from facetrain.run.checkpoint import resolve_checkpoint
+from facetrain.export_parity import Parity, measure_parity, parity_crops
+from facetrain.models.model_card import alignment_entry, write_card
+from facetrain.models.trained_run import Preprocessing, is_facetrain_state, load_embedder
+from facetrain.run.calibration_file import CALIBRATION_FILE, read_calibration
+from facetrain.run.checkpoint import load_checkpoint, resolve_checkpoint, run_of_checkpoint
 
 __all__ = ["EXPORT_FORMATS", "default_export_path", "export_backbone", "export_from_config", "load_exported",
            "max_relative_difference"]
@@ -98,11 +106,59 @@ def default_export_path(checkpoint: Path, fmt: str) -> Path:
     return run_dir / "export" / f"backbone{EXPORT_FORMATS[fmt]}"
 
 
+def _card(backbone: Backbone, fmt: str, pre: Preprocessing, checkpoint: Path, trained_cfg, iteration: int,
+          parity: Parity | None) -> dict:
+    """Everything but the checksum (write_card adds it): how to feed the file and read its scores."""
+    std = round(1.0 / backbone.norm.scale, 6)
+    run = run_of_checkpoint(checkpoint)
+    calibration_file = (run or checkpoint.parent) / CALIBRATION_FILE
+    calibration = read_calibration(calibration_file) if calibration_file.is_file() else None
+    training = {"run_dir": None if run is None else str(run), "checkpoint": str(checkpoint), "iteration": iteration}
+    if trained_cfg is not None:
+        training |= {key: OmegaConf.select(trained_cfg, f"{key}._target_") for key in ("backbone", "head", "loss")}
+        training["data"] = OmegaConf.select(trained_cfg, "data.root")
+    return {
+        "model_format": fmt,
+        "input": {"size": list(pre.input_size), "channels": pre.channels,
+                  "channel_order": "RGB" if pre.channels == 3 else "grey", "layout": "NCHW", "dtype": "uint8",
+                  "range": [0, 255], "normalization": {"inside_model": True, "formula": f"(x - 127.5) / {std:g}",
+                                                       "mean": 127.5, "std": std}},
+        "preprocessing": {"fit": pre.fit, "aligned_by": "5 landmarks (alignment below)"},
+        "alignment": alignment_entry(pre.input_size),
+        "embedding": {"size": int(backbone.embedding_dim), "score": "cosine"},
+        "calibration": calibration,
+        "training_run": training,
+        "parity": None if parity is None else parity.as_dict(),
+    }
+
+
+def _check_parity(cfg: DictConfig, backbone: Backbone, exported_file: Path, fmt: str, pre: Preprocessing,
+                  trained_cfg) -> Parity:
+    crops, source = parity_crops(cfg, trained_cfg, pre)
+    parity = measure_parity(backbone, load_exported(exported_file, fmt), crops, source)
+    log.info("parity on %s: lowest cosine %.7f, largest |difference| %.2e", source, parity.min_cosine,
+             parity.max_abs_difference)
+    print(f"parity: {source}: lowest cosine {parity.min_cosine:.7f}, largest |difference| "
+          f"{parity.max_abs_difference:.2e} (relative {parity.max_relative_difference:.1e})")
+    if not parity.min_cosine >= float(cfg.parity_cosine):  # also refuses NaN
+        raise FacetrainError(f"the exported model disagrees with PyTorch: lowest cosine {parity.min_cosine:.6f} < "
+                             f"parity_cosine={cfg.parity_cosine} on {source}; nothing was written")
+    if not parity.max_relative_difference <= float(cfg.tolerance):
+        raise FacetrainError(f"the exported model's embeddings differ from PyTorch's by "
+                             f"{parity.max_relative_difference:.2e} (> tolerance={cfg.tolerance}); the export of "
+                             "this backbone is not faithful; nothing was written")
+    return parity
+
+
 def export_from_config(cfg: DictConfig) -> Path:
-    """The `facetrain export` command: checkpoint -> backbone -> file, then (check=true) compare outputs.
+    """The `facetrain export` command: checkpoint -> backbone -> file + model card, after the parity check.
+
+    The file is written under a temporary name, run on real face crops (check=true) and renamed only when
+    every crop's embedding matches PyTorch's (cosine >= parity_cosine); then its card is written beside it.
+    A refused export leaves nothing behind.
 
     Args:
-        cfg: the composed export.yaml (model, format, out, check, tolerance, paths).
+        cfg: the composed export.yaml (model, format, out, check, tolerance, parity_*, paths).
 
     Returns:
         The written file.
@@ -111,20 +167,31 @@ def export_from_config(cfg: DictConfig) -> Path:
     if fmt not in EXPORT_FORMATS:
         raise FacetrainError(f"format={fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
-    backbone = load_embedder(checkpoint).embedder.eval()
+    trained = load_embedder(checkpoint)
+    backbone = trained.embedder.eval()
     if not isinstance(backbone, Backbone):
         raise FacetrainError(f"model={checkpoint} is already an exported model; export takes a facetrain checkpoint "
                              "or an arcface_torch backbone.pth")
+    state = load_checkpoint(checkpoint, mmap=True)
+    trained_cfg = OmegaConf.create(state["config"]) if is_facetrain_state(state) else None
     out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
-    export_backbone(backbone, fmt, out)
-    log.info("exported the backbone of %s to %s (%s)", checkpoint, out, fmt)
-    if cfg.check:
-        images = example_images(backbone, batch_size=3, seed=1)  # another batch size than the trace's
-        with torch.no_grad():
-            diff = max_relative_difference(backbone(images), load_exported(out, fmt)(images))
-        if diff > float(cfg.tolerance):
-            raise FacetrainError(f"the exported model's embeddings differ from PyTorch's by {diff:.2e} "
-                                 f"(> tolerance={cfg.tolerance}); the export of this backbone is not faithful")
-        log.info("check: exported embeddings match PyTorch's (max relative difference %.1e)", diff)
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
+    try:
+        export_backbone(backbone, fmt, tmp)
+        parity = _check_parity(cfg, backbone, tmp, fmt, trained.preprocessing, trained_cfg) if cfg.check else None
+        card = _card(backbone, fmt, trained.preprocessing, checkpoint, trained_cfg, trained.iteration, parity)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        card_file = write_card(out, card)
+    except BaseException:
+        out.unlink(missing_ok=True)  # a file without its card is half an export
+        raise
+    log.info("exported the backbone of %s to %s (%s), card %s", checkpoint, out, fmt, card_file)
+    if card["calibration"] is None:
+        print(f"no calibration.json in the run: the card has no thresholds (`facetrain eval lfw model={checkpoint}` "
+              "writes one; export again after it)")
+    print(f"card: {card_file}")
     print(out)
     return out

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from facetrain.cli import _to_hydra_args
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-COMMANDS = ("train", "eval", "data", "export", "report")
+COMMANDS = ("train", "eval", "data", "export", "report", "verify")
 
 
 def _command_lines() -> list[str]:

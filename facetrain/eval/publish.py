@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
+from facetrain.eval.calibrate import calibration_record, write_calibration
 from facetrain.eval.features.source import ProtocolFeatures
 from facetrain.eval.plots import RocCurve, log_roc_to_tensorboard, save_roc_png
 from facetrain.run.metrics_file import update_metrics
@@ -18,7 +20,8 @@ _TITLES = {"lfw": "LFW", "blufr": "LFW BLUFR", "ytf": "YouTube Faces", "ijba": "
 
 
 def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, curves: Mapping[str, RocCurve],
-            source: ProtocolFeatures) -> dict[str, float]:
+            source: ProtocolFeatures, calibration: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            pairs_of: str = "image") -> dict[str, float]:
     """Report a protocol's results everywhere they belong; returns `metrics`.
 
     Args:
@@ -28,6 +31,9 @@ def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, c
         table: the printed table.
         curves: ROC curves to plot (label -> (FAR, TAR)).
         source: where the features came from (the model's run gains the metrics and the TensorBoard image).
+        calibration: set name -> (labels, cosine scores) of all its pairs: calibration.json (eval run and model
+            run) gains their thresholds at FAR 1e-1 ... 1e-6; None = scores that are not plain cosines.
+        pairs_of: what a calibrated pair compares (image, template, video).
     """
     out_dir = abs_path(cfg.run_dir)
     update_metrics(out_dir, metrics)
@@ -50,4 +56,19 @@ def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, c
               f"(first: {source.missing[0]})")
     print(f"metrics: {out_dir / 'metrics.json'}" + (f" and {run / 'metrics.json'}" if run else "")
           + (f"; ROC: {png}" if png else ""))
+    if calibration:
+        _calibrate(cfg, name, calibration, source, pairs_of, [out_dir] + ([run] if run is not None else []))
     return metrics
+
+
+def _calibrate(cfg: DictConfig, name: str, scored: Mapping[str, tuple[np.ndarray, np.ndarray]],
+               source: ProtocolFeatures, pairs_of: str, out_dirs: list[Path]) -> None:
+    features = str(abs_path(cfg.features)) if cfg.features else None
+    data = None if cfg.features else str(cfg.data.get("root") or "")
+    records = {key: calibration_record(name, key, same, scores, pairs_of=pairs_of, checkpoint=source.checkpoint,
+                                       iteration=source.iteration, mirror=str(cfg.mirror),
+                                       embedding=str(cfg.get("embedding", "backbone")), features_file=features,
+                                       data=data or None)
+               for key, (same, scores) in scored.items()}
+    files = write_calibration(out_dirs, records)
+    print(f"calibration ({', '.join(records)}; thresholds at FAR 1e-1 ... 1e-6): {' and '.join(map(str, files))}")

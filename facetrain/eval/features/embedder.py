@@ -15,7 +15,7 @@ from tqdm import tqdm
 from facetrain.data.images.image_io import check_fit, decode_image, read_aligned, read_image
 from facetrain.errors import FacetrainError
 
-__all__ = ["CHANNELS", "MIRROR_MODES", "embed_encoded", "embed_images"]
+__all__ = ["CHANNELS", "MIRROR_MODES", "embed_crops", "embed_encoded", "embed_images"]
 
 MIRROR_MODES = ("sum", "concat", "none")
 CHANNELS = (3, 1)
@@ -138,3 +138,12 @@ def embed_encoded(backbone: nn.Module, blobs: Sequence[bytes], names: Sequence[s
     _check_settings(mirror, fit, channels)
     dataset = _EncodedImages(blobs, names, backbone.input_size, fit, channels)
     return _embed(backbone, dataset, device, mirror, batch_size, num_workers, progress)
+
+
+@torch.no_grad()
+def embed_crops(backbone: nn.Module, crops: Sequence[torch.Tensor], device: torch.device, mirror: str = "sum",
+                batch_size: int = 256, channels: int = 3) -> np.ndarray:
+    """Like `embed_images`, for uint8 RGB crops [3, H, W] already at the input size (`facetrain verify`'s photos)."""
+    _check_settings(mirror, "resize", channels)
+    images = [_grey(c) if channels == 1 else c for c in crops]
+    return _embed(backbone, images, device, mirror, batch_size, 0, False)

@@ -50,6 +50,7 @@ class ProtocolFeatures:
     model_run: Path | None = None  # the training run the checkpoint belongs to
     iteration: int = 0
     embedded: int = 0  # rows embedded now (the rest came from the cache)
+    checkpoint: Path | None = None  # the model file the features were embedded with (None: a features file)
 
 
 def _unusable(images: ImageSet) -> list[int]:
@@ -145,4 +146,4 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
                    "the model has diverged or collapsed; retrain it or evaluate another checkpoint with model=...")
     save_features(abs_path(cfg.run_dir) / f"features_{name}.npz", feats, keys)
     return ProtocolFeatures(Features(feats, keys), [images.keys[i] for i in bad_idx], run_of_checkpoint(checkpoint),
-                            trained.iteration, embedded)
+                            trained.iteration, embedded, checkpoint)

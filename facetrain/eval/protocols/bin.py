@@ -294,7 +294,8 @@ def _features(cfg: DictConfig, sets: Sequence[BinPairs]) -> ProtocolFeatures:
     check_features(Features(feats, keys), f"the features of {checkpoint}",
                    "the model has diverged or collapsed; retrain it or evaluate another checkpoint with model=...")
     save_features(abs_path(cfg.run_dir) / "features_bin.npz", feats, keys)
-    return ProtocolFeatures(Features(feats, keys), [], run_of_checkpoint(checkpoint), trained.iteration, len(keys))
+    return ProtocolFeatures(Features(feats, keys), [], run_of_checkpoint(checkpoint), trained.iteration, len(keys),
+                            checkpoint)
 
 
 def _table(names: Sequence[str], metrics: dict[str, float]) -> str:
@@ -341,4 +342,5 @@ def evaluate_bin(cfg: DictConfig) -> dict[str, float]:
     source = _features(cfg, sets)
     metrics, scores = sets_metrics(sets, source.features.features, search)
     curves = {s.name: roc_from_scores(s.same, scores[s.name]) for s in sets}
-    return publish(cfg, "bin", metrics, _table([s.name for s in sets], metrics), curves, source)
+    return publish(cfg, "bin", metrics, _table([s.name for s in sets], metrics), curves, source,
+                   calibration={f"bin/{s.name}": (s.same, scores[s.name]) for s in sets})

@@ -323,4 +323,5 @@ def evaluate_ijb(cfg: DictConfig) -> dict[str, float]:
     numbers |= {"templates": float(len(pooled.ids)), "templates_dropped": float(dropped),
                 "faces": float(len(source.features.paths))}
     m = {f"{name}/{k}": float(v) for k, v in numbers.items()}
-    return publish(cfg, name, m, _table(m, p, list(ijb.galleries)), {"1:1": roc_from_scores(*roc)}, source)
+    return publish(cfg, name, m, _table(m, p, list(ijb.galleries)), {"1:1": roc_from_scores(*roc)}, source,
+                   calibration={name: roc}, pairs_of="template")

@@ -189,5 +189,9 @@ def evaluate_lfw(cfg: DictConfig) -> dict[str, float]:
     metrics, scores = lfw_metrics(kept, source.features, str(cfg.protocol.metric), float(cfg.protocol.pca), fars,
                                   str(cfg.protocol.far_readoff), n_sets)
     metrics["lfw/pairs_dropped"] = float(len(pairs) - len(kept))
+    plain = str(cfg.protocol.metric) == "cosine" and not float(cfg.protocol.pca)  # what `facetrain verify` computes
+    if not plain:
+        print("calibration.json not written: these scores are not the plain cosine of two embeddings "
+              "(protocol.metric=cosine protocol.pca=0 calibrate)")
     return publish(cfg, "lfw", metrics, _table(metrics, fars, n_sets), {"LFW": roc_from_scores(kept.same, scores)},
-                   source)
+                   source, calibration={"lfw": (kept.same, scores)} if plain else None)

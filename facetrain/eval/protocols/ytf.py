@@ -209,4 +209,5 @@ def evaluate_ytf(cfg: DictConfig) -> dict[str, float]:
         table += "\n\n" + format_table(["norm sets", "pairs", "AUC %"], [
             [k.split("/")[2], int(m[f"ytf/norm_sets/{k.split('/')[2]}/pairs"]), pct(v)]
             for k, v in m.items() if k.startswith("ytf/norm_sets/") and k.endswith("/auc")])
-    return publish(cfg, "ytf", m, table, {"YTF (mean cosine)": roc_from_scores(kept.same, scores)}, source)
+    return publish(cfg, "ytf", m, table, {"YTF (mean cosine)": roc_from_scores(kept.same, scores)}, source,
+                   calibration=None if p.center else {"ytf": (kept.same, scores)}, pairs_of="video")

@@ -4,6 +4,8 @@ Embeds the validation tree exactly as `facetrain eval lfw` would, and each `.bin
 `facetrain eval bin` would (mirror-sum features, the training fit and channels, the same metric keys:
 `lfw/acc_mean`, `bin/<file name>/acc_mean`), without the embedding cache (the weights move), logs them as
 `val/...` to TensorBoard and metrics.json, and saves `checkpoints/best.pt` whenever the chosen metric improves.
+Each validation also rewrites the run's calibration.json (thresholds at FAR 1e-1 ... 1e-6 of each set, at this
+iteration), so a finished run carries the thresholds of its final weights for `facetrain verify`.
 best.pt records the score it was saved for (`val_best`), so a resumed run replaces it only with a better one.
 """
 
@@ -21,6 +23,7 @@ from omegaconf import DictConfig
 from facetrain.config import abs_path
 from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
+from facetrain.eval.calibrate import calibration_record, write_calibration
 from facetrain.eval.features.embedder import embed_encoded, embed_images
 from facetrain.eval.features.file import Features
 from facetrain.eval.protocols.bin import THRESHOLD_SEARCHES, bin_paths, read_sets, sets_metrics
@@ -118,6 +121,7 @@ class ValidationHook(Hook):
             raise FacetrainError("validation has nothing to score: val.root=null and no val.sets; give an LFW-style "
                                  "tree (val.root) or .bin files (val.sets=[/data/lfw.bin]), or set val.every=0")
         self.best = _Best()
+        self.scored: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the last validation's pairs, per set
 
     def on_start(self, state: TrainState) -> None:
         """A resumed run continues from the score its best.pt was saved for (a fresh run from nothing)."""
@@ -132,22 +136,37 @@ class ValidationHook(Hook):
             self.validate(state)
 
     def _score(self, backbone, device) -> dict[str, float]:
-        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them."""
-        channels, metrics = int(getattr(backbone, "in_channels", 3)), {}
+        """lfw/... of the tree and bin/<set>/... of each `.bin` set, as `facetrain eval lfw|bin` name them; each
+        set's (labels, cosine scores) are kept in `self.scored` for calibration.json."""
+        channels, metrics, scored = int(getattr(backbone, "in_channels", 3)), {}, self.scored
         settings = {"mirror": self.mirror, "batch_size": self.batch_size, "progress": False, "fit": self.fit,
                     "channels": channels}
         if self.pairs is not None:
             features = embed_images(backbone, self.root, self.pairs.images, device, **settings)
-            metrics |= lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))[0]
+            numbers, scores = lfw_metrics(self.pairs, Features(features, list(self.pairs.images)))
+            metrics |= numbers
+            scored["lfw"] = (self.pairs.same, scores)
         if self.sets:
             features = embed_encoded(backbone, [b for s in self.sets for b in s.images],
                                      [f"{i} of {s.path}" for s in self.sets for i in range(len(s.images))],
                                      device, **settings)
-            metrics |= sets_metrics(self.sets, features, self.threshold_search)[0]
+            numbers, scores = sets_metrics(self.sets, features, self.threshold_search)
+            metrics |= numbers
+            scored |= {f"bin/{s.name}": (s.same, scores[s.name]) for s in self.sets}
         return metrics
+
+    def _calibrate(self, state: TrainState, scored: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """calibration.json of the run: the weights of this iteration (checkpoints/last.pt once it is saved)."""
+        checkpoint = checkpoint_path(state.run_dir, "last")
+        data = {"lfw": str(self.root)} | {f"bin/{s.name}": str(s.path) for s in self.sets}
+        records = {key: calibration_record("validation", key, same, scores, pairs_of="image", checkpoint=checkpoint,
+                                           iteration=state.iteration, mirror=self.mirror, data=data[key])
+                   for key, (same, scores) in scored.items()}
+        write_calibration([Path(state.run_dir)], records)
 
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
+        self.scored = {}
         metrics = self._score(state.model.backbone, state.device)
         state.model.train()  # embedding put the backbone in eval mode
         if self.metric not in metrics:
@@ -163,4 +182,6 @@ class ValidationHook(Hook):
         state.pending_scalars |= values  # TensorBoardHook writes them at this iteration
         if is_main_process():
             update_metrics(Path(state.run_dir), values)
+            if self.scored:
+                self._calibrate(state, self.scored)
         return values
