@@ -17,8 +17,9 @@ SHIFT = (0.8, (30.0, 20.0))  # the second photo of Eileen Collins: the first, sc
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """An LFW-like tree (250x250): two photos of one person (one shifted and rescaled), one of another, a photo
-    without a face and a file that is no image. Returns the tree and the hand-marked landmarks."""
+    """An LFW-like tree (250x250): two photos of one person (one shifted and rescaled), two of another (one with a
+    second, smaller face), a photo without a face and a file that is no image. Returns the tree and the
+    hand-marked landmarks."""
     src = tmp_path_factory.mktemp("photos")
     (src / "Eileen_Collins").mkdir()
     (src / "Grace_Hopper").mkdir()
@@ -30,9 +31,11 @@ def photos(tmp_path_factory):
     grace.save(src / "Grace_Hopper" / "Grace_Hopper_0001.jpg", quality=95)
     photo("coffee.jpg").resize((250, 250)).save(src / "Grace_Hopper" / "Grace_Hopper_0002.jpg")
     (src / "Grace_Hopper" / "Grace_Hopper_0003.jpg").write_bytes(b"these are notes, not a photo\n")
+    grace.paste(photo("astronaut.jpg").resize((160, 160)).crop((40, 10, 110, 80)), (180, 0))  # a second, small face
+    grace.save(src / "Grace_Hopper" / "Grace_Hopper_0004.jpg", quality=95)
     marks = {"Eileen_Collins/Eileen_Collins_0001.jpg": eileen_marks,
              "Eileen_Collins/Eileen_Collins_0002.jpg": SHIFT[0] * eileen_marks + SHIFT[1],
-             "Grace_Hopper/Grace_Hopper_0001.jpg": grace_marks}
+             "Grace_Hopper/Grace_Hopper_0001.jpg": grace_marks, "Grace_Hopper/Grace_Hopper_0004.jpg": grace_marks}
     return src, marks
 
 
@@ -44,8 +47,9 @@ def test_detect_align_resume_and_reuse_the_landmarks(photos, tmp_path):
     src, marks = photos
     out = tmp_path / "aligned"
     report = align_tree(src, None, out, workers=1, progress=False)
-    assert (report["aligned_now"], report["detected_now"], report["no_face"], report["unreadable"]) == (3, 3, 1, 1)
-    assert report["several_faces"] == 0 and report["pick"] == "largest"
+    assert (report["aligned_now"], report["detected_now"], report["no_face"], report["unreadable"]) == (4, 4, 1, 1)
+    assert report["several_faces"] == 1 and report["pick"] == "largest"
+    assert (out / "several_faces.txt").read_text() == "Grace_Hopper/Grace_Hopper_0004.jpg\t2\n"
     assert report["no_face_files"][0][0] == "Grace_Hopper/Grace_Hopper_0002.jpg"
     assert (out / "no_face.txt").read_text().startswith("Grace_Hopper/Grace_Hopper_0002.jpg\tno face")
     assert report["unreadable_files"][0][0] == "Grace_Hopper/Grace_Hopper_0003.jpg"
@@ -65,7 +69,7 @@ def test_detect_align_resume_and_reuse_the_landmarks(photos, tmp_path):
     kept = _pixels(out / "Eileen_Collins" / "Eileen_Collins_0002.jpg")
     (out / "Eileen_Collins" / "Eileen_Collins_0002.jpg").unlink()
     again = align_tree(src, None, out, workers=0, progress=False)
-    assert (again["aligned_now"], again["detected_now"], again["already_aligned"], again["no_face"]) == (1, 0, 2, 1)
+    assert (again["aligned_now"], again["detected_now"], again["already_aligned"], again["no_face"]) == (1, 0, 3, 1)
     # the same crop, up to the landmarks file's 0.01-pixel rounding (and JPEG's quantization of that)
     assert np.abs(_pixels(out / "Eileen_Collins" / "Eileen_Collins_0002.jpg") - kept).mean() < 1.5
     assert read_landmarks(out / "landmarks.txt").keys() == found.keys()
@@ -73,7 +77,7 @@ def test_detect_align_resume_and_reuse_the_landmarks(photos, tmp_path):
     # another crop size from the landmarks file: no detection; the photo without a face and the non-image have none
     other_size = align_tree(src, out / "landmarks.txt", tmp_path / "aligned112", size=(112, 112), workers=0,
                             progress=False)
-    assert (other_size["aligned_now"], other_size["missing_landmarks"]) == (3, 2) and "detected_now" not in other_size
+    assert (other_size["aligned_now"], other_size["missing_landmarks"]) == (4, 2) and "detected_now" not in other_size
     assert Image.open(tmp_path / "aligned112" / "Grace_Hopper" / "Grace_Hopper_0001.jpg").size == (112, 112)
 
 
@@ -92,8 +96,8 @@ def test_cli_aligns_straight_into_a_pack_and_reports_each_skipped_photo(photos, 
     assert "skipped Grace_Hopper/Grace_Hopper_0002.jpg: no face of 20+ pixels found" in out
     assert "skipped Grace_Hopper/Grace_Hopper_0003.jpg:" in out
     meta = json.loads((tmp_path / "faces.pack" / "pack.json").read_text())
-    assert meta["images"] == 3 and meta["classes"] == ["Eileen_Collins", "Grace_Hopper"] and meta["size"] == [112, 96]
-    assert len(read_landmarks(tmp_path / "faces.pack" / "landmarks.txt")) == 3
+    assert meta["images"] == 4 and meta["classes"] == ["Eileen_Collins", "Grace_Hopper"] and meta["size"] == [112, 96]
+    assert len(read_landmarks(tmp_path / "faces.pack" / "landmarks.txt")) == 4
     assert not (tmp_path / ".faces.pack.crops").exists()  # the crops it was packed from are gone
     again = run_cli("data", "align", *args, cwd=tmp_path, check=False)
     assert again.returncode == 2 and "faces.pack exists" in again.stderr and "Traceback" not in again.stderr

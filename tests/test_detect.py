@@ -87,6 +87,20 @@ def test_pyramid_and_min_overlap_nms():
     assert nms_min(boxes, scores, groups, 0.7).tolist() == [3, 0, 2]
 
 
+def test_a_photo_smaller_than_the_smallest_face_has_none():
+    assert detect_all([Image.new("RGB", (15, 30), (200, 150, 120))]) == [[]]
+
+
+@pytest.mark.gpu
+def test_the_gpu_finds_what_the_cpu_finds(found):
+    """Not run where there is no GPU (and not yet run on one: the development machine had none)."""
+    on_gpu = detect_all([photo(n) for n in FACES + NO_FACES], device="cuda")
+    for name, faces in zip(FACES + NO_FACES, on_gpu, strict=True):
+        assert len(faces) == len(found[name])
+        for a, b in zip(faces, found[name], strict=True):
+            assert abs(a.score - b.score) < 1e-3 and np.abs(a.landmarks - b.landmarks).max() < 0.1
+
+
 def test_missing_weights_say_how_to_install_them(monkeypatch):
     assert (weights_folder() / "onet.pt").is_file()
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)

@@ -63,11 +63,11 @@ def nms_min(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, thr
     inter = (rb - lt).clamp(min=0).prod(2)
     area = box_area(b)
     overlap = inter / torch.minimum(area[:, None], area[None, :]).clamp(min=1e-12)
-    suppress = (overlap > threshold) & (g[:, None] == g[None, :])
+    suppress = ((overlap > threshold) & (g[:, None] == g[None, :])).cpu()
     keep = torch.ones(len(b), dtype=torch.bool)
     for i in range(len(b)):  # few boxes reach the last stage
         if keep[i]:
-            keep[i + 1 :] &= ~suppress[i, i + 1 :].cpu()
+            keep[i + 1 :] &= ~suppress[i, i + 1 :]
     return order[keep.to(order.device)]
 
 
