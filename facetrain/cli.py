@@ -11,6 +11,7 @@ commands:
   eval PROTOCOL      score a model or features file      facetrain eval lfw model=runs/train/RUN
   data synth         write the synthetic demo data       facetrain data synth synth.seed=1
   data align         photos + 5 landmarks -> crops       facetrain data align align.src=photos align.landmarks=landmarks.txt align.out=crops
+                     or raw photos (faces detected)      facetrain data align align.src=photos align.out=crops
   data pack          aligned tree -> data=packed shards  facetrain data pack pack.src=crops pack.out=faces.pack
   data convert       insightface rec pack <-> folders    facetrain data convert convert.src=faces_webface_112x112 convert.out=casia
   data outliers      a sub-center run's noisy images     facetrain data outliers model=runs/train/RUN

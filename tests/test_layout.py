@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "facetrain"
 # importer package -> packages it must never import (at module level or inside a function)
 FORBIDDEN = {
     "data": ("eval", "train", "report", "run", "models"),
+    "detect": ("data", "eval", "train", "report", "run", "models", "losses"),
     "eval": ("train", "report"),
     "models": ("train", "eval", "report"),
     "losses": ("run", "train", "eval", "data"),

@@ -8,7 +8,7 @@ import numpy as np
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["read_landmarks"]
+__all__ = ["landmarks_line", "read_landmarks", "read_landmarks_log"]
 
 
 def read_landmarks(file: Path) -> dict[str, np.ndarray]:
@@ -35,4 +35,28 @@ def read_landmarks(file: Path) -> dict[str, np.ndarray]:
         except ValueError:
             raise FacetrainError(f"{file}:{number}: the 10 coordinates must be numbers") from None
         points[fields[0].replace("\\", "/").lstrip("./")] = coords
+    return points
+
+
+def landmarks_line(path: str, points: np.ndarray) -> str:
+    """One `path x1 y1 ... x5 y5` line (what read_landmarks reads), to 0.01 pixel."""
+    return path + "".join(f" {v:.2f}" for v in np.asarray(points, dtype=np.float64).ravel()) + "\n"
+
+
+def read_landmarks_log(file: Path) -> dict[str, np.ndarray]:
+    """The complete lines of a landmarks file that was being appended to when its writer was killed.
+
+    A torn last line (no newline, or too few fields) is dropped: its image is detected again.
+    """
+    if not file.is_file():
+        return {}
+    points = {}
+    for line in file.read_text().splitlines(keepends=True):
+        fields = line.split()
+        if not line.endswith("\n") or len(fields) != 11:
+            continue
+        try:
+            points[fields[0]] = np.array([float(v) for v in fields[1:]]).reshape(5, 2)
+        except ValueError:
+            continue
     return points
