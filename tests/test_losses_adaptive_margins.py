@@ -112,3 +112,4 @@ def test_bad_options_are_refused_in_one_line():
                         (lambda: CurricularFaceLoss(D, C, momentum=2), "momentum")):
         with pytest.raises(FacetrainError, match=match):
             make()
+
