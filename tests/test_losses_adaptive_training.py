@@ -38,3 +38,17 @@ def test_adaface_learns_in_a_short_run(train_cfg, tmp_path):
     train(cfg)
     acc, _ = _evaluate(cfg, tmp_path / "r" / "checkpoints" / "last.pt")
     assert acc >= 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["adaface", "magface", "curricularface"])
+def test_a_sharded_run_with_class_sampling_resumes_as_one_process(loss, tiny_data, tmp_path):
+    """torchrun: 2 ranks, each half of the class weights and class sampling, to iteration 2, then 1 process to 4:
+    the weights and running statistics one process reaches in 4 iterations."""
+    from test_distributed import _compose, _overrides, assert_same_weights, torchrun
+
+    sharded = [f"loss={loss}", "loss.scale=16", "shard_classifier=true", "loss.sample_rate=0.5"]
+    train(_compose(_overrides(tiny_data, tmp_path / "full", *sharded)))
+    torchrun(*_overrides(tiny_data, tmp_path / "two_then_one", *sharded, "iterations=2"), cwd=tmp_path)
+    train(_compose(_overrides(tiny_data, tmp_path / "two_then_one", *sharded, "resume=true")))
+    assert_same_weights(tmp_path / "full", tmp_path / "two_then_one", 4)
