@@ -80,6 +80,7 @@ def trained(tmp_path_factory, tiny_data):
     """Tiny softmax, NormFace, L2-softmax and 2-D LeNet++ (no bias) runs on the tiny synthetic tree."""
     base = tmp_path_factory.mktemp("analyses")
     runs = {"softmax": ["loss=softmax"], "normface": ["loss=normface"], "l2": ["loss=l2softmax", "alpha=8"],
+            "magface": ["loss=magface"],
             "lenet": ["backbone=lenet_pp", "embedding_dim=2", "input_size=[28,28]", "backbone.in_channels=3",
                       "loss=softmax", "loss.bias=false", "data.hflip=false"]}
     for name, extra in runs.items():
@@ -228,3 +229,11 @@ def test_review_presets_compose_and_their_synth_twins_train(preset, tiny_data, t
     elif preset == "review_quality":
         assert twin.input_size == [56, 48]
         _check_quality_note(tmp_path / "run", tiny_data, tmp_path / "report")
+
+
+def test_quality_plot_names_magface_norm_the_quality_score(trained):
+    report = _report(trained, "magface", weight_norms="null", classifier_bias="null", features2d="null")
+    (scatter,) = report.plots  # no norm sets in its metrics
+    assert list(scatter.series) == ["MagFaceLoss (magface)"]
+    (note,) = [n for n in scatter.notes if "quality score" in n]
+    assert note.startswith("MagFaceLoss (magface)") and "Spearman rho(quality level, norm)" in note

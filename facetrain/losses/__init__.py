@@ -11,9 +11,12 @@ from facetrain.losses.auxiliary.center import CenterLoss
 from facetrain.losses.auxiliary.range_loss import RangeLoss
 from facetrain.losses.auxiliary.ring import RingLoss
 from facetrain.losses.base import FaceLoss
+from facetrain.losses.classifier.adaface import AdaFaceLoss
 from facetrain.losses.classifier.arcface import ArcFaceLoss
 from facetrain.losses.classifier.cosface import CosFaceLoss
+from facetrain.losses.classifier.curricularface import CurricularFaceLoss
 from facetrain.losses.classifier.elasticface import ElasticFaceLoss
+from facetrain.losses.classifier.magface import MagFaceLoss
 from facetrain.losses.classifier.margin_softmax import MarginSoftmaxLoss
 from facetrain.losses.classifier.normface import NormFaceLoss, normface_loss_bound
 from facetrain.losses.classifier.softmax import SoftmaxLoss
@@ -25,6 +28,7 @@ from facetrain.losses.pair.contrastive import ContrastiveLoss
 from facetrain.losses.pair.triplet import TripletLoss
 
 __all__ = [
+    "AdaFaceLoss",
     "AgentDistortion",
     "AgentLoss",
     "ArcFaceLoss",
@@ -34,9 +38,11 @@ __all__ = [
     "CombinedLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
+    "CurricularFaceLoss",
     "ElasticFaceLoss",
     "FaceLoss",
     "LossOutput",
+    "MagFaceLoss",
     "MarginSoftmaxLoss",
     "NormFaceLoss",
     "RangeLoss",

@@ -15,7 +15,7 @@ from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
 from facetrain.eval.features.file import Features
 from facetrain.eval.features.source import ImageSet, gather_features
-from facetrain.eval.metrics.norm_sets import norm_set_pairs, norm_sets
+from facetrain.eval.metrics.norm_sets import kept_after_rejecting, norm_set_pairs, norm_sets
 from facetrain.eval.metrics.pair_scoring import fold_pca_scores, pair_scores
 from facetrain.eval.metrics.roc import eer, roc_auc, tar_at_far
 from facetrain.eval.metrics.verification import FoldAccuracy, held_out_scores, kfold_accuracy
@@ -127,8 +127,8 @@ def lfw_fold_accuracy(pairs: LfwPairs, feats: Features, metric: str = "cosine", 
 
 
 def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: float = 0,
-                fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0
-                ) -> tuple[dict[str, float], np.ndarray]:
+                fars: tuple[float, ...] = (1e-3,), far_readoff: str = "interp", norm_set_count: int = 0,
+                reject: tuple[float, ...] = ()) -> tuple[dict[str, float], np.ndarray]:
     """All LFW numbers from features of the protocol's images; also the pooled out-of-fold scores.
 
     Accuracy: mean and population std (ddof=0) of the 10 held-out fold accuracies. AUC, EER and TAR@FAR
@@ -153,6 +153,12 @@ def lfw_metrics(pairs: LfwPairs, feats: Features, metric: str = "cosine", pca: f
         for key, mask in norm_set_pairs(a, b, norm_set_count).items():
             metrics[f"lfw/norm_sets/{key}/acc"] = float(correct[mask].mean()) if mask.any() else float("nan")
             metrics[f"lfw/norm_sets/{key}/pairs"] = float(mask.sum())
+    if reject:  # the norm as a quality score (MagFace): accuracy of the pairs left after rejecting the lowest
+        norm = {p: float(n) for p, n in zip(feats.paths, np.linalg.norm(feats.features, axis=1), strict=True)}
+        quality = np.minimum([norm[p] for p in pairs.left], [norm[p] for p in pairs.right])
+        for key, mask in kept_after_rejecting(quality, reject).items():
+            metrics[f"lfw/reject/{key}/acc"] = float(correct[mask].mean())
+            metrics[f"lfw/reject/{key}/pairs"] = float(mask.sum())
     return metrics, held_out
 
 
@@ -172,6 +178,10 @@ def _table(metrics: dict[str, float], fars, norm_set_count: int) -> str:
         sets = [k.split("/")[2] for k in metrics if k.endswith("/acc") and "/norm_sets/" in k]
         text += "\n\n" + format_table(["norm sets", "pairs", "accuracy %"], [
             [s, int(metrics[f"lfw/norm_sets/{s}/pairs"]), pct(metrics[f"lfw/norm_sets/{s}/acc"])] for s in sets])
+    shares = [k.split("/")[2] for k in metrics if k.startswith("lfw/reject/") and k.endswith("/acc")]
+    if shares:
+        text += "\n\n" + format_table(["lowest-norm pairs rejected", "pairs kept", "accuracy %"], [
+            [s, int(metrics[f"lfw/reject/{s}/pairs"]), pct(metrics[f"lfw/reject/{s}/acc"])] for s in shares])
     return text
 
 
@@ -187,7 +197,8 @@ def evaluate_lfw(cfg: DictConfig) -> dict[str, float]:
     fars = tuple(float(f) for f in cfg.protocol.fars)
     n_sets = int(cfg.analysis.norm_sets)
     metrics, scores = lfw_metrics(kept, source.features, str(cfg.protocol.metric), float(cfg.protocol.pca), fars,
-                                  str(cfg.protocol.far_readoff), n_sets)
+                                  str(cfg.protocol.far_readoff), n_sets,
+                                  tuple(float(f) for f in cfg.analysis.get("reject") or ()))
     metrics["lfw/pairs_dropped"] = float(len(pairs) - len(kept))
     plain = str(cfg.protocol.metric) == "cosine" and not float(cfg.protocol.pca)  # what `facetrain verify` computes
     if not plain:

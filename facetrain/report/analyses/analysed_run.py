@@ -50,6 +50,10 @@ class AnalysedRun(TrainedRun):
         return (cls is not None and issubclass(cls, MarginSoftmaxLoss)
                 and self.cfg.loss.get("normalize", "both") != "features")
 
+    def trained_with(self, loss_class: type) -> bool:
+        """Whether the run's loss is `loss_class` or a subclass of it (False when this facetrain cannot import it)."""
+        return self._loss_class is not None and issubclass(self._loss_class, loss_class)
+
     @cached_property
     def _loss_class(self) -> type | None:
         """The run's loss class; None, said in one line, when this facetrain cannot import it (renamed or removed),

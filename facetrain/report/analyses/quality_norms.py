@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.data.synth.quality import quality_path, read_quality
+from facetrain.losses import MagFaceLoss
 from facetrain.plotting import new_axes, save_png
 from facetrain.report.analyses.analysed_run import sample_indices, trained_runs
 from facetrain.report.analyses.correlation import spearman
@@ -48,6 +49,10 @@ def draw_quality_norms(runs: list[RunRecord], cfg: DictConfig, out_dir: Path) ->
         plot.notes.append(f"{run.label}: Spearman rho(factor, norm) over {len(q)} training images: {rhos}; "
                           f"median norm {np.median(norms):.3g}, worst-quality tenth {_tail_ratio(q, norms):.3f} "
                           "of the best tenth's")
+        if run.trained_with(MagFaceLoss):  # the norm is what MagFace trains to be a quality score
+            plot.notes.append(f"{run.label}: MagFace (Meng et al. 2021): this norm is the run's quality score "
+                              f"(larger = more recognizable); Spearman rho(quality level, norm) "
+                              f"{spearman(q, norms):.3f} (negative: it ranks the images' quality)")
     if not plot.series:
         return []
     _scatter(plot, "quality level (0 pristine .. 1 worst)", "feature norm / the run's median")
