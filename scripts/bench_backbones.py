@@ -29,11 +29,16 @@ CASES = [
     ("resnext101", (112, 112), []),
     ("iresnet50", (112, 112), []),
     ("iresnet100", (112, 112), []),
+    ("mobilefacenet", (112, 112), ["embedding_dim=128"]),  # the paper's 128-d feature
+    ("timm", (112, 112), ["backbone.name=resnet18"]),
+    ("timm", (112, 112), ["backbone.name=mobilenetv3_small_100"]),
+    ("timm", (112, 112), ["backbone.name=vit_tiny_patch16_224"]),
 ]
 
 
 def build(option: str, size: tuple[int, int], extra: list[str]) -> torch.nn.Module:
-    overrides = [f"backbone={option}", f"input_size=[{size[0]},{size[1]}]", "embedding_dim=512", *extra]
+    dim = [] if any(o.startswith("embedding_dim=") for o in extra) else ["embedding_dim=512"]
+    overrides = [f"backbone={option}", f"input_size=[{size[0]},{size[1]}]", *dim, *extra]
     with initialize_config_module(config_module="facetrain.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     return instantiate(cfg.backbone).eval()
@@ -80,7 +85,8 @@ def main() -> None:
         model = build(option, size, extra)
         params = sum(p.numel() for p in model.parameters())
         shape = f"{getattr(model, 'in_channels', 3)} x {size[0]} x {size[1]}"
-        print(f"| {option} | {shape} | {params:,} | {gflops(model):.2f} | "
+        name = f"{option} {extra[0].split('=')[1]}" if option == "timm" else option
+        print(f"| {name} | {shape} | {params:,} | {gflops(model):.2f} | "
               f"{images_per_s(model, args.batch, args.iters):.1f} |", flush=True)
 
 

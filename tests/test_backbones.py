@@ -13,6 +13,7 @@ from facetrain.backbones import (
     FaceResNet,
     IResNet,
     LeNetPP,
+    MobileFaceNet,
     SmallFaceCNN,
     SphereFace,
     TorchvisionTrunk,
@@ -22,7 +23,7 @@ from facetrain.errors import FacetrainError
 
 SIZES = [(112, 96), (112, 112), (128, 128)]
 BIG = ["resnet101", "resnext101", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200"]  # seconds per step on 2 CPU cores
-SMALL = ["face_resnet27", "sphereface20", "lenet_pp"]
+SMALL = ["face_resnet27", "sphereface20", "lenet_pp", "mobilefacenet"]
 
 
 def n_params(module: nn.Module) -> int:
@@ -42,6 +43,8 @@ PAPER_COUNTS = [
     (LeNetPP, {}, 797_604),
     (IResNet, {"input_size": (112, 112), "layers": (3, 4, 14, 3)}, 43_590_848),
     (IResNet, {"input_size": (112, 112), "layers": (3, 13, 30, 3)}, 65_156_160),
+    # insightface arcface_torch's MobileFaceNet(blocks=(1, 4, 6, 2), scale=1, num_features=128), counted
+    (MobileFaceNet, {}, 1_003_136),
 ]
 
 
@@ -117,6 +120,7 @@ PAPER_DEFAULTS = {  # option: (embedding_dim, input_size, parameters) from `back
     "iresnet200": (512, (112, 112), 118_833_920),
     "resnet101": (512, (128, 128), 43_549_248),
     "resnext101": (512, (128, 128), 43_177_792),
+    "mobilefacenet": (128, (112, 112), 1_003_136),
 }
 
 
@@ -136,6 +140,31 @@ def test_command_line_beats_the_backbone_defaults(overrides, expected):
     with torch.device("meta"):
         model = instantiate(compose_config("train", ["backbone=face_resnet27", *overrides]).backbone)
     assert (model.embedding_dim, model.input_size, n_params(model)) == expected
+
+
+def test_mobilefacenet_is_the_papers_table_1():
+    """Chen et al. 2018: 0.99M parameters and 221M MAdds at 112x112. The paper's count is the deploy-time
+    one (each BN folded into its conv leaves one bias per channel); FlopCounterMode counts 2 FLOPs per MAdd."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = MobileFaceNet().eval()
+    bn_channels = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d))
+    assert (n_params(model), bn_channels) == (1_003_136, 9_792)
+    assert n_params(model) - bn_channels == 993_344  # 0.99M
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert (convs[-1].kernel_size, convs[-1].groups, model.feature_map) == ((7, 7), 512, (512, 7, 7))  # GDConv
+    assert sum(isinstance(m, nn.PReLU) for m in model.modules()) == 2 + 15 * 2 + 1  # every non-linear layer
+    with FlopCounterMode(display=False) as flops, torch.no_grad():
+        model(_images(model, batch=1))
+    assert round(flops.get_total_flops() / 2e6) == 221
+
+
+@pytest.mark.parametrize("size, kernel", [((112, 112), (7, 7)), ((112, 96), (7, 6)), ((56, 48), (4, 3))])
+def test_mobilefacenet_gdconv_covers_the_whole_final_map(size, kernel):
+    with torch.device("meta"):
+        model = MobileFaceNet(input_size=size)
+    assert model.gdconv[0].kernel_size == kernel and model.feature_map == (512, *kernel)
+    assert n_params(model) == 1_003_136 - 512 * (49 - kernel[0] * kernel[1])  # only GDConv's weights follow the size
 
 
 def test_small_cnn_in_channels_changes_only_the_first_conv():
@@ -180,7 +209,7 @@ def _train_step(model: nn.Module) -> None:
     assert all(moved), "every trainable parameter gets a gradient step"
 
 
-@pytest.mark.parametrize("option", ["face_resnet27", "lenet_pp"])
+@pytest.mark.parametrize("option", ["face_resnet27", "lenet_pp", "mobilefacenet"])
 def test_one_training_step(option):
     torch.manual_seed(0)  # unseeded, 1 run in 8 gave LeNet++'s final PReLU only positive inputs: no slope gradient
     _train_step(_build(option))
@@ -199,6 +228,7 @@ TINY = {  # each family at a small width: same code paths, a fraction of the tim
     "lenet_pp": lambda: LeNetPP(),
     "iresnet": lambda: IResNet(embedding_dim=16, layers=(1, 1, 1, 1)),
     "torchvision": lambda: TorchvisionTrunk(arch="resnet18", embedding_dim=16, input_size=(64, 64)),
+    "mobilefacenet": lambda: MobileFaceNet(embedding_dim=16, input_size=(56, 48)),
 }
 
 
@@ -278,3 +308,15 @@ def test_wrong_input_is_refused_in_one_sentence():
         FaceResNet(input_size=(20, 20))
     with pytest.raises(FacetrainError, match="backbone.in_channels=3"):
         LeNetPP()(torch.zeros(1, 3, 28, 28, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", pytest.param("onnx", marks=pytest.mark.slow)])
+def test_mobilefacenet_exports_its_embeddings(fmt, tmp_path):
+    from facetrain.export import example_images, export_backbone, load_exported
+
+    torch.manual_seed(0)
+    model = MobileFaceNet(embedding_dim=16, input_size=(112, 96)).eval()
+    path = export_backbone(model, fmt, tmp_path / ("backbone.pt" if fmt == "torchscript" else "backbone.onnx"))
+    images = example_images(model, batch_size=3, seed=5)  # a batch size the export never saw
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(path, fmt)(images), model(images), rtol=1e-4, atol=1e-5)

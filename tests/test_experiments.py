@@ -63,6 +63,8 @@ def _twin_overrides(preset: str, tiny_data, run_dir, csv) -> list[str]:
     cfg = compose_config("train", [f"experiment={preset}"])
     if cfg.backbone._target_.endswith("SmallFaceCNN"):
         base.append("backbone.channels=[4,8,8,16]")
+    if cfg.get("finetune", {}).get("needs_init_from"):  # test_finetune.py starts it from a run
+        base.append("finetune.needs_init_from=false")
     if "csv" in cfg.data.dataset:  # LeNet++ keeps its 2-D feature
         base = [o for o in base if not o.startswith("embedding_dim=")] + [f"data.dataset.csv={csv}", "input_size=[28,28]"]
     return [f"experiment={preset}", *base]

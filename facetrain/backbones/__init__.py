@@ -5,8 +5,10 @@ from facetrain.backbones.face_resnet import FaceResNet, FaceResUnit
 from facetrain.backbones.input_norm import InputNorm
 from facetrain.backbones.iresnet import IBasicBlock, IResNet
 from facetrain.backbones.lenet_pp import LeNetPP
+from facetrain.backbones.mobilefacenet import MobileFaceNet
 from facetrain.backbones.small_cnn import SmallFaceCNN
 from facetrain.backbones.sphereface import SphereFace
+from facetrain.backbones.timm_trunk import TimmTrunk
 from facetrain.backbones.torchvision_trunks import TorchvisionTrunk
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "IResNet",
     "InputNorm",
     "LeNetPP",
+    "MobileFaceNet",
     "SmallFaceCNN",
     "SphereFace",
+    "TimmTrunk",
     "TorchvisionTrunk",
 ]

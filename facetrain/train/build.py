@@ -11,6 +11,7 @@ from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
 from facetrain.models.trained_run import build_face_model
+from facetrain.train.finetune import finetune_settings
 
 __all__ = ["build_optimizer", "build_parts", "build_scheduler", "named_parts", "param_groups"]
 
@@ -28,17 +29,20 @@ def named_parts(model: FaceModel, loss: FaceLoss) -> dict[str, nn.Module]:
     return {"backbone": model.backbone, "head": model.head, "loss": loss}
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float,
+                 prefix_multipliers: dict[str, tuple[float, float]] | None = None) -> list[dict]:
     """Optimizer parameter groups, one per distinct (lr, weight-decay) multiplier pair.
 
     A loss declares `param_multipliers() -> {own parameter name: (lr_mult, wd_mult)}` (class agents, a
-    learned scale or radius; see `FaceLoss`); every other parameter gets (1, 1). Groups come in the order
-    their first parameter appears, so a checkpoint's optimizer state always lines up.
+    learned scale or radius; see `FaceLoss`); parameters whose name starts with a key of
+    `prefix_multipliers` get its pair (the backbone's when fine-tuning); every other parameter gets (1, 1).
+    Groups come in the order their first parameter appears, so a checkpoint's optimizer state always lines up.
 
     Args:
         model: the modules to optimize.
         lr: the base learning rate.
         weight_decay: the base weight decay.
+        prefix_multipliers: {parameter-name prefix: (lr_mult, wd_mult)}.
 
     Returns:
         A list of {"params", "lr", "weight_decay"} dicts for a torch optimizer.
@@ -51,15 +55,19 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
     groups: dict[tuple[float, float], list] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups.setdefault(special.get(name, (1.0, 1.0)), []).append(param)
+            default = next((m for p, m in (prefix_multipliers or {}).items() if name.startswith(p)), (1.0, 1.0))
+            groups.setdefault(special.get(name, default), []).append(param)
     return [{"params": params, "lr": lr * lr_mult, "weight_decay": weight_decay * wd_mult}
             for (lr_mult, wd_mult), params in groups.items()]
 
 
 def build_optimizer(cfg: DictConfig, model: FaceModel, loss: FaceLoss):
-    """instantiate(cfg.optim) over `param_groups` of model then loss (base lr and weight decay from cfg.optim)."""
+    """instantiate(cfg.optim) over `param_groups` of model then loss (base lr and weight decay from cfg.optim);
+    the backbone's rate is `finetune.backbone_lr_mult` x optim.lr."""
     both = nn.ModuleList([model, loss])  # backbone, head, loss: the parameter order checkpoints rely on
-    groups = param_groups(both, float(cfg.optim.get("lr", 1e-3)), float(cfg.optim.get("weight_decay", 0.0)))
+    mult = float(finetune_settings(cfg)["backbone_lr_mult"])
+    groups = param_groups(both, float(cfg.optim.get("lr", 1e-3)), float(cfg.optim.get("weight_decay", 0.0)),
+                          {"0.backbone.": (mult, 1.0)} if mult != 1.0 else None)
     return instantiate(cfg.optim)(groups)
 
 

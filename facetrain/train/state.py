@@ -19,6 +19,7 @@ from facetrain.sharded.rows import building_rows
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import gather_checkpoint, setup_class_shards
 from facetrain.train.build import build_optimizer, build_parts, build_scheduler, named_parts
+from facetrain.train.finetune import finetune_settings, freeze_batchnorm
 from facetrain.train.model_and_loss import ModelAndLoss, wire_network
 from facetrain.train.precision import ResumableGradScaler, autocast_dtype, resolve_precision
 from facetrain.train.progress import RunningMeans
@@ -126,6 +127,8 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     with building_rows(rank(), world_size()) if shard else contextlib.nullcontext():
         model, loss = build_parts(cfg, num_classes)  # sharded: each rank draws only its rows of the class weights
     model, loss = model.to(device), loss.to(device)
+    if finetune_settings(cfg)["freeze_bn"]:  # before the optimizer: frozen scales and shifts are not in it
+        freeze_batchnorm(model.backbone)
     shards = setup_class_shards(loss, int(cfg.seed), shard, rank(), world_size())
     channels_last = bool(cfg.get("channels_last", False))
     prepare_backbone(model.backbone, channels_last)

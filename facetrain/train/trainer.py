@@ -17,9 +17,11 @@ from facetrain.errors import FacetrainError
 from facetrain.run.device import pick_device
 from facetrain.run.metrics_file import update_metrics
 from facetrain.train.config_checks import check_train_config
+from facetrain.train.finetune import check_init_from, finetune_settings, init_classifier
 from facetrain.train.hooks import (
     CheckpointHook,
     DivergenceHook,
+    FrozenBatchNormHook,
     Hook,
     HookList,
     ProgressBarHook,
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 def _validate(cfg: DictConfig) -> None:
     """Every key's type and range (config_checks), then what depends on the launch: the ranks share the batch."""
+    check_init_from(cfg)
     check_train_config(cfg)
     if int(cfg.batch_size) % world_size():
         raise FacetrainError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly among the "
@@ -68,6 +71,8 @@ def default_hooks(cfg: DictConfig) -> list[Hook]:
     hooks: list[Hook] = [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows))]
     if int(cfg.val.every) > 0:
         hooks.append(ValidationHook(cfg.val, cfg.data, iterations, all_ranks=bool(cfg.get("shard_classifier"))))
+    if finetune_settings(cfg)["freeze_bn"]:  # after validation, which leaves the model in train mode
+        hooks.append(FrozenBatchNormHook())
     return hooks + [TensorBoardHook(), ProgressBarHook(iterations, bool(cfg.progress)),
                     CheckpointHook(int(cfg.checkpoint_every), iterations), StopOnSignalHook()]
 
@@ -99,6 +104,8 @@ def train(cfg: DictConfig) -> dict:
     resume(state, cfg.resume, bool(cfg.resume_strict))
     if cfg.get("init_from") and state.iteration == 0:  # a resumed run keeps its own weights
         init_backbone(state.model.backbone, str(cfg.init_from))
+    if state.iteration == 0:  # finetune.classifier=class_means: class weights from the (initialized) backbone
+        init_classifier(cfg, state.model, state.loss, dataset, state.num_classes, device, state.sharded)
     loader = training_loader(cfg, dataset, state.loss, state.start, pin_memory=device.type == "cuda", device=device)
     state.network.train()
     t0 = time.perf_counter()
