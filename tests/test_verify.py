@@ -250,3 +250,22 @@ def test_verify_reads_an_onnx_exports_card(run, faces, tmp_path):
     _verify(tmp_path, str(faces[0]), str(faces[2]), f"model={out}", "aligned=true", "far=0.1", f"out={tmp_path / 'o.csv'}")
     score = _by_hand(run / "checkpoints" / "last.pt", faces[0], faces[2])
     assert float(_rows(tmp_path / "o.csv")[0]["cosine"]) == pytest.approx(score, abs=1e-5)
+
+
+def test_the_bundled_detector_verifies_real_photos(run, tmp_path):
+    """facetrain's own detector in the loop: a real photo against an LFW-like cut of it (rescaled, shifted) scores
+    as the same face, above the same photo against another person; a photo without a face is one line."""
+    from photo_helpers import PHOTOS, lfw_like
+
+    cut, _ = lfw_like("astronaut.jpg")
+    cut.save(tmp_path / "astronaut_cut.jpg", quality=95)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"photo_a,photo_b\n{PHOTOS / 'astronaut.jpg'},{tmp_path / 'astronaut_cut.jpg'}\n"
+                     f"{PHOTOS / 'astronaut.jpg'},{PHOTOS / 'grace_hopper.jpg'}\n")
+    _verify(tmp_path, str(pairs), f"model={run}", "far=0.1", f"out={tmp_path / 's.csv'}")
+    same, other = (float(r["cosine"]) for r in _rows(tmp_path / "s.csv"))
+    assert same > 0.95 and same > other, (same, other)
+    bad = _verify(tmp_path, str(PHOTOS / "coffee.jpg"), str(PHOTOS / "astronaut.jpg"), f"model={run}", "far=0.1",
+                  check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert f"no face found in {PHOTOS / 'coffee.jpg'}" in bad.stderr
