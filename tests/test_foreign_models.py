@@ -133,7 +133,9 @@ def test_arcface_state_dict_scores_a_protocol(tiny_data, tmp_path, protocol):
     path = tmp_path / "small.pth"
     torch.save(small.state_dict(), path)
     root = tiny_data / "synth" / "lfw"
-    extra = [f"protocol.paths=[{lfw_as_bin(root, tmp_path / 'lfw.bin')}]"] if protocol == "bin" else []
+    # the exhaustive threshold search, as LFW's (the .bin default is insightface's 0.01 grid)
+    extra = ([f"protocol.paths=[{lfw_as_bin(root, tmp_path / 'lfw.bin')}]", "protocol.threshold_search=exhaustive"]
+             if protocol == "bin" else [])
     metrics = _evaluate(tiny_data, tmp_path / "out", protocol, path, *extra)
     assert load_embedder(path).embedder.input_size == (16, 16)
 
