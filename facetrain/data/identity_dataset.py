@@ -11,7 +11,7 @@ import abc
 import json
 import logging
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from facetrain.data.images.image_io import ImageReadError
 from facetrain.data.images.jpeg_decoder import is_jpeg, jpeg_components
 from facetrain.data.labelled import LabelledDataset
 from facetrain.data.selection.bad_files import BAD_FILES_NAME, BadFileLog
+from facetrain.data.selection.exclude_list import read_exclude_lists
 from facetrain.data.selection.exclusion import overlapping_identities, read_identity_names
 from facetrain.data.selection.subset import count_images, read_identity_list, select_identities
 from facetrain.errors import FacetrainError
@@ -55,11 +56,14 @@ class IdentityDataset(LabelledDataset, abc.ABC):
             folder of people or a names file, or a list of those.
         eval_sets: known evaluation-set names → their folder or names file.
         identity_names: a `folder name` file for trees whose folders are ids (CASIA, MS-Celeb-1M).
+        exclude: exclusion lists (`facetrain data audit`'s exclude.tsv): images and identities to leave out,
+            before `min_images` and the other selection steps count.
     """
 
     def __init__(self, min_images: int = 1, max_identities: int | None = None, keep_identities: str | None = None,
                  subset_order: str = "most_images", subset_seed: int = 0, exclude_identities_of=None,
-                 eval_sets: dict | None = None, identity_names: str | None = None, max_images: int | None = None):
+                 eval_sets: dict | None = None, identity_names: str | None = None, max_images: int | None = None,
+                 exclude=None):
         self.selection_args = dict(min_images=int(min_images), max_identities=max_identities,
                                    keep=read_identity_list(keep_identities) if keep_identities else None,
                                    order=subset_order, seed=int(subset_seed))
@@ -67,6 +71,7 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         self.eval_sets = dict(eval_sets or {})
         self.identity_names = identity_names
         self.max_images = None if max_images is None else int(max_images)
+        self.exclude = read_exclude_lists(None if exclude is None else _as_list(exclude))
         self.bad_at_index: list[tuple[str, str]] = []
         self._bad: set[int] = set()
         self._bad_log = BadFileLog()
@@ -97,10 +102,16 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         return self._load(j)
 
     # -- selection -------------------------------------------------------------------------------
-    def _select(self, labels: Sequence[int], classes: Sequence[str]) -> np.ndarray:
-        """Choose identities; set `self.labels`, `self.classes`; return the kept sample positions."""
+    def _select(self, labels: Sequence[int], classes: Sequence[str],
+                names: Callable[[], Sequence[str]] | None = None) -> np.ndarray:
+        """Choose identities; set `self.labels`, `self.classes`; return the kept sample positions.
+
+        `names()` (each sample's `_name`, asked for only when an exclusion list names images) is what the
+        list's images are matched against.
+        """
         labels = np.asarray(labels, dtype=np.int64)
-        counts = count_images(labels.tolist(), classes)
+        listed = self._excluded_samples(labels, classes, names)
+        counts = count_images(labels[~listed].tolist(), classes)
         excluded: list[str] = []
         if self.exclude_sources:
             names = read_identity_names(self.identity_names) if self.identity_names else None
@@ -116,7 +127,7 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         for new, name in enumerate(chosen):
             new_label[position[name]] = new
         mapped = new_label[labels]
-        keep = np.flatnonzero(mapped >= 0)
+        keep = np.flatnonzero((mapped >= 0) & ~listed)
         if self.max_images is not None:  # samples are sorted by path within an identity: keep the first ones
             order = np.argsort(mapped[keep], kind="stable")
             rank = np.empty(len(keep), dtype=np.int64)
@@ -128,10 +139,25 @@ class IdentityDataset(LabelledDataset, abc.ABC):
         self.classes = list(chosen)
         # identities_before counts the set as found, before the evaluation-set exclusion took any
         self._report = report | {"identities_before": len(classes), "excluded_identities": len(excluded),
-                                 "excluded": excluded, "excluded_from": self.exclude_sources}
+                                 "excluded": excluded, "excluded_from": self.exclude_sources,
+                                 "removed_by_exclude_list": int(listed.sum())}
         if excluded:
             log.info("removed %d training identities that appear in %s", len(excluded), ", ".join(self.exclude_sources))
         return keep
+
+    def _excluded_samples(self, labels: np.ndarray, classes: Sequence[str],
+                          names: Callable[[], Sequence[str]] | None) -> np.ndarray:
+        """A mask of the samples the exclusion lists name (by their own name or their identity's)."""
+        listed = np.zeros(len(labels), dtype=bool)
+        if not self.exclude:
+            return listed
+        gone = np.array([c in self.exclude.identities for c in classes], dtype=bool)
+        listed |= gone[labels]
+        if self.exclude.images and names is not None:
+            listed |= np.array([str(n) in self.exclude.images for n in names()], dtype=bool)
+        log.info("exclusion list: leaving out %d images (%d identities listed whole)", int(listed.sum()),
+                 int(gone.sum()))
+        return listed
 
     # -- dataset protocol --------------------------------------------------------------------------
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:

@@ -41,7 +41,7 @@ class FaceFolder(IdentityDataset):
         index = load_index(self.root, abs_path(cache_dir) if cache_dir else None, bool(verify),
                            max(1, loader_workers(workers)), bool(progress))
         self.bad_at_index = list(index.bad)
-        keep = self._select(index.labels, index.classes)
+        keep = self._select(index.labels, index.classes, lambda: index.paths)
         # numpy bytes, not a list of str: DataLoader workers would otherwise copy the list page by
         # page as reference counts change (a known copy-on-read blow-up for millions of paths).
         self.paths = np.array([index.paths[k] for k in keep], dtype=np.bytes_)

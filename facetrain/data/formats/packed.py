@@ -43,7 +43,8 @@ class PackedFaces(IdentityDataset):
         self.fit = fit
         index = np.load(self.root / INDEX_NAME)
         self.bad_at_index = [tuple(b) for b in self.meta.get("bad", [])]
-        keep = self._select(index["label"], self.meta["classes"])
+        keep = self._select(index["label"], self.meta["classes"],
+                            lambda: [p.decode() for p in np.load(self.root / PATHS_NAME)])
         self.records = index[keep]
         self.paths = np.load(self.root / PATHS_NAME)[keep]
         self._handles: dict[int, object] = {}

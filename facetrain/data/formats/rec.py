@@ -49,7 +49,8 @@ class RecFaces(IdentityDataset):
                         "input_size=[%d,%d] to train on them as they are", self.rec_path, h, w, *self.input_size,
                         "squeezed" if fit == "resize" else "cropped", h, w)
         self.bad_at_index = list(index.bad)
-        keep = self._select(index.labels, index.classes)
+        keep = self._select(index.labels, index.classes,
+                            lambda: [f"{self.rec_path.name}:{k}" for k in index.keys])
         self.keys, self.offsets, self.extents = index.keys[keep], index.offsets[keep], index.extents[keep]
         self._fd, self._pid = -1, -1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
+from facetrain.data.synth.faults import FaultSpec
 from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
 
 __all__ = ["ensure_synthetic", "synth"]
@@ -20,6 +21,7 @@ def synth(cfg: DictConfig) -> dict:
         lfw_max_images=int(s.lfw_max_images), jpeg_quality=int(s.jpeg_quality),
         **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_"))},  # optional eval trees
         insightface=bool(s.get("insightface", False)),
+        faults=FaultSpec(**{k: int(v) for k, v in (s.get("faults") or {}).items()}),
     )
     out = abs_path(s.out)
     summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
@@ -27,6 +29,9 @@ def synth(cfg: DictConfig) -> dict:
     print(f"synthetic data {state}: {out}/casia ({summary['train_images']} images of "
           f"{summary['train_identities']} people), {out}/lfw ({summary['lfw_images']} images, "
           f"{summary['lfw_pairs']} pairs in pairs.txt)")
+    if summary.get("faults"):
+        print(f"  faults planted in {out}/casia (ground truth: {out}/faults/casia.tsv): " +
+              ", ".join(f"{n} {kind}" for kind, n in summary["faults"].items()))
     for tree, key, what in (("blufr_lfw", "blufr_trials", "trials"), ("ytf", "ytf_pairs", "video pairs"),
                             ("ijba", "ijba_pairs", "1:1 pairs"), ("ijbc", "ijbc_pairs", "1:1 pairs")):
         if key in summary:
