@@ -13,6 +13,7 @@ commands:
   data align         photos + 5 landmarks -> crops       facetrain data align align.src=photos align.landmarks=landmarks.txt align.out=crops
   data pack          aligned tree -> data=packed shards  facetrain data pack pack.src=crops pack.out=faces.pack
   data convert       insightface rec pack <-> folders    facetrain data convert convert.src=faces_webface_112x112 convert.out=casia
+  data audit         duplicates, label noise, eval overlap facetrain data audit data=folder data.root=casia model=runs/train/RUN
   export             backbone -> TorchScript or ONNX     facetrain export model=runs/train/RUN format=onnx
   report DIR...      table + plots of a sweep or runs    facetrain report runs/multirun/DATE eval=lfw
 

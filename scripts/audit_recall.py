@@ -94,7 +94,7 @@ def label_scores(faults: list[dict], audit: Path, lfw: Path, bin_file: Path) -> 
            "eval_overlap (LFW tree)": _score({r["identity"] for r in rows if r["eval_set"] == lfw.name},
                                              {r["item"] for r in overlap}, lambda x, s: x in s)}
     in_bin = _bin_people(lfw, bin_file)
-    out["eval_overlap (lfw.bin)"] = _score({r["identity"] for r in rows if r["eval_set"] == bin_file.stem},
+    out["eval_overlap (lfw.bin)"] = _score({r["identity"] for r in rows if r["eval_set"] == bin_file.name},
                                            {r["item"] for r in overlap if r["source"] in in_bin}, lambda x, s: x in s)
     return out
 

@@ -74,7 +74,7 @@ def _bin(path: Path) -> EvalSet:
     people = [f"{path.stem}#{p}" for p in range(int(labels.max()) + 1)]
     st = path.stat()
     keys = [f"{path}:{i}@{st.st_size}:{st.st_mtime_ns}" for i in range(len(blobs))]
-    return EvalSet(path.stem, keys, labels.astype(np.int64), people, _blobs=blobs)
+    return EvalSet(path.name, keys, labels.astype(np.int64), people, _blobs=blobs)
 
 
 def open_eval_set(spec: str, known: dict | None = None) -> EvalSet:
