@@ -15,6 +15,7 @@ commands:
   data pack          aligned tree -> data=packed shards  facetrain data pack pack.src=crops pack.out=faces.pack
   data convert       insightface rec pack <-> folders    facetrain data convert convert.src=faces_webface_112x112 convert.out=casia
   data outliers      a sub-center run's noisy images     facetrain data outliers model=runs/train/RUN
+  data audit         duplicates, label noise, eval overlap facetrain data audit data=folder data.root=casia model=runs/train/RUN
   export             backbone -> TorchScript or ONNX     facetrain export model=runs/train/RUN format=onnx
   verify PHOTO PHOTO same person, at a calibrated FAR    facetrain verify a.jpg b.jpg model=runs/train/RUN
   report DIR...      table + plots of a sweep or runs    facetrain report runs/multirun/DATE eval=lfw

@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
+from facetrain.data.synth.faults import FaultSpec
 from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
 
 __all__ = ["ensure_synthetic", "synth"]
@@ -22,6 +23,7 @@ def synth(cfg: DictConfig) -> dict:
         **{k: int(v) for k, v in s.items() if k.startswith(("blufr_", "ytf_", "ijba_", "ijbc_", "rfw_"))},  # optional trees
         insightface=bool(s.get("insightface", False)),
         insightface_pairs_per_fold=int(s.get("insightface_pairs_per_fold", 0)),
+        faults=FaultSpec(**{k: int(v) for k, v in (s.get("faults") or {}).items()}),
     )
     out = abs_path(s.out)
     summary = write_synthetic_data(out, spec, workers=int(s.workers), overwrite=bool(s.overwrite))
@@ -29,6 +31,9 @@ def synth(cfg: DictConfig) -> dict:
     print(f"synthetic data {state}: {out}/casia ({summary['train_images']} images of "
           f"{summary['train_identities']} people), {out}/lfw ({summary['lfw_images']} images, "
           f"{summary['lfw_pairs']} pairs in pairs.txt)")
+    if summary.get("faults"):
+        print(f"  faults planted in {out}/casia (ground truth: {out}/faults/casia.tsv): " +
+              ", ".join(f"{n} {kind}" for kind, n in summary["faults"].items()))
     for tree, key, what in (("blufr_lfw", "blufr_trials", "trials"), ("ytf", "ytf_pairs", "video pairs"),
                             ("ijba", "ijba_pairs", "1:1 pairs"), ("ijbc", "ijbc_pairs", "1:1 pairs")):
         if key in summary:

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facetrain.data.synth.blufr_lists import write_blufr_lists
+from facetrain.data.synth.faults import FaultSpec, inject_faults
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.ijba_tree import write_ijba
 from facetrain.data.synth.ijbc_tree import write_ijbc
@@ -66,6 +67,7 @@ class SynthSpec:
     rfw_pairs_per_fold: int = 0  # an RFW-shaped tree in <out>/rfw: four groups of 10 folds of n + n pairs (0 = none)
     rfw_identities_per_fold: int = 12
     rfw_max_images: int = 5
+    faults: FaultSpec = FaultSpec()  # dirt planted in casia for `facetrain data audit` to find (none by default)
 
 
 def _render_person(args) -> int:
@@ -176,8 +178,9 @@ def _write_quality_files(out: Path, spec: SynthSpec) -> None:
 def _spec_dict(spec: SynthSpec, prefixes: tuple[str, ...] | None = None) -> dict:
     """The spec as JSON-able values: the base fields (casia/lfw), or the fields of one optional tree."""
     items = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.__dict__.items()}
+    items["faults"] = dict(spec.faults.__dict__) if spec.faults else None  # a clean tree's marker stays as it was
     if prefixes is None:
-        return {k: v for k, v in items.items() if not k.startswith(_OPTIONAL)}
+        return {k: v for k, v in items.items() if not k.startswith(_OPTIONAL) and not (k == "faults" and v is None)}
     return {k: v for k, v in items.items() if k.startswith(prefixes) or k in ("seed", "image_size", "jpeg_quality")}
 
 
@@ -210,9 +213,19 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
             "lfw_images": _write_lfw(out / "lfw", spec, workers),
             "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
         }
+        if spec.faults:
+            summary |= _inject_faults(out, spec)
         marker.write_text(json.dumps(summary, indent=2) + "\n")
     _write_quality_files(out, spec)
     return summary | _write_optional_trees(out, spec, workers, overwrite)
+
+
+def _inject_faults(out: Path, spec: SynthSpec) -> dict:
+    """Plant `spec.faults` in the fresh casia tree (its quality file written first, then kept in step)."""
+    _write_quality_files(out, spec)
+    names = _lfw_tasks(out / "lfw", spec)[2]
+    return inject_faults(out / "casia", spec.faults, spec.seed, names, spec.image_size, spec.jpeg_quality, _EVAL,
+                         quality_path(out / "casia"))
 
 
 def _lfw_counts(lfw: Path) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""`facetrain data audit`: duplicates, label noise, evaluation-set overlap and counts of a training set."""

@@ -1,0 +1,142 @@
+"""`facetrain data audit`: decode every image once (digests, thumbnails, counts), optionally embed them with a
+model, run the checks, write the report and the exclusion list."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from facetrain.audit.duplicates import duplicate_groups, exact_pairs, near_pairs
+from facetrain.audit.eval_sets import EvalSet, open_eval_set
+from facetrain.audit.findings import EXCLUDABLE, Findings
+from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images
+from facetrain.audit.report import write_report
+from facetrain.audit.source import AuditSource, open_source, scan
+from facetrain.config import abs_path
+from facetrain.errors import FacetrainError
+
+__all__ = ["audit"]
+
+log = logging.getLogger(__name__)
+
+
+def _out_dir(a: DictConfig) -> Path:
+    if a.get("out"):
+        return abs_path(a.out)
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _check_settings(a: DictConfig) -> list[str]:
+    kinds = list(a.exclude or [])
+    unknown = [k for k in kinds if k not in EXCLUDABLE]
+    if unknown:
+        raise FacetrainError(f"audit.exclude: {', '.join(unknown)} unknown; choose from {', '.join(EXCLUDABLE)}")
+    return kinds
+
+
+def _duplicates(f: Findings, a: DictConfig) -> None:
+    ok, n = f.scan["ok"], len(f.names)
+    exact = exact_pairs(f.scan["digest"], ok)
+    f.exact_groups = duplicate_groups(n, exact)
+    near, dist = near_pairs(f.scan["thumb"], ok, float(a.near_distance), exact_limit=int(a.exact_search_limit))
+    same = {tuple(p) for p in exact.tolist()} | {(g[0], j) for g in f.exact_groups for j in g[1:]}
+    in_exact = {i: g[0] for g in f.exact_groups for i in g}
+    keep = [k for k, (i, j) in enumerate(near.tolist()) if in_exact.get(i, i) != in_exact.get(j, j) and (i, j)
+            not in same]
+    near, dist = near[keep], dist[keep]
+    f.near_distance = {(int(i), int(j)): float(d) for (i, j), d in zip(near, dist, strict=True)}
+    f.near_groups = duplicate_groups(n, near)
+    nearest = np.full(n, np.nan)
+    for (i, j), d in f.near_distance.items():
+        nearest[i], nearest[j] = np.fmin(nearest[i], d), np.fmin(nearest[j], d)
+    f.nearest_thumb = nearest[~np.isnan(nearest)]
+
+
+def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_sets: list[EvalSet],
+                  cache: Path | None) -> None:
+    from facetrain.audit.embeddings import embed
+
+    ok = f.scan["ok"]
+    feats = embed(model, source.image, source.keys, cache, "training images", int(a.workers), int(a.batch_size),
+                  bool(a.progress))
+    c, sums, counts = centres(feats[ok], f.labels[ok], len(f.classes))
+    f.merged, f.nearest_centre = merged_identities(c, counts, float(a.merge_threshold))
+    f.mislabeled, f.mislabel_gap = mislabeled_images(feats, f.labels, ok, sums, counts, c, float(a.mislabel_margin))
+    for es in eval_sets:
+        e_feats = embed(model, es.image, es.keys, cache, f"eval set {es.name}", int(a.workers), int(a.batch_size),
+                        bool(a.progress))
+        e_c, _, _ = centres(e_feats, es.labels, len(es.people))
+        for t, p, s in eval_matches(c, counts, e_c, float(a.eval_threshold)):
+            f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "cosine": s,
+                                   "by": "embedding"})
+
+
+def _name_overlap(f: Findings, eval_sets: list[EvalSet]) -> None:
+    from facetrain.data.selection.exclusion import normalize_name
+
+    found = {(r["identity"], r["set"]) for r in f.eval_overlap}
+    for es in eval_sets:
+        people = {normalize_name(p): p for p in es.people}
+        for c in f.classes:
+            if normalize_name(c) in people and (c, es.name) not in found:
+                f.eval_overlap.append({"identity": c, "set": es.name, "person": people[normalize_name(c)],
+                                       "cosine": None, "by": "name"})
+
+
+def _quality(source: AuditSource) -> dict | None:
+    from facetrain.data.synth.quality import quality_path, read_quality
+
+    root = getattr(source.dataset, "root", None)
+    if root is None or not quality_path(root).is_file():
+        return None
+    table = read_quality(root)
+    return {n: table[n] for n in source.names if n in table} or None
+
+
+def audit(cfg: DictConfig) -> dict:
+    """Audit the training source `cfg.data` (see configs/data.yaml's audit: section); returns the summary."""
+    a = cfg.audit
+    kinds = _check_settings(a)
+    out = _out_dir(a)
+    source = open_source(cfg.data)  # an empty or missing source: one line, nothing written
+    eval_sets = [open_eval_set(str(e), dict(cfg.data.get("eval_sets") or {})) for e in (a.eval or [])]
+    cache = abs_path(a.cache_dir) if a.get("cache_dir") else None
+    result = scan(source, cache, int(a.workers), bool(a.progress))
+    ok = result["ok"]
+    if not ok.any():
+        raise FacetrainError(f"none of the {len(ok)} images of {source.dataset.root} can be decoded (first: "
+                             f"{source.names[0]}: {result['reason'][0]}); check data.root and the files")
+    model = None
+    if cfg.get("model"):
+        from facetrain.audit.embeddings import open_model
+        from facetrain.run.device import pick_device
+
+        probe = source.image(int(np.flatnonzero(ok)[0]))
+        model = open_model(cfg.model, abs_path(cfg.paths.runs), pick_device(str(a.device)), str(a.mirror),
+                           str(a.embedding), probe)
+    f = Findings(source.names, source.labels, source.classes, result,
+                 counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source))
+    _duplicates(f, a)
+    if model is not None:
+        _model_checks(f, source, a, model, eval_sets, cache)
+    else:
+        f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
+                       "need one (model=RUN); evaluation overlap was checked by name only")
+    _name_overlap(f, eval_sets)
+    settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
+                "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),
+                "near_distance": float(a.near_distance), "merge_threshold": float(a.merge_threshold),
+                "mislabel_margin": float(a.mislabel_margin), "eval_threshold": float(a.eval_threshold),
+                "exclude": kinds, "out": str(out)}
+    summary = write_report(f, out, settings)
+    print(f"audit of {source.dataset.root}: {summary['images']} images, {summary['unreadable']} unreadable, "
+          f"{summary['exact_duplicate_images']} exact and {summary['near_duplicate_images']} near duplicates, "
+          f"{summary['merged_identity_pairs']} identity pairs under two names, {summary['mislabeled_images']} "
+          f"mislabeled, {summary['eval_overlap_identities']} identities in evaluation sets -> {out}/audit.md; "
+          f"train without them: data.exclude={out}/exclude.tsv")
+    return summary

@@ -1,0 +1,67 @@
+"""Exact duplicates (equal pixel digests) and near duplicates (colour thumbnails within a cosine distance).
+
+The near search is faiss's: an exact inner-product index up to `exact_limit` images, an inverted-file index
+(IVF, about 4*sqrt(N) lists, `nprobe` of them visited) above it, so the search grows about as N^1.5, not N^2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import faiss
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+__all__ = ["duplicate_groups", "exact_pairs", "near_pairs"]
+
+
+def exact_pairs(digest: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """[P, 2] index pairs (i < j) of readable images with equal pixel digests: each image with its group's first."""
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(ok):
+        groups[bytes(digest[i])].append(int(i))
+    pairs = [(g[0], j) for g in groups.values() for j in g[1:]]
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def near_pairs(thumbs: np.ndarray, ok: np.ndarray, max_distance: float, k: int = 8, exact_limit: int = 50_000,
+               nprobe: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """([P, 2] pairs i < j, [P] cosine distances) of readable images whose thumbnails are within `max_distance`.
+
+    Each image's `k` nearest neighbours are searched (a copy has few copies), then cut at the distance.
+    """
+    index_of = np.flatnonzero(ok)
+    x = np.ascontiguousarray(thumbs[index_of], dtype=np.float32)
+    n, d = x.shape
+    if n < 2:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    if n <= exact_limit:
+        index = faiss.IndexFlatIP(d)
+    else:
+        lists = int(4 * math.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(x[np.random.default_rng(0).choice(n, min(n, 64 * lists), replace=False)])
+        index.nprobe = nprobe
+    index.add(x)
+    sims, nbrs = index.search(x, min(k + 1, n))
+    rows = np.repeat(np.arange(n), nbrs.shape[1])
+    cols, dist = nbrs.ravel(), 1.0 - sims.ravel()
+    keep = (cols >= 0) & (cols != rows) & (dist <= max_distance)
+    a, b = index_of[rows[keep]], index_of[cols[keep]]
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], 1)
+    pairs, first = np.unique(pairs, axis=0, return_index=True)
+    return pairs, dist[keep][first].astype(np.float32)
+
+
+def duplicate_groups(n: int, pairs: np.ndarray) -> list[list[int]]:
+    """The connected groups (size >= 2) the pairs link, each sorted, in order of their first member."""
+    if len(pairs) == 0:
+        return []
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in np.unique(pairs):
+        members[int(label[i])].append(int(i))
+    return sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda g: g[0])

@@ -1,0 +1,153 @@
+"""`facetrain data audit`: planted faults found on tiny synthetic trees, the exclusion list, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TINY_SPEC, compose_config, run_cli
+from hydra.utils import instantiate
+
+from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images
+from facetrain.data.synth import SynthSpec, write_synthetic_data
+from facetrain.data.synth.faults import FaultSpec, read_faults
+
+_SMALL = dict(TINY_SPEC.__dict__ | dict(train_identities=14, image_size=(56, 48), insightface=False))
+
+
+def _tree(tmp_path: Path, **faults) -> Path:
+    root = tmp_path / "data"
+    write_synthetic_data(root / "synth", SynthSpec(**(_SMALL | {"faults": FaultSpec(**faults)})), workers=1)
+    return root
+
+
+def _audit(root: Path, out: Path, *extra: str, check: bool = True):
+    return run_cli("data", "audit", "data=folder", f"data.root={root / 'synth' / 'casia'}", f"paths.data={root}",
+                   f"audit.out={out}", "audit.cache_dir=null", "audit.workers=0", "audit.progress=false",
+                   f"hydra.run.dir={out}", *extra, cwd=root, check=check)
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_planted_duplicates_are_found_and_excluded_from_the_next_run(tmp_path):
+    """Exact (byte copy, PNG re-save) and near (shrunk, recompressed, cropped) copies, within and across
+    identities, are each found; the exclusion list then removes exactly the flagged images from the dataset."""
+    root = _tree(tmp_path, exact_duplicates=2, near_duplicates=3)
+    faults = read_faults(root / "synth" / "casia")
+    _audit(root, tmp_path / "audit")
+    groups: dict[tuple[str, str], set[str]] = {}
+    for row in _rows(tmp_path / "audit" / "duplicates.csv"):
+        groups.setdefault((row["kind"], row["group"]), set()).add(row["image"])
+    for fault in faults:
+        if fault["kind"].endswith("duplicate"):
+            kind = fault["kind"].split("_")[0]
+            assert any({fault["item"], fault["source"]} <= g for (k, _), g in groups.items() if k == kind), fault
+    assert sum(len(g) - 1 for g in groups.values()) == 5  # nothing else flagged: no false duplicates
+
+    def dataset(*extra):
+        cfg = compose_config("train", ["data=folder", f"data.root={root / 'synth' / 'casia'}", "data.cache_dir=null",
+                                       "data.num_workers=0", *extra])
+        ds = instantiate(cfg.data.dataset)
+        return {ds._name(j) for j in range(len(ds))}
+
+    flagged = {line.split("\t")[0] for line in (tmp_path / "audit" / "exclude.tsv").read_text().splitlines()
+               if not line.startswith("#")}
+    assert len(flagged) == 5
+    assert dataset() - dataset(f"data.exclude={tmp_path / 'audit' / 'exclude.tsv'}") == flagged
+
+
+def test_an_identity_line_removes_the_whole_identity(tmp_path, tiny_data):
+    lst = tmp_path / "exclude.tsv"
+    lst.write_text("# comment\n0000002/\tmerged\n0000003/001.jpg\tmislabeled\n")
+    cfg = compose_config("train", ["data=folder", f"data.root={tiny_data / 'synth' / 'casia'}", "data.cache_dir=null",
+                                   f"data.exclude={lst}"])
+    ds = instantiate(cfg.data.dataset)
+    names = {ds._name(j) for j in range(len(ds))}
+    assert "0000002" not in ds.classes and not any(n.startswith("0000002/") for n in names)
+    assert "0000003/001.jpg" not in names and "0000003/002.jpg" in names
+    assert ds.report()["selection"]["removed_by_exclude_list"] == len(list((tiny_data / "synth/casia/0000002").iterdir())) + 1
+
+
+def _clusters(rng, people: int, per: int, dim: int = 32, spread: float = 0.35):
+    """Unit embeddings of `people` well separated people, `per` images each, labels = person."""
+    centre = rng.normal(size=(people, dim))
+    feats = np.repeat(centre, per, axis=0) + spread * rng.normal(size=(people * per, dim))
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    return feats.astype(np.float32), np.repeat(np.arange(people), per)
+
+
+def test_label_checks_find_each_kind_in_embeddings():
+    """Person 0 filed as labels 0 and 1 (merged); one image of person 3 filed under 4 (mislabeled); an
+    evaluation person equal to person 5 (overlap) - and nothing else."""
+    rng = np.random.default_rng(0)
+    feats, person = _clusters(rng, 8, 6)
+    labels = person.copy()
+    labels[person == 1] = 7  # person 1's images go to label 7 ...
+    labels[np.flatnonzero(person == 0)[3:]] = 1  # ... and half of person 0's to label 1: one person, two names
+    moved = np.flatnonzero(person == 3)[0]
+    labels[moved] = 4
+    c, sums, counts = centres(feats, labels, 8)
+    merged, _ = merged_identities(c, counts, 0.8)
+    assert [(a, b) for a, b, _ in merged] == [(0, 1)]
+    ok = np.ones(len(labels), bool)
+    found, gaps = mislabeled_images(feats, labels, ok, sums, counts, c, 0.15)
+    assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
+    eval_feats, _ = _clusters(np.random.default_rng(0), 8, 6)  # same draws: the same 8 people
+    eval_c, _, _ = centres(eval_feats[person == 5], np.zeros(6, int), 1)
+    assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, 0.8)] == [(5, 0)]
+
+
+@pytest.mark.slow
+def test_audit_with_a_model_writes_every_file(tmp_path):
+    """A tiny trained run drives the face checks end to end (evaluation sets: the LFW tree and its .bin)."""
+    root = _tree(tmp_path, merged_identities=1, eval_overlap=1)
+    run = tmp_path / "run"
+    run_cli("train", f"paths.data={root}", f"data.root={root / 'synth' / 'casia'}", f"hydra.run.dir={run}",
+            "device=cpu", "iterations=2", "batch_size=8", "data.num_workers=0", "progress=false", "embedding_dim=16",
+            "backbone.channels=[4,8,8,16]", "val.every=0", "input_size=[56,48]", cwd=root)
+    proc = _audit(root, tmp_path / "audit", f"model={run}", f"audit.eval=[{root / 'synth' / 'lfw'}]",
+                  "audit.merge_threshold=-1")
+    assert "identities in evaluation sets" in proc.stdout
+    merged = _rows(tmp_path / "audit" / "merged_identities.csv")
+    assert merged and all(float(r["cosine"]) >= -1 for r in merged)  # threshold -1: every centre pair is listed
+    for name in ("audit.md", "audit.json", "mislabeled.csv", "eval_overlap.csv", "identity_centre_similarity.png"):
+        assert (tmp_path / "audit" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("case", ["empty", "unreadable", pytest.param("model", marks=pytest.mark.slow)])
+def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
+    root = tmp_path / "data"
+    tree = root / "synth" / "casia"
+    (tree / "0000001").mkdir(parents=True)
+    extra = []
+    if case != "empty":
+        (tree / "0000001" / "001.jpg").write_bytes(b"not a jpeg")
+    if case == "model":
+        onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'facetrain[export]')")
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+        from onnx import TensorProto, helper
+
+        from facetrain.data.images.image_io import read_image
+        from facetrain.data.synth import render_face, sample_identity, sample_nuisance
+
+        rng = np.random.default_rng(0)
+        render_face(sample_identity(rng), sample_nuisance(rng), rng, (48, 56)).save(tree / "0000001" / "001.jpg")
+        assert read_image(tree / "0000001" / "001.jpg").shape[0] == 3
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "maps",  # 5-channel input: no photo fits
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 8, 6])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 8, 6])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "maps.onnx")
+        extra = [f"model={tmp_path / 'maps.onnx'}"]
+    out = tmp_path / "audit"
+    proc = _audit(root, out, *extra, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("facetrain: error")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx"}[case] \
+        in errors[0]
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
