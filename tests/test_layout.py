@@ -16,6 +16,7 @@ FORBIDDEN = {
     "sharded": ("run", "train", "eval"),
     "distributed": ("train", "eval", "models", "report"),
     "run": ("train", "eval", "report"),
+    "tracking": ("train", "eval", "report", "data", "models", "losses"),
 }
 
 
