@@ -59,18 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=6, help="runs of each: grid points and search trials")
     parser.add_argument("--iterations", type=int, default=150, help="training length of every run")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every run, and the sampler's")
     parser.add_argument("--out", default="runs/search_vs_grid", help="where both sweeps go")
     parser.add_argument("--no-synth", action="store_true", help="use the data already in paths.data")
     args = parser.parse_args()
     out = Path(args.out)
-    common = ["experiment=l2softmax_alpha_synth", f"iterations={args.iterations}", "progress=false",
+    common = ["experiment=l2softmax_alpha_synth", f"iterations={args.iterations}", f"seed={args.seed}", "progress=false",
               "hydra.callbacks.report.enabled=false"]
     if not args.no_synth:
         facetrain("data", "synth", *SMALL_SYNTH)
     grid_alphas = ",".join(map(str, grid_points(args.n)))
     seconds = {"grid": facetrain("train", "-m", *common, f"alpha={grid_alphas}", f"hydra.sweep.dir={out / 'grid'}"),
                "search": facetrain("train", "-m", "search=l2softmax_alpha", *common, f"hydra.sweeper.n_trials={args.n}",
-                                   f"hydra.sweeper.sampler.n_startup_trials={max(1, args.n // 2)}",
+                                   f"hydra.sweeper.sampler.seed={args.seed}", f"hydra.sweeper.sampler.n_startup_trials={max(1, args.n // 2)}",
                                    f"hydra.sweep.dir={out / 'search'}")}
     rows, best = [], {}
     for method in ("grid", "search"):

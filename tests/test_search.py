@@ -15,7 +15,6 @@ SHRINK = ["device=cpu", "iterations=2", "batch_size=8", "log_every=1", "data.num
 @pytest.mark.parametrize(("space", "expected"), [
     (["search=cosface_margin", "loss=softmax"], "the search space names loss.margin, which the config lacks (loss "
                                                 "has: bias, sample_rate)"),
-    (["search=optuna", "loss=arcface"], "the search has nothing to search"),
     (["search=l2softmax_alpha", "val.every=0"], "validation is off (val.every=0)"),
 ])
 def test_a_search_that_cannot_work_is_one_line_before_any_trial(tmp_path, tiny_data, space, expected):

@@ -40,11 +40,10 @@ def test_names_and_params_are_what_mlflow_accepts():
     assert not any(k.startswith("hydra") for k in params)
 
 
-def _train_tracked(train_cfg, tmp_path):
+def _train_tracked(train_cfg, tmp_path, uri):
     """A two-step run with a validation, logged to TensorBoard and MLflow: (its directory, its link, the client)."""
     from facetrain.train import train
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
     train(train_cfg("logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={uri}", "val.every=2",
                     "iterations=2", "log_every=1", "loss=l2softmax", run_dir=run_dir))
@@ -53,8 +52,9 @@ def _train_tracked(train_cfg, tmp_path):
 
 
 def test_a_two_step_run_is_in_mlflow(train_cfg, tmp_path):
-    run_dir, link, client = _train_tracked(train_cfg, tmp_path)
-    assert link["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and any((run_dir / "tb").iterdir())  # and TB
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir, link, client = _train_tracked(train_cfg, tmp_path, uri)
+    assert link["tracking_uri"] == uri and any((run_dir / "tb").iterdir())  # and TensorBoard's
     run = client.get_run(link["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == "run"
     assert run.data.params["alpha"] == "16" and run.data.params["iterations"] == "2"
@@ -68,7 +68,8 @@ def test_a_two_step_run_is_in_mlflow(train_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_eval_and_report_on_the_run_join_its_mlflow_run(train_cfg, tmp_path, tiny_data, monkeypatch):
-    run_dir, link, client = _train_tracked(train_cfg, tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir, link, client = _train_tracked(train_cfg, tmp_path, uri)
     (run_dir / "calibration.json").write_text('{"threshold": 0.3}\n')  # another command's result file, if present
     monkeypatch.setenv("FACETRAIN_DATA", str(tiny_data))
     build_report(compose_primary("report", [f"dirs=[{run_dir}]", "eval=lfw", "eval_overrides=['num_workers=0']",
@@ -78,6 +79,7 @@ def test_eval_and_report_on_the_run_join_its_mlflow_run(train_cfg, tmp_path, tin
     assert run.data.metrics["lfw/acc_mean"] == pytest.approx(lfw) and "lfw/tar_at_far_0.001" in run.data.metrics
     artifacts = {a.path for folder in ("", "eval", "report") for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"calibration.json", "eval/roc_lfw.png", "report/report.md", "report/report.csv"} <= artifacts
+    assert (tmp_path / "mlartifacts" / link["run_id"] / "artifacts" / "eval" / "roc_lfw.png").is_file()  # beside the db
 
 
 def test_an_unreachable_tracker_is_one_warning_and_training_goes_on(train_cfg, tmp_path, caplog):
