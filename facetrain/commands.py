@@ -19,14 +19,16 @@ __all__ = ["data_main", "eval_main", "export_main", "report_main", "train_main",
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @report_user_errors
 @record_outcome
-def _train_app(cfg: DictConfig) -> float:
+def _train_app(cfg: DictConfig) -> float | None:
+    """Train; return the validation score best.pt was kept for (val/best/<val.metric>): what a sweeper such as
+    hydra/sweeper=optuna maximizes. None without one (validation off, not rank 0): a sweeper counts it failed."""
     from facetrain.distributed.process_group import distributed_run
     from facetrain.train import train
 
     with distributed_run():  # under torchrun already joined; under the submitit launcher each task joins here
         metrics = train(cfg)
-    loss = metrics.get("train/loss")
-    return float("nan") if loss is None else float(loss)  # what a sweeper would minimise
+    best = metrics.get(f"val/best/{cfg.val.metric}")
+    return None if best is None else float(best)
 
 
 def _nproc(args: list[str]) -> int:

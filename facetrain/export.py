@@ -22,6 +22,7 @@ from facetrain.models.model_card import alignment_entry, write_card
 from facetrain.models.trained_run import Preprocessing, is_facetrain_state, load_embedder
 from facetrain.run.calibration_file import CALIBRATION_FILE, read_calibration
 from facetrain.run.checkpoint import load_checkpoint, resolve_checkpoint, run_of_checkpoint
+from facetrain.tracking.results import log_results
 
 __all__ = ["EXPORT_FORMATS", "default_export_path", "export_backbone", "export_from_config", "load_exported",
            "max_relative_difference"]
@@ -193,5 +194,7 @@ def export_from_config(cfg: DictConfig) -> Path:
         print(f"no calibration.json in the run: the card has no thresholds (`facetrain eval lfw model={checkpoint}` "
               "writes one; export again after it)")
     print(f"card: {card_file}")
+    if run_of_checkpoint(checkpoint) is not None:  # a facetrain run tracked in MLflow gets the card too
+        log_results(run_of_checkpoint(checkpoint), files=[card_file], artifact_path="export", what="the model card")
     print(out)
     return out

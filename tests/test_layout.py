@@ -18,6 +18,7 @@ FORBIDDEN = {
     "distributed": ("train", "eval", "models", "report"),
     "run": ("train", "eval", "report"),
     "verify": ("train", "report"),
+    "tracking": ("train", "eval", "report", "data", "models", "losses"),
 }
 
 

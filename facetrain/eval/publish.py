@@ -1,4 +1,5 @@
-"""The end of every protocol: print the table, write metrics.json (eval run and model run), ROC PNG, TensorBoard."""
+"""The end of every protocol: print the table, write metrics.json (eval run and model run), ROC PNG, TensorBoard,
+and the model run's MLflow run when it has one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from facetrain.eval.calibrate import calibration_record, write_calibration
 from facetrain.eval.features.source import ProtocolFeatures
 from facetrain.eval.plots import RocCurve, log_roc_to_tensorboard, save_roc_png
 from facetrain.run.metrics_file import update_metrics
+from facetrain.tracking.results import log_results
 
 __all__ = ["publish"]
 
@@ -47,6 +49,8 @@ def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, c
         if run is not None:
             log_roc_to_tensorboard(run, f"eval/{name}_roc", curves, title, source.iteration,
                                    {k: v for k, v in metrics.items() if k.endswith(("_mean", "auc", "eer"))})
+    if run is not None:  # a run trained with logger=mlflow: the protocol's numbers and ROC join its MLflow run
+        log_results(run, metrics, [png] if png else [], source.iteration, "eval", what=f"the {name} results")
     print(table)
     if not cfg.features:
         rows = len(source.features.paths)

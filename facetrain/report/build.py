@@ -1,4 +1,5 @@
-"""`facetrain report`: one table of every run (printed, report.md, report.csv) and the report's plots."""
+"""`facetrain report`: one table of every run (printed, report.md, report.csv) and the report's plots (also in the
+sweep's or run's MLflow run, when it has one)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from facetrain.report.evaluate import evaluate_runs
 from facetrain.report.figure import Plot
 from facetrain.report.runs import RunRecord, load_runs
 from facetrain.report.table import common_overrides, csv_text, headline_table
+from facetrain.tracking.results import log_results
 
 __all__ = ["Report", "build_report"]
 
@@ -59,6 +61,9 @@ def build_report(cfg: DictConfig) -> Report:
     csv_file = out_dir / "report.csv"
     csv_file.write_text(csv_text(runs))
     print(f"report: {md}, {csv_file}" + "".join(f", {p.path}" for p in plots))
+    for directory in dirs:  # a sweep's parent MLflow run, or a run's own, gets the report (when it has one)
+        log_results(directory, files=[md, csv_file, *(p.path for p in plots)], artifact_path="report",
+                    what="the report")
     return Report(runs, table, md, csv_file, plots)
 
 

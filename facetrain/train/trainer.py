@@ -26,7 +26,6 @@ from facetrain.train.hooks import (
     HookList,
     ProgressBarHook,
     StopOnSignalHook,
-    TensorBoardHook,
     ValidationHook,
 )
 from facetrain.train.init_from import init_backbone
@@ -35,7 +34,7 @@ from facetrain.train.resume import resume
 from facetrain.train.state import TrainState, build_state
 from facetrain.train.step import train_step
 
-__all__ = ["default_hooks", "run_loop", "train"]
+__all__ = ["default_hooks", "loggers", "run_loop", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,21 @@ def _load_data(cfg: DictConfig, run_dir):
 
 
 def default_hooks(cfg: DictConfig) -> list[Hook]:
-    """Divergence check, validation, TensorBoard, progress bar, checkpoints, stop on SIGTERM/SIGINT/SIGUSR2 — in the
-    order they run at each point."""
+    """Divergence check, validation, the loggers (TensorBoard, MLflow), progress bar, checkpoints, stop on
+    SIGTERM/SIGINT/SIGUSR2 — in the order they run at each point."""
     iterations = int(cfg.iterations)
     hooks: list[Hook] = [DivergenceHook(int(cfg.log_every), int(cfg.diverged_windows))]
     if int(cfg.val.every) > 0:
         hooks.append(ValidationHook(cfg.val, cfg.data, iterations, all_ranks=bool(cfg.get("shard_classifier"))))
     if finetune_settings(cfg)["freeze_bn"]:  # after validation, which leaves the model in train mode
         hooks.append(FrozenBatchNormHook())
-    return hooks + [TensorBoardHook(), ProgressBarHook(iterations, bool(cfg.progress)),
-                    CheckpointHook(int(cfg.checkpoint_every), iterations), StopOnSignalHook()]
+    return hooks + loggers(cfg) + [ProgressBarHook(iterations, bool(cfg.progress)),
+                                   CheckpointHook(int(cfg.checkpoint_every), iterations), StopOnSignalHook()]
+
+
+def loggers(cfg: DictConfig) -> list[Hook]:
+    """The hooks of `logger` (configs/logger/: tensorboard, mlflow, a list of them, or none)."""
+    return [instantiate(spec) for spec in (cfg.get("logger") or {}).values() if spec is not None]
 
 
 def run_loop(state: TrainState, batches: Iterable, hooks: HookList, iterations: int, log_every: int,
@@ -88,6 +92,7 @@ def run_loop(state: TrainState, batches: Iterable, hooks: HookList, iterations: 
                 state.last_means = average_across_ranks(state.meter.pop())  # the global batch's, on every rank
                 hooks.on_log(state, state.last_means)
             hooks.after_step(state)
+            state.pending_scalars.clear()  # every logger has written this iteration's validation
             if state.iteration >= iterations:
                 break
     finally:

@@ -29,7 +29,6 @@ class TensorBoardHook(Hook):
     def after_step(self, state: TrainState) -> None:
         for key, value in state.pending_scalars.items():  # full names, e.g. val/lfw/acc_mean
             self.writer.add_scalar(key, value, state.iteration)
-        state.pending_scalars.clear()
 
     def on_end(self, state: TrainState) -> None:
         if self.writer is not None:
