@@ -8,6 +8,7 @@ import logging
 import pytest
 from helpers import compose_config, run_cli
 
+from facetrain.export import export_from_config
 from facetrain.report import build_report
 from facetrain.report.compose import compose_primary
 from facetrain.tracking.values import flat_params, metric_name
@@ -80,6 +81,8 @@ def test_eval_and_report_on_the_run_join_its_mlflow_run(train_cfg, tmp_path, tin
     artifacts = {a.path for folder in ("", "eval", "report") for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"calibration.json", "eval/roc_lfw.png", "report/report.md", "report/report.csv"} <= artifacts
     assert (tmp_path / "mlartifacts" / link["run_id"] / "artifacts" / "eval" / "roc_lfw.png").is_file()  # beside the db
+    export_from_config(compose_config("export", [f"model={run_dir}", "format=torchscript"]))  # and its model card
+    assert "export/backbone.pt.json" in {a.path for a in client.list_artifacts(run.info.run_id, "export")}
 
 
 def test_an_unreachable_tracker_is_one_warning_and_training_goes_on(train_cfg, tmp_path, caplog):
