@@ -1,6 +1,6 @@
 """Does fine-tuning a pretrained model on a small new population beat the alternatives? Measured on the synthetic twin.
 
-    .venv/bin/python scripts/finetune_compare.py                  # ~15 min on 1 shared CPU core; prints the table
+    .venv/bin/python scripts/finetune_compare.py                  # ~10 min on 1 shared CPU core; prints the table
     .venv/bin/python scripts/finetune_compare.py --seeds 0 1 2 3 4 --ablations --set new_images=3
 
 1. Pretrain (`loss=cosface`, small CNN at 56x48) on one synthetic population: many people (1,000, 10-20 images
