@@ -194,6 +194,12 @@ def test_more_bad_calibration_settings_are_one_line_each(run, faces, tmp_path):
                     "far=0.001 is not resolved", "needs >= 1000 impostor pairs")
     no_decision = _verify(tmp_path, face, face, f"model={bare}", "aligned=true", "calibration=none")
     assert "no decision" in no_decision.stdout
+    exported = tmp_path / "bare.pt"  # exported from a run without calibration.json: eval the run, export again
+    run_cli("export", f"model={bare}", "format=torchscript", f"out={exported}", f"hydra.run.dir={tmp_path / 'h'}",
+            cwd=tmp_path)
+    _one_line_error(_verify(tmp_path, face, face, f"model={exported}", "aligned=true", check=False),
+                    f"{exported} was exported from a run without calibration.json",
+                    f"run `facetrain eval lfw model={bare}` and export again")
 
 
 def test_export_writes_a_card_and_verify_reads_it(run, faces, tmp_path):
