@@ -8,14 +8,17 @@ eyes 46 px apart) at varied scales (eyes 40-52 px) and shifts, so no two are the
 them as one batch of `--batch` same-size photos at each thread count (torch.set_num_threads); `data align`
 (align_tree, no landmarks: it detects) turns `--photos` of them in 8 identity folders into 112x96 crops with
 `--workers` one-thread worker processes, from scratch each round. Every measurement is timed `--rounds`
-times in wall-clock seconds and the best round counts (other jobs only ever slow a round down); the load
-average (1 min) is printed before and after each, as it bounds what the numbers mean on a shared machine.
+times in wall-clock seconds and the best round counts (other jobs only ever slow a round down), with the CPU
+seconds the work took (this process and align's workers): photos per CPU-second is what one quiet core would
+give. The load average (1 min) is printed before and after each, as it bounds what the numbers mean on a
+shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -50,15 +53,23 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def best_of(rounds: int, fn) -> tuple[float, list[float]]:
-    """(best seconds, the loads seen before each round)."""
-    times, loads = [], []
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (align's workers): what the work costs whatever the
+    load, as long as the cores' caches are not what other jobs slow down."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def best_of(rounds: int, fn) -> tuple[float, float, list[float]]:
+    """(best wall seconds, least CPU seconds, the loads seen before each round)."""
+    times, cpu, loads = [], [], []
     for _ in range(rounds):
-        loads.append(load())
-        start = time.perf_counter()
+        loads.append(round(load(), 2))
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         fn()
         times.append(time.perf_counter() - start)
-    return min(times), loads
+        cpu.append(cpu_seconds() - start_cpu)
+    return min(times), min(cpu), loads
 
 
 def main() -> None:
@@ -75,9 +86,10 @@ def main() -> None:
     assert all(found), "the detector found no face on an LFW-like photo"
     for threads in args.threads:
         torch.set_num_threads(threads)
-        seconds, loads = best_of(args.rounds, lambda: detect_all(batch, batch_size=args.batch))
+        seconds, cpu, loads = best_of(args.rounds, lambda: detect_all(batch, batch_size=args.batch))
         print(f"detect_all, batch of {args.batch} 250x250 photos, {threads} thread(s): {args.batch / seconds:.1f} "
-              f"photos/s (best of {args.rounds}: {seconds:.2f} s; load before each round {loads}, after {load():.2f})")
+              f"photos/s (best of {args.rounds}: {seconds:.2f} s; {args.batch / cpu:.1f} photos per CPU-second; "
+              f"load before each round {loads}, after {load():.2f})")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "photos"
@@ -90,9 +102,10 @@ def main() -> None:
             shutil.rmtree(Path(tmp) / "out", ignore_errors=True)
             report.update(align_tree(src, None, Path(tmp) / "out", workers=args.workers, progress=False))
 
-        seconds, loads = best_of(args.rounds, align)
+        seconds, cpu, loads = best_of(args.rounds, align)
         print(f"data align, {args.photos} 250x250 JPEGs -> 112x96 crops, workers={args.workers}: "
-              f"{args.photos / seconds:.1f} photos/s (best of {args.rounds}: {seconds:.2f} s; aligned "
+              f"{args.photos / seconds:.1f} photos/s (best of {args.rounds}: {seconds:.2f} s; "
+              f"{args.photos / cpu:.1f} photos per CPU-second, workers included; aligned "
               f"{report['aligned_now']}, no face {report['no_face']}; load before each round {loads}, "
               f"after {load():.2f})")
 
