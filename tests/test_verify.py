@@ -194,6 +194,12 @@ def test_more_bad_calibration_settings_are_one_line_each(run, faces, tmp_path):
                     "far=0.001 is not resolved", "needs >= 1000 impostor pairs")
     no_decision = _verify(tmp_path, face, face, f"model={bare}", "aligned=true", "calibration=none")
     assert "no decision" in no_decision.stdout
+    exported = tmp_path / "bare.pt"  # exported from a run without calibration.json: eval the run, export again
+    run_cli("export", f"model={bare}", "format=torchscript", f"out={exported}", f"hydra.run.dir={tmp_path / 'h'}",
+            cwd=tmp_path)
+    _one_line_error(_verify(tmp_path, face, face, f"model={exported}", "aligned=true", check=False),
+                    f"{exported} was exported from a run without calibration.json",
+                    f"run `facetrain eval lfw model={bare}` and export again")
 
 
 def test_export_writes_a_card_and_verify_reads_it(run, faces, tmp_path):
@@ -269,3 +275,43 @@ def test_the_bundled_detector_verifies_real_photos(run, tmp_path):
                   check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert f"no face found in {PHOTOS / 'coffee.jpg'}" in bad.stderr
+
+
+def test_an_arcface_pth_decides_with_a_calibration_file(faces, tmp_path):
+    """model= an arcface_torch backbone.pth (no run, so no calibration of its own) with calibration=FILE: the score is
+    the source module's mirror-sum cosine at its 16x16 input; the decision uses the file's threshold for `far`."""
+    from arcface_helpers import ArcIResNet
+
+    from facetrain.eval.calibrate import calibration_record
+    from facetrain.run.calibration_file import update_calibration
+
+    torch.manual_seed(2)
+    small = ArcIResNet((1, 1, 1, 1), 8, side=1).eval()  # 1x1 last map: a 16x16 input
+    model = tmp_path / "arc" / "backbone.pth"
+    model.parent.mkdir()
+    torch.save(small.state_dict(), model)
+    x = torch.stack([read_image(p, (16, 16), "resize") for p in (faces[0], faces[2])])
+    with torch.no_grad():
+        f = (small(x) + small(x.flip(-1))).double()
+    score = float(torch.nn.functional.cosine_similarity(f[0], f[1], dim=0))
+
+    rng = np.random.default_rng(0)  # a set whose FAR 0.01 threshold sits just above / below this score
+    same = np.r_[np.ones(50, bool), np.zeros(1000, bool)]
+    for name, shift in (("above", 0.01), ("below", -0.01)):
+        impostors = np.r_[rng.uniform(-1, score + shift - 0.02, 989), np.full(11, score + shift)]  # 11th largest
+        record = calibration_record("lfw", name, same, np.r_[rng.uniform(0.5, 1, 50), impostors], pairs_of="image",
+                                    checkpoint=model, iteration=0, mirror="sum")
+        assert record["thresholds"][1]["threshold"] == pytest.approx(score + shift)
+        update_calibration(tmp_path / name, {name: record})
+
+    bare = _verify(tmp_path, str(faces[0]), str(faces[2]), f"model={model}", "aligned=true", check=False)
+    assert bare.returncode == 2 and bare.stderr.count("\n") == 1  # (stdout: the loader's line naming the format)
+    assert f"{model} has no calibration ({model.parent / 'calibration.json'} does not exist)" in bare.stderr
+    assert "pass calibration=FILE" in bare.stderr
+    for name, decision in (("above", "different"), ("below", "same")):
+        calibration = tmp_path / name / "calibration.json"
+        proc = _verify(tmp_path, str(faces[0]), str(faces[2]), f"model={model}", "aligned=true", "far=0.01",
+                       f"calibration={calibration}", f"out={tmp_path / f'{name}.csv'}")
+        (row,) = _rows(tmp_path / f"{name}.csv")
+        assert float(row["cosine"]) == pytest.approx(score, abs=1e-5) and row["decision"] == decision
+        assert "at FAR 0.01" in proc.stdout and f"on set {name}" in proc.stdout and f"from {calibration}" in proc.stdout

@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
-from facetrain.eval.calibrate import calibration_record, write_calibration
+from facetrain.eval.calibrate import Calibrated, ScoredPairs, calibration_record, write_calibration
 from facetrain.eval.features.source import ProtocolFeatures
 from facetrain.eval.plots import RocCurve, log_roc_to_tensorboard, save_roc_png
 from facetrain.run.metrics_file import update_metrics
@@ -22,7 +22,8 @@ _TITLES = {"lfw": "LFW", "blufr": "LFW BLUFR", "ytf": "YouTube Faces", "ijba": "
 
 
 def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, curves: Mapping[str, RocCurve],
-            source: ProtocolFeatures, calibration: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            source: ProtocolFeatures,
+            calibration: Mapping[str, tuple[np.ndarray, np.ndarray] | ScoredPairs | Calibrated] | None = None,
             pairs_of: str = "image") -> dict[str, float]:
     """Report a protocol's results everywhere they belong; returns `metrics`.
 
@@ -33,8 +34,9 @@ def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, c
         table: the printed table.
         curves: ROC curves to plot (label -> (FAR, TAR)).
         source: where the features came from (the model's run gains the metrics and the TensorBoard image).
-        calibration: set name -> (labels, cosine scores) of all its pairs: calibration.json (eval run and model
-            run) gains their thresholds at FAR 1e-1 ... 1e-6; None = scores that are not plain cosines.
+        calibration: set name -> (labels, cosine scores) of all its pairs (or ScoredPairs, which also says how
+            they were gathered, or Calibrated thresholds): calibration.json (eval run and model run) gains their
+            thresholds at FAR 1e-1 ... 1e-6; None = scores that are not plain cosines.
         pairs_of: what a calibrated pair compares (image, template, video).
     """
     out_dir = abs_path(cfg.run_dir)
@@ -65,14 +67,17 @@ def publish(cfg: DictConfig, name: str, metrics: dict[str, float], table: str, c
     return metrics
 
 
-def _calibrate(cfg: DictConfig, name: str, scored: Mapping[str, tuple[np.ndarray, np.ndarray]],
+def _calibrate(cfg: DictConfig, name: str, scored: Mapping[str, tuple[np.ndarray, np.ndarray] | ScoredPairs | Calibrated],
                source: ProtocolFeatures, pairs_of: str, out_dirs: list[Path]) -> None:
     features = str(abs_path(cfg.features)) if cfg.features else None
     data = None if cfg.features else str(cfg.data.get("root") or "")
-    records = {key: calibration_record(name, key, same, scores, pairs_of=pairs_of, checkpoint=source.checkpoint,
-                                       iteration=source.iteration, mirror=str(cfg.mirror),
-                                       embedding=str(cfg.get("embedding", "backbone")), features_file=features,
-                                       data=data or None)
-               for key, (same, scores) in scored.items()}
+    records = {}
+    for key, given in scored.items():
+        pairs = given if isinstance(given, ScoredPairs | Calibrated) else ScoredPairs(*given)
+        same, scores = (pairs.same, pairs.scores) if isinstance(pairs, ScoredPairs) else (None, None)
+        records[key] = calibration_record(
+            name, key, same, scores, pairs_of=pairs_of, checkpoint=source.checkpoint, iteration=source.iteration,
+            mirror=str(cfg.mirror), embedding=str(cfg.get("embedding", "backbone")), features_file=features,
+            data=data or None, calibrated=pairs if isinstance(pairs, Calibrated) else None, extra=pairs.extra)
     files = write_calibration(out_dirs, records)
     print(f"calibration ({', '.join(records)}; thresholds at FAR 1e-1 ... 1e-6): {' and '.join(map(str, files))}")

@@ -52,8 +52,11 @@ def find_threshold(model: VerifyModel, calibration: str | None, far: float, set_
     elif model.card is not None:
         data, source = model.card.get("calibration"), f"the model card of {model.path.name}"
         if not data:
+            run = ((model.card.get("training_run") or {}).get("run_dir")) or "RUN"
             raise FacetrainError(f"{model.path} was exported from a run without calibration.json, so its card has no "
-                                 f"thresholds; {_how_to_make(model)}")
+                                 f"thresholds; run `facetrain eval lfw model={run}` and export again (the card copies "
+                                 "the run's calibration.json), pass calibration=FILE to use one from elsewhere, or "
+                                 "calibration=none for scores without a decision")
     else:
         path = model.calibration_file
         if path is None or not Path(path).is_file():

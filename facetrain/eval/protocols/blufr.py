@@ -4,6 +4,8 @@ asks; Wang et al. 2017 (NormFace), table 3, reports these two).
 
 Verification scores every unordered pair of a trial's ~10k test images (~50M impostor pairs) in row blocks:
 only the genuine scores, the top-k impostor scores and two score histograms (for the ROC plot) are kept.
+Without PCA, calibration.json gains set `blufr`: each trial's thresholds at FAR 1e-1 ... 1e-6 over all its
+test pairs (exact: the kept top-k reaches FAR 0.1), averaged over the trials (`trialwise_calibration` says why).
 
 Also here, the parser of the BLUFR list files (Liao et al. 2014, `list/lfw/*.txt`): image list, labels and the 10 trials' sets.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +23,16 @@ from omegaconf import DictConfig
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
+from facetrain.eval.calibrate import Calibrated
 from facetrain.eval.features.source import ImageSet, gather_features
+from facetrain.eval.metrics.calibration import CALIBRATION_FARS, far_thresholds_from_top, top_needed
 from facetrain.eval.metrics.identification import open_set, split_probes
 from facetrain.eval.metrics.pair_scoring import l2_normalize, make_pca
 from facetrain.eval.metrics.roc import OperatingPoint, exact_k_threshold, matlab_round
 from facetrain.eval.publish import publish
 from facetrain.eval.tables import format_table, pct
 
-__all__ = ["BlockVerification", "BlufrLists", "blockwise_verification", "blufr_image_path", "evaluate_blufr", "parse_blufr_lists"]
+__all__ = ["BlockVerification", "BlufrLists", "blockwise_verification", "blufr_image_path", "evaluate_blufr", "parse_blufr_lists", "trialwise_calibration"]
 
 
 _LFW_NAME = re.compile(r"^(.+)_\d{4}\.\w+$")
@@ -111,10 +116,18 @@ class BlockVerification:
     def __init__(self, keep: int):
         self.keep = keep  # impostor scores to keep (the largest ones)
         self.genuine: list[np.ndarray] = []
-        self.top = np.zeros(0, dtype=np.float32)
+        self._kept = np.zeros(0, dtype=np.float32)  # the largest impostor scores so far, unordered
+        self._top: np.ndarray | None = None  # _kept sorted, descending (made when read)
         self.impostors = 0
         self.imp_hist = np.zeros(_BINS, dtype=np.int64)
         self.gen_hist = np.zeros(_BINS, dtype=np.int64)
+
+    @property
+    def top(self) -> np.ndarray:
+        """The kept impostor scores, largest first."""
+        if self._top is None:
+            self._top = np.sort(self._kept)[::-1]
+        return self._top
 
     def add(self, scores: np.ndarray, same: np.ndarray) -> None:
         gen, imp = scores[same], scores[~same]
@@ -122,12 +135,16 @@ class BlockVerification:
         self.impostors += imp.size
         for values, hist in ((gen, self.gen_hist), (imp, self.imp_hist)):
             hist += np.bincount(np.clip(((values + 1) * (_BINS / 2)).astype(np.int64), 0, _BINS - 1), minlength=_BINS)
-        if len(self.top) >= self.keep and self.keep > 0:
-            imp = imp[imp >= self.top[-1]]  # only these can enter the kept top-k
-        merged = np.concatenate([self.top, imp])
-        if len(merged) > self.keep:
+        if len(self._kept) >= self.keep > 0:
+            imp = imp[imp >= self._kept.min()]  # only these can enter the kept top-k
+        merged = np.concatenate([self._kept, imp])
+        if len(merged) > self.keep:  # partition, not sort: the kept set can be millions (calibration at FAR 0.1)
             merged = merged[np.argpartition(-merged, self.keep - 1)[:self.keep]] if self.keep else merged[:0]
-        self.top = np.sort(merged)[::-1]
+        self._kept, self._top = merged, None
+
+    def calibration(self, fars: Sequence[float] = CALIBRATION_FARS) -> list[dict]:
+        """Thresholds at `fars` over all the pairs scored (metrics.calibration's rule, exact: needs the kept top)."""
+        return far_thresholds_from_top(np.concatenate(self.genuine), self.top, self.impostors, fars)
 
     def point(self, far: float) -> OperatingPoint:
         """VR at `far`: exact-k threshold on the impostors (k = round(far * N)), VR = mean(genuine >= thr)."""
@@ -145,13 +162,16 @@ class BlockVerification:
         return far, tar
 
 
-def blockwise_verification(feats: np.ndarray, labels: np.ndarray, fars: list[float], block: int = 1024
-                           ) -> BlockVerification:
-    """Score all pairs i < j of unit features [N, D] without an N x N matrix; keep what `fars` need."""
+def blockwise_verification(feats: np.ndarray, labels: np.ndarray, fars: list[float], block: int = 1024,
+                           calibration_fars: Sequence[float] = ()) -> BlockVerification:
+    """Score all pairs i < j of unit features [N, D] without an N x N matrix; keep what `fars` need (and
+    `calibration_fars`: at FAR 0.1 a tenth of the impostor scores, ~19 MB for a BLUFR trial's 47M pairs)."""
     n = len(feats)
     pairs = n * (n - 1) // 2
     same_pairs = sum(c * (c - 1) // 2 for c in np.unique(labels, return_counts=True)[1])
     keep = max(matlab_round(max(fars) * (pairs - same_pairs)), 1) + 64  # a few extra to see ties at the edge
+    if calibration_fars:
+        keep = max(keep, top_needed(pairs - same_pairs, calibration_fars))
     acc = BlockVerification(keep)
     feats = feats.astype(np.float32)
     for s in range(0, n, block):
@@ -171,6 +191,43 @@ def _trial_features(feats: np.ndarray, lists: BlufrLists, t: int, pca: float, ce
     # BLUFR's demo projects without subtracting the training mean (X * W); center=true uses PCA's transform
     projected = model.transform(feats) if center else feats @ model.components_.T
     return l2_normalize(projected)
+
+
+def trialwise_calibration(trials: list[list[dict]]) -> Calibrated:
+    """One calibration from the thresholds each trial read off all its test pairs: their mean, and their spread.
+
+    BLUFR's trials draw overlapping test sets from LFW's 13,233 images, so pooling their pairs would count a
+    pair up to 10 times and claim FARs the data cannot resolve. Each trial instead estimates the threshold at a
+    FAR from its own ~47M distinct impostor pairs; the record keeps their mean (what verify applies), their
+    spread (std, ddof=1, min, max: how far the estimate moves between test sets) and the mean TAR and FAR
+    reached at each trial's own threshold. A FAR counts as resolved only when every trial resolves it.
+    """
+    entries = []
+    for per_trial in zip(*trials, strict=True):
+        far = per_trial[0]["far"]
+        entry = {"far": far, "impostor_pairs": min(e["impostor_pairs"] for e in per_trial),
+                 "genuine_pairs": min(e["genuine_pairs"] for e in per_trial), "trials": len(per_trial)}
+        if not all(e["resolved"] for e in per_trial):
+            reason = next(e["reason"] for e in per_trial if not e["resolved"])
+            entries.append(entry | {"resolved": False, "threshold": None, "tar": None, "false_accepts": None,
+                                    "far_reached": None, "reason": f"a trial's test pairs: {reason}"})
+            continue
+        thr = np.array([e["threshold"] for e in per_trial])
+        tars = [e["tar"] for e in per_trial if e["tar"] is not None]
+        entries.append(entry | {
+            "resolved": True, "threshold": float(thr.mean()),
+            "threshold_std": float(thr.std(ddof=1)) if len(thr) > 1 else 0.0,
+            "threshold_min": float(thr.min()), "threshold_max": float(thr.max()),
+            "tar": float(np.mean(tars)) if tars else None,
+            "false_accepts": None, "false_accepts_per_trial": [int(e["false_accepts"]) for e in per_trial],
+            "far_reached": float(np.mean([e["far_reached"] for e in per_trial]))})
+    first = [t[0] for t in trials]
+    return Calibrated(entries, min(e["genuine_pairs"] for e in first), min(e["impostor_pairs"] for e in first), {
+        "pooled": f"trial-wise: each threshold is the mean of {len(trials)} trials' thresholds, each read off all "
+                  "pairs of that trial's test set (pairs counts: the smallest trial's)",
+        "trials": len(trials),
+        "trial_pairs": [{"genuine_pairs": t[0]["genuine_pairs"], "impostor_pairs": t[0]["impostor_pairs"]}
+                        for t in trials]})
 
 
 def _summary(name: str, values: list[float]) -> dict[str, float]:
@@ -194,11 +251,14 @@ def evaluate_blufr(cfg: DictConfig) -> dict[str, float]:
     full[have] = source.features.features[[row[lists.images[i]] for i in np.flatnonzero(have)]]
     fars, fpirs, trials = [float(f) for f in p.fars], [float(f) for f in p.fpirs], int(p.trials or lists.trials)
     per: dict[str, list[float]] = {}
-    curves = {}
+    curves, calibrations = {}, []
     for t in range(min(trials, lists.trials)):
         feats = _trial_features(full, lists, t, float(p.pca), bool(p.pca_center))
         test = lists.test[t][have[lists.test[t]]]
-        ver = blockwise_verification(feats[test], lists.labels[test], fars, int(p.block))
+        ver = blockwise_verification(feats[test], lists.labels[test], fars, int(p.block),
+                                     () if p.pca else CALIBRATION_FARS)
+        if not p.pca:
+            calibrations.append(ver.calibration())
         for far in fars:
             per.setdefault(f"blufr/vr@far={far:g}", []).append(ver.point(far).tar)
         gal, prb = lists.gallery[t][have[lists.gallery[t]]], lists.probe[t][have[lists.probe[t]]]
@@ -216,4 +276,8 @@ def evaluate_blufr(cfg: DictConfig) -> dict[str, float]:
         ["μ − σ", *[pct(m[f"{k}_mu_minus_sigma"]) for k in keys]],
         ["mean ± std (ddof=1)", *[pct(m[f"{k}_mean"], m[f"{k}_std"]) for k in keys]]])
     table = f"LFW BLUFR, {len(curves)} trial(s)\n" + table
-    return publish(cfg, "blufr", m, table, curves, source)
+    if p.pca:
+        print("calibration.json not written: PCA-projected scores are not the plain cosine of two embeddings "
+              "(protocol.pca=0 calibrates)")
+    return publish(cfg, "blufr", m, table, curves, source,
+                   calibration={"blufr": trialwise_calibration(calibrations)} if calibrations else None)

@@ -1,6 +1,7 @@
 """`facetrain eval ijba`: IJB-A 1:1 verification (TAR@FAR) and 1:N identification (Rank-k, TPIR@FPIR) over splits.
 
-Numbers are formatted as Ranjan et al. 2017, table 6: mean(std) over the splits.
+Numbers are formatted as Ranjan et al. 2017, table 6: mean(std) over the splits. calibration.json gains set
+`ijba`: the thresholds over the splits' template pairs pooled, each distinct pair once (`pairs_of: template`).
 
 Also here, the reader of IJB-A's protocol CSVs (CRLF, a header, empty fields for missing annotation) into templates and pairs.
 
@@ -20,6 +21,7 @@ from omegaconf import DictConfig
 
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
+from facetrain.eval.calibrate import ScoredPairs
 from facetrain.eval.features.source import ImageSet, gather_features
 from facetrain.eval.metrics.identification import cmc, open_set, split_probes
 from facetrain.eval.metrics.norm_sets import norm_set_pairs, norm_sets
@@ -29,7 +31,7 @@ from facetrain.eval.plots import roc_from_scores
 from facetrain.eval.publish import publish
 from facetrain.eval.tables import format_table
 
-__all__ = ["IjbaSplit", "TemplateRows", "box_key", "evaluate_ijba", "face_keys", "field_int", "find_splits", "ijba_split_metrics", "load_split", "read_comparisons", "read_templates"]
+__all__ = ["IjbaSplit", "TemplateRows", "box_key", "evaluate_ijba", "face_keys", "field_int", "find_splits", "ijba_split_metrics", "load_split", "pooled_calibration_pairs", "read_comparisons", "read_templates"]
 
 
 NEEDED = ("TEMPLATE_ID", "SUBJECT_ID", "FILE", "MEDIA_ID", "FACE_X", "FACE_Y", "FACE_WIDTH", "FACE_HEIGHT")
@@ -185,8 +187,8 @@ def _templates(rows: TemplateRows, keys: dict, feats: dict[str, np.ndarray], cfg
 
 
 def ijba_split_metrics(split: IjbaSplit, keys: dict, feats: dict[str, np.ndarray], cfg: DictConfig, counts: dict
-                       ) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray]]:
-    """One split's numbers (unprefixed keys) and its 1:1 (labels, scores)."""
+                       ) -> tuple[dict[str, float], tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """One split's numbers (unprefixed keys), its 1:1 (labels, scores) and the scored template-id pairs [P, 2]."""
     p, out = cfg.protocol, {}
     verify, subject = _templates(split.verify, keys, feats, cfg, counts)
     index = {t: i for i, t in enumerate(verify.ids)}
@@ -215,7 +217,34 @@ def ijba_split_metrics(split: IjbaSplit, keys: dict, feats: dict[str, np.ndarray
                 fine = mask.any() and labels[mask].any() and not labels[mask].all()
                 out[f"norm_sets/{key}/tar@far={far:g}"] = (tar_at_far(labels[mask], scores[mask], float(far),
                                                                       str(p.far_readoff)).tar if fine else np.nan)
-    return out, (labels, scores)
+    return out, (labels, scores), pairs
+
+
+def pooled_calibration_pairs(results: list[tuple[np.ndarray, np.ndarray, np.ndarray]], numbers: list[int],
+                             tol: float = 1e-5) -> ScoredPairs:
+    """The splits' template pairs pooled into one calibration set, each pair counted once.
+
+    IJB-A's splits share templates (a template id names the same faces in every split it is in) and so share
+    pairs; a pair repeated in several splits would count its impostor several times and overstate the FARs the
+    set resolves. A repeat is dropped when its score equals the first one's (same faces, within `tol` for the
+    pooling's float order); a reused id with other faces scores differently and is kept.
+
+    Args:
+        results: per split (labels [P], scores [P], template-id pairs [P, 2]).
+        numbers: the split numbers, for the record.
+    """
+    labels = np.concatenate([r[0] for r in results]).astype(bool)
+    scores = np.concatenate([r[1] for r in results]).astype(np.float64)
+    ids = np.sort(np.concatenate([r[2] for r in results]).reshape(-1, 2), axis=1)  # a pair is unordered
+    _, first, which = np.unique(ids, axis=0, return_index=True, return_inverse=True)
+    which = which.reshape(-1)
+    keep = np.zeros(len(scores), dtype=bool)
+    keep[first] = True
+    keep |= np.abs(scores - scores[first[which]]) > tol  # same ids, other faces: a different pair
+    return ScoredPairs(labels[keep], scores[keep], {
+        "pooled": f"the template pairs of {len(numbers)} split(s) pooled, a pair repeated across splits counted "
+                  "once", "splits": [int(n) for n in numbers], "pairs_scored": int(len(scores)),
+        "repeated_pairs_dropped": int((~keep).sum())})
 
 
 def _aggregate(per_split: list[dict[str, float]], ddof: int) -> dict[str, float]:
@@ -268,8 +297,10 @@ def evaluate_ijba(cfg: DictConfig) -> dict[str, float]:
     feats = dict(zip(source.features.paths, source.features.features, strict=True))
     counts = {"templates_dropped": 0, "pairs_dropped": 0}
     results = [ijba_split_metrics(s, keys, feats, cfg, counts) for s in splits]
+    calibration = pooled_calibration_pairs([(*r[1], r[2]) for r in results], numbers)
     m = _aggregate([r[0] for r in results], int(p.std_ddof))
     m |= {"ijba/splits": float(len(splits)), "ijba/faces": float(len(names)),
           "ijba/templates_dropped": float(counts["templates_dropped"]), "ijba/pairs_dropped": float(counts["pairs_dropped"])}
     curves = {f"split {s.number}": roc_from_scores(*r[1]) for s, r in zip(splits, results, strict=True)}
-    return publish(cfg, "ijba", m, _table(m, cfg, len(splits)), curves, source)
+    return publish(cfg, "ijba", m, _table(m, cfg, len(splits)), curves, source, calibration={"ijba": calibration},
+                   pairs_of="template")
