@@ -84,3 +84,17 @@ def test_a_block_without_classes_gives_empty_scores_and_zero_gradients():
     assert out.shape == (3, 0)
     (out.sum() + f.sum()).backward()
     assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(f.grad, torch.ones_like(f))
+
+
+def test_the_default_chunks_on_cpu_match_autograd_in_fp32():
+    gen = torch.Generator().manual_seed(2)
+    f0, w0 = torch.randn(6, 256, generator=gen), torch.randn(9000, 256, generator=gen)  # 9 MB: three 4 MiB chunks
+    up = torch.randn(6, 9000, generator=gen)
+    results = []
+    for chunked in (False, True):
+        f, w = f0.clone().requires_grad_(), w0.clone().requires_grad_()
+        out = chunked_rows(_cosines, f, (w,)) if chunked else _cosines(f, w)
+        (out * up).sum().backward()
+        results.append((out.detach(), f.grad, w.grad))
+    for ref, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)

@@ -6,9 +6,9 @@ temporaries) is ever held: the backward holds the weights, their gradient and on
 row j of the params (a classifier: cosines to normalized rows, a linear layer with bias). Autograd would keep
 every intermediate of `fn` for the whole block; here only the inputs are kept, and the backward recomputes
 each chunk's graph (activation checkpointing by chunks of rows). Each chunk runs the ops the whole block
-would, so the weights' gradient rows are the ones autograd finds; with one chunk (up to `CHUNK_BYTES` of
-rows) every value, the features' gradient included, is bitwise the unchunked one. With more chunks the
-features' gradient is a sum over chunks (float rounding of the order of 1e-7 relative).
+would; with one chunk (up to `CHUNK_BYTES` of rows) every value, the features' gradient included, is
+bitwise the unchunked one. With more chunks the features' gradient is a sum over chunks, and a matmul's
+rounding may depend on its shape: float rounding (1e-7 relative in fp32), the same math.
 """
 
 from __future__ import annotations
@@ -17,15 +17,21 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["CHUNK_BYTES", "chunked_rows"]
+__all__ = ["CHUNK_BYTES", "DEFAULT_CHUNK_BYTES", "chunked_rows"]
 
-CHUNK_BYTES = 64 << 20  # rows of class weights per chunk: 64 MiB (65,536 rows of fp32 at D = 256)
+# Bytes of class-weight rows per chunk. A chunk's backward holds about five chunk-sized temporaries at once.
+# On a GPU large chunks keep the kernel launches few (64 MiB: 32,768 rows at D = 512) and the caching
+# allocator reuses their blocks; on the CPU small ones keep glibc's heap tight (it hands blocks of up to
+# 32 MiB back to its own heap, not to the system; measured: 4 MiB chunks add 0.1 x the weights, 64 MiB 0.6 x).
+CHUNK_BYTES = {"cpu": 4 << 20}
+DEFAULT_CHUNK_BYTES = 64 << 20
 
 
 def _chunk_rows(params: tuple[torch.Tensor | None, ...]) -> int:
-    row = sum(p[0].numel() * p.element_size() if p.dim() > 1 else p.element_size()
-              for p in params if p is not None and p.shape[0])
-    return max(1, CHUNK_BYTES // max(1, row))
+    given = [p for p in params if p is not None]
+    row = sum(p[0].numel() * p.element_size() if p.dim() > 1 else p.element_size() for p in given if p.shape[0])
+    budget = CHUNK_BYTES.get(given[0].device.type, DEFAULT_CHUNK_BYTES)
+    return max(1, budget // max(1, row))
 
 
 def _parts(params, rows, lo: int, hi: int, whole: bool):
@@ -94,7 +100,7 @@ class _ChunkedRows(torch.autograd.Function):
 def chunked_rows(fn: Callable[..., torch.Tensor], features: torch.Tensor, params: tuple[torch.Tensor | None, ...],
                  rows: torch.Tensor | None = None, chunk_rows: int | None = None) -> torch.Tensor:
     """fn(features, *[p[rows] for p in params]) ([B, c, ...], class dim 1), computed `chunk_rows` classes at a
-    time (default: `CHUNK_BYTES` of rows) in the forward and the backward, holding no whole-block intermediates.
+    time (default: `CHUNK_BYTES` of rows for the device) in the forward and the backward, holding no whole-block intermediates.
 
     Args:
         fn: row-local scores, e.g. a loss's `class_similarities`; params may include None (no bias).
