@@ -4,7 +4,8 @@
     python scripts/bench_shard_memory.py --classes 4000000 --dim 512 --world-size 2
 
 N gloo processes (forked) build facetrain's TrainState with `shard_classifier=true` (a LeNet++ backbone: the
-classifier is the point), take one training step, save checkpoints/last.pt, drop the state and resume a
+classifier is the point), take two training steps (the first creates the momentum; the second is a
+step as every later one: weights, momentum and the gradient at once), save checkpoints/last.pt, drop the state and resume a
 fresh one from that file. Each prints, per phase, one JSON line: its peak resident set during the phase
 (/proc/self/status VmHWM, reset at each phase's start by writing 5 to /proc/self/clear_refs; where the
 kernel refuses that, the peak since the process started, and `peak_reset` says false), the baseline (VmRSS
@@ -144,7 +145,8 @@ def _worker(rank: int, world: int, port: int, cfg, classes: int, run_dir: str, o
         labels = torch.randint(0, classes, (per_rank,), generator=gen)
         measure("init", lambda _: build_state(cfg, classes, device, Path(run_dir)))
         def step(s):
-            train_step(s, images, labels)
+            for _ in range(2):  # the first step creates the momentum, the second holds it during the backward
+                train_step(s, images, labels)
 
         measure("step", step)
         measure("save", lambda s: s.save(s.checkpoint))

@@ -16,6 +16,7 @@ from torch import nn
 from facetrain.distributed.collectives import rows_to_main
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
+from facetrain.sharded.pages import copy_rows
 from facetrain.sharded.shards import ClassShard, shard_bounds
 
 __all__ = ["clip_global_norm", "gather_checkpoint", "global_grad_norm", "localize_checkpoint", "setup_class_shards",
@@ -83,21 +84,37 @@ def _full(tensor: torch.Tensor, shard: ClassShard) -> torch.Tensor | None:
     return rows_to_main(tensor, bounds, CHUNK_BYTES)
 
 
-def _own(tensor: torch.Tensor, shard: ClassShard, copy: bool) -> torch.Tensor:
+def _own(tensor: torch.Tensor, shard: ClassShard, into: torch.Tensor | None) -> torch.Tensor:
+    """This rank's rows of a full matrix, copied (without keeping a mapped file's pages) into `into` when
+    given, else into a new tensor."""
     if tensor.shape[0] != shard.num_classes:
         return tensor
     rows = tensor[shard.start:shard.stop]
-    return rows.clone() if copy else rows
+    return copy_rows(torch.empty_like(rows) if into is None else into, rows)
+
+
+def _fits(module: nn.Module, saved: dict, key: str, param: torch.Tensor, shard: ClassShard) -> bool:
+    """True when `module.load_state_dict(saved)` will load every entry (the same keys and shapes, the sharded
+    `key` as all C rows), so its sharded rows may be copied into `param` now."""
+    own = module.state_dict()
+    if set(own) != set(saved) or saved[key].shape != (shard.num_classes, *param.shape[1:]):
+        return False
+    return saved[key].dtype == param.dtype and all(
+        k == key or not isinstance(v, torch.Tensor) or getattr(saved[k], "shape", None) == v.shape
+        for k, v in own.items())
 
 
 def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer):
-    """(container, key, shard, kept) for every checkpoint entry that holds rows of a sharded matrix: the
-    weights (kept = False: `load_state_dict` copies them) and each optimizer state tensor shaped like them
-    (momentum, Adam's moments; kept = True: the optimizer keeps the tensor it is given)."""
+    """(container, key, shard, param) for every checkpoint entry that holds rows of a sharded matrix: the
+    weights (param: the parameter, when `load_state_dict` of its module will load every entry) and each
+    optimizer state tensor shaped like them (momentum, Adam's moments; param None: the optimizer keeps the
+    tensor it is given)."""
     for name, module in parts.items():
         for key, param in module.named_parameters():
             if _shard_of(param) is not None:
-                yield saved["model"][name], key, _shard_of(param), False
+                container = saved["model"][name]
+                fits = key in container and _fits(module, container, key, param, _shard_of(param))
+                yield container, key, _shard_of(param), param if fits else None
     params = [p for group in optimizer.param_groups for p in group["params"]]
     states = saved["optimizer"]["state"]
     for index, param in enumerate(params):
@@ -106,7 +123,7 @@ def _sharded_entries(saved: dict, parts: dict[str, nn.Module], optimizer: torch.
             for key in sorted(states[index]):
                 value = states[index][key]
                 if isinstance(value, torch.Tensor) and value.dim() == param.dim() and value.shape[1:] == param.shape[1:]:
-                    yield states[index], key, _shard_of(param), True
+                    yield states[index], key, _shard_of(param), None
 
 
 def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
@@ -127,9 +144,11 @@ def gather_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch
 def localize_checkpoint(saved: dict, parts: dict[str, nn.Module], optimizer: torch.optim.Optimizer) -> dict:
     """The reverse: cut this rank's rows out of a checkpoint's full class-weight matrices and their
     optimizer state, whatever world size saved it. On a checkpoint loaded with `mmap=True` only those rows
-    are read from the file; the weights' rows stay views of it (loading copies them into the parameters),
-    the optimizer state's rows are copied out (the optimizer keeps what it is given)."""
-    for container, key, shard, kept in list(_sharded_entries(saved, parts, optimizer)):
+    are read from the file, block by block, each block's pages released once copied (`copy_rows`), so the
+    rank never holds its shard both copied and mapped. The weights' rows go straight into the parameters
+    when their module will load whole (`load_state_dict` then copies each onto itself: nothing); the
+    optimizer state's rows into new tensors (the optimizer keeps what it is given)."""
+    for container, key, shard, param in list(_sharded_entries(saved, parts, optimizer)):
         if key in container:
-            container[key] = _own(container[key], shard, copy=kept)
+            container[key] = _own(container[key], shard, None if param is None else param.detach())
     return saved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -31,8 +32,31 @@ def _optimizer_step(state: TrainState) -> torch.Tensor | None:
     total = norm + global_grad_norm(rest) if rest else norm  # finite iff every gradient is
     if not torch.isfinite(total):
         return None
-    state.scaler.step(state.optimizer)
+    with _decay_in_place(state.optimizer):
+        state.scaler.step(state.optimizer)
     return norm
+
+
+@contextlib.contextmanager
+def _decay_in_place(optimizer: torch.optim.Optimizer):
+    """SGD's weight decay added into the gradients in place, the step then run without it: the same sums
+    (torch's SGD adds `grad + weight_decay * param` out of place, a temporary as large as every parameter:
+    a sharded classifier's whole block). Other optimizers and settings are left to do their own."""
+    decayed = []
+    if type(optimizer) is torch.optim.SGD:
+        for group in optimizer.param_groups:
+            wd = group["weight_decay"]
+            if isinstance(wd, float | int) and wd != 0 and not group["maximize"] and not group["differentiable"]:
+                for param in group["params"]:
+                    if param.grad is not None and not param.grad.is_sparse:
+                        param.grad.add_(param, alpha=wd)
+                decayed.append((group, wd))
+                group["weight_decay"] = 0.0
+    try:
+        yield
+    finally:
+        for group, wd in decayed:
+            group["weight_decay"] = wd
 
 
 def _save_buffers(state: TrainState) -> None:

@@ -14,7 +14,8 @@ from torch import nn
 from facetrain.losses.base import FaceLoss, class_matmul
 from facetrain.losses.class_agents import unit_ball_agents
 from facetrain.losses.output import LossOutput
-from facetrain.sharded.block_softmax import block_forward, pick_rows
+from facetrain.sharded.block_softmax import block_forward
+from facetrain.sharded.chunked import chunked_rows
 from facetrain.sharded.shards import ClassShard
 
 __all__ = ["MarginSoftmaxLoss"]
@@ -125,8 +126,9 @@ class MarginSoftmaxLoss(FaceLoss):
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, decision, labels)
 
     def _block_logits(self, features: torch.Tensor, rows: torch.Tensor | None, target: torch.Tensor):
-        """(margin logits, margin-free scores) of the block's (sampled) classes for the gathered batch."""
-        cos = self.class_similarities(features, pick_rows(self.weight, rows))
+        """(margin logits, margin-free scores) of the block's (sampled) classes for the gathered batch; the
+        cosines chunk by chunk of classes, so no normalized copy of the block is held (`chunked_rows`)."""
+        cos = chunked_rows(self.class_similarities, features, (self.weight,), rows)
         return self.margin_logits(cos, features, target), self.logit_scale(features) * cos
 
     def scalars(self) -> dict[str, float]:

@@ -10,7 +10,8 @@ from torch import nn
 
 from facetrain.losses.base import FaceLoss, class_matmul
 from facetrain.losses.output import LossOutput
-from facetrain.sharded.block_softmax import block_forward, pick_rows
+from facetrain.sharded.block_softmax import block_forward
+from facetrain.sharded.chunked import chunked_rows
 from facetrain.sharded.rows import uniform_rows
 from facetrain.sharded.shards import ClassShard
 
@@ -51,6 +52,8 @@ class SoftmaxLoss(FaceLoss):
         return LossOutput.classified(loss, {self.term_name: loss.detach()}, logits, labels)
 
     def _block_logits(self, features: torch.Tensor, rows: torch.Tensor | None, target: torch.Tensor):
-        logits = class_matmul(features, pick_rows(self.classifier.weight, rows), self.matmul_dtype,
-                              pick_rows(self.classifier.bias, rows))
+        def scores(f, weight, bias):
+            return class_matmul(f, weight, self.matmul_dtype, bias)
+
+        logits = chunked_rows(scores, features, (self.classifier.weight, self.classifier.bias), rows)
         return logits, logits
