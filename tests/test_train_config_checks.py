@@ -95,3 +95,10 @@ def test_accepted_values_pass():
     assert Rule("integer", "x", low=1, null=True).accepts(None) and not Rule("integer", "x", low=1).accepts(None)
     workers = Rule("integer", "x", low=0, words=("auto",))
     assert workers.accepts("auto") and workers.accepts("AUTO") and workers.accepts(0) and not workers.accepts("x")
+
+
+def test_a_batch_larger_than_the_training_set_is_one_line(train_cfg, tmp_path):
+    """Known only once the data is indexed: still a user error (one line), not a ValueError's traceback."""
+    cfg = train_cfg("batch_size=100000")
+    with pytest.raises(FacetrainError, match=r"batch_size=100000 exceeds the \d+ training images; use a smaller"):
+        train(cfg)

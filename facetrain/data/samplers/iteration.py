@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from facetrain.errors import FacetrainError
+
 __all__ = ["IterationBatchSampler"]
 
 
@@ -19,7 +21,8 @@ class IterationBatchSampler(Sampler[list[int]]):
 
     def __init__(self, num_samples: int, batch_size: int, seed: int = 0, start_iteration: int = 0):
         if batch_size > num_samples:
-            raise ValueError(f"batch_size={batch_size} exceeds the {num_samples} training images")
+            raise FacetrainError(f"batch_size={batch_size} exceeds the {num_samples} training images; use a smaller "
+                                 "batch_size or more data")
         self.num_samples, self.batch_size = num_samples, batch_size
         self.seed, self.start_iteration = seed, start_iteration
         self.batches_per_epoch = num_samples // batch_size
