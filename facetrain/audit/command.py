@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from facetrain.audit.duplicates import duplicate_groups, exact_pairs, near_pairs
+from facetrain.audit.duplicates import duplicate_groups, exact_pairs, keep_first, near_pairs
 from facetrain.audit.eval_sets import EvalSet, open_eval_set
 from facetrain.audit.findings import EXCLUDABLE, Findings
-from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images
+from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images, own_fit
 from facetrain.audit.report import write_report
 from facetrain.audit.source import AuditSource, open_source, scan
 from facetrain.config import abs_path
@@ -58,7 +58,8 @@ def _duplicates(f: Findings, a: DictConfig) -> None:
 
 
 def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_sets: list[EvalSet],
-                  cache: Path | None) -> None:
+                  cache: Path | None) -> np.ndarray:
+    """Run the checks that need embeddings; return the training images' embeddings."""
     from facetrain.audit.embeddings import embed
 
     ok = f.scan["ok"]
@@ -74,6 +75,15 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
         for t, p, s in eval_matches(c, counts, e_c, float(a.eval_threshold)):
             f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "cosine": s,
                                    "by": "embedding"})
+    return feats
+
+
+def _keep_own_copies(f: Findings, feats: np.ndarray | None) -> None:
+    """Put the copy to keep first in each duplicate group: the one under the photo's own identity, judged by
+    the model's embeddings, or without a model by the colour thumbnails."""
+    fit = own_fit(f.scan["thumb"] if feats is None else feats, f.labels, f.scan["ok"])
+    f.exact_groups = keep_first(f.exact_groups, f.labels, fit)
+    f.near_groups = keep_first(f.near_groups, f.labels, fit)
 
 
 def _name_overlap(f: Findings, eval_sets: list[EvalSet]) -> None:
@@ -122,11 +132,13 @@ def audit(cfg: DictConfig) -> dict:
     f = Findings(source.names, source.labels, source.classes, result,
                  counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source))
     _duplicates(f, a)
+    feats = None
     if model is not None:
-        _model_checks(f, source, a, model, eval_sets, cache)
+        feats = _model_checks(f, source, a, model, eval_sets, cache)
     else:
         f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
                        "need one (model=RUN); evaluation overlap was checked by name only")
+    _keep_own_copies(f, feats)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
                 "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),

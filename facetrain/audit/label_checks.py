@@ -12,7 +12,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["centres", "eval_matches", "merged_identities", "mislabeled_images"]
+__all__ = ["centres", "eval_matches", "merged_identities", "mislabeled_images", "own_fit"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -25,6 +25,18 @@ def centres(feats: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, 
     np.add.at(sums, labels, feats)
     counts = np.bincount(labels, minlength=n)
     return _unit(sums), sums, counts
+
+
+def own_fit(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Each image's cosine to its identity's centre computed without it (NaN: unreadable, or alone in it)."""
+    n = int(labels.max()) + 1 if len(labels) else 0
+    unit = _unit(feats)
+    unit[~ok] = 0
+    _, sums, counts = centres(unit[ok], labels[ok], n)
+    fit = np.full(len(labels), np.nan, np.float32)
+    idx = np.flatnonzero(ok & (counts[labels] > 1))
+    fit[idx] = (_unit(sums[labels[idx]] - unit[idx]) * unit[idx]).sum(1)
+    return fit
 
 
 def _search(base: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
