@@ -95,14 +95,16 @@ def test_label_checks_find_each_kind_in_embeddings():
     moved = np.flatnonzero(person == 3)[0]
     labels[moved] = 4
     c, sums, counts = centres(feats, labels, 8)
-    merged, _ = merged_identities(c, counts, 0.8)
-    assert [(a, b) for a, b, _ in merged] == [(0, 1)]
     ok = np.ones(len(labels), bool)
-    found, gaps = mislabeled_images(feats, labels, ok, sums, counts, c, 0.15)
-    assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
     eval_feats, _ = _clusters(np.random.default_rng(0), 8, 6)  # same draws: the same 8 people
-    eval_c, _, _ = centres(eval_feats[person == 5], np.zeros(6, int), 1)
-    assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, 0.8)] == [(5, 0)]
+    eval_c, _, _ = centres(eval_feats[np.isin(person, [5, 6])], np.repeat([0, 1], 6), 2)
+    eval_c[1] = -eval_c[1]  # evaluation person 1 is no one of the training set
+    for merge, margin, match in ((0.8, 0.15, 0.8), ("auto", "auto", "auto")):  # fixed cuts, and outliers (z=4)
+        merged, nearest, _ = merged_identities(c, counts, merge, 4)
+        assert [(a, b) for a, b, _ in merged] == [(0, 1)] and len(nearest) == 8
+        found, gaps, _ = mislabeled_images(feats, labels, ok, sums, counts, c, margin, 4)
+        assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
+        assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, match, 4)[0]] == [(5, 0)]
 
 
 @pytest.mark.slow
@@ -114,7 +116,7 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
             "device=cpu", "iterations=2", "batch_size=8", "data.num_workers=0", "progress=false", "embedding_dim=16",
             "backbone.channels=[4,8,8,16]", "val.every=0", "input_size=[56,48]", cwd=root)
     proc = _audit(root, tmp_path / "audit", f"model={run}", f"audit.eval=[{root / 'synth' / 'lfw'}]",
-                  "audit.merge_threshold=-1")
+                  "audit.merge_threshold=-1", "audit.eval_threshold=auto")
     assert "identities in evaluation sets" in proc.stdout
     merged = _rows(tmp_path / "audit" / "merged_identities.csv")
     assert merged and all(float(r["cosine"]) >= -1 for r in merged)  # threshold -1: every centre pair is listed
