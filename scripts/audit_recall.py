@@ -1,14 +1,15 @@
 """How much of each planted fault `facetrain data audit` finds: recall and precision per kind on a synthetic tree.
 
 Steps (each a plain `facetrain` command, printed before it runs):
-1. a model that separates synthetic people it never saw: trained on a clean synthetic set of other people
-   (or `--model RUN`, e.g. one trained before);
+1. a model of synthetic people it never saw: the CPU demo's L2-softmax face_resnet_mini (`make demo`), trained 2,400
+   iterations (the demo's 800 leave it at ~45% training accuracy, 2,400 at ~91%) on a clean synthetic set of 600
+   other people (or `--model RUN`, e.g. one trained before);
 2. a synthetic tree with `synth.faults` of every kind (ground truth in <data>/synth/faults/casia.tsv);
 3. `facetrain data audit` of it with that model and the LFW tree and lfw.bin as evaluation sets;
 4. the table: for each kind, the share of planted faults found (recall) and of findings that are planted
    faults (precision).
 
-    python scripts/audit_recall.py --out runs/audit_recall            # trains the model first (~15 min on 2 cores)
+    python scripts/audit_recall.py --out runs/audit_recall            # trains the model first (15 min on 2 busy cores)
     python scripts/audit_recall.py --out runs/audit_recall --model runs/audit_recall/model
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import json
 import shlex
 import subprocess
 import sys
@@ -86,11 +88,15 @@ def label_scores(faults: list[dict], audit: Path, lfw: Path, bin_file: Path) -> 
     merged_truth = {frozenset((r["item"], r["source"])) for r in faults if r["kind"] == "merged_identity"}
     merged_found = {frozenset((r["identity_a"], r["identity_b"])) for r in _rows(audit / "merged_identities.csv")}
     mis_truth = {r["item"] for r in faults if r["kind"] == "mislabeled"}
-    mis_found = {r["image"] for r in _rows(audit / "mislabeled.csv")}
+    mis_rows = _rows(audit / "mislabeled.csv")
+    mis_found = {r["image"] for r in mis_rows}
+    # an image of a person under two names that the audit files under the other name is right about the person
+    # (it is evidence of that merge): counted correct, though no planted mislabeled image
+    twins = {r["image"] for r in mis_rows if frozenset((r["identity"], r["closest_identity"])) in merged_truth}
     overlap = [r for r in faults if r["kind"] == "eval_overlap"]
     rows = _rows(audit / "eval_overlap.csv")
     out = {"merged_identity": _score(merged_found, merged_truth, lambda x, s: x in s),
-           "mislabeled": _score(mis_found, mis_truth, lambda x, s: x in s),
+           "mislabeled": _score(mis_found, mis_truth, lambda x, s: x in s or x in twins),
            "eval_overlap (LFW tree)": _score({r["identity"] for r in rows if r["eval_set"] == lfw.name},
                                              {r["item"] for r in overlap}, lambda x, s: x in s)}
     in_bin = _bin_people(lfw, bin_file)
@@ -112,7 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/audit_recall"))
     parser.add_argument("--model", type=Path, default=None, help="a trained run (default: train one into OUT/model)")
-    parser.add_argument("--iterations", type=int, default=1500, help="training iterations of the model")
+    parser.add_argument("--iterations", type=int, default=2400, help="training iterations of the model")
     parser.add_argument("--faults", type=int, default=40, help="planted faults of each kind")
     parser.add_argument("--identities", type=int, default=500, help="people of the audited tree")
     args = parser.parse_args()
@@ -126,9 +132,12 @@ def main() -> None:
                   f"hydra.run.dir={model}")
     n = args.faults
     data = out / "faulty"
-    facetrain("data", "synth", f"paths.data={data}", "synth.seed=7", f"synth.train_identities={args.identities}",
-              "synth.train_max_images=30", *SYNTH, *(f"synth.faults.{k}={n}" for k in (
-                  "exact_duplicates", "near_duplicates", "merged_identities", "mislabeled", "eval_overlap")))
+    if (data / "synth" / "faults" / "casia.tsv").is_file():  # the tree follows from its seed: made once
+        print(f"\nreusing the faulty tree {data / 'synth' / 'casia'}")
+    else:
+        facetrain("data", "synth", f"paths.data={data}", "synth.seed=7", f"synth.train_identities={args.identities}",
+                  "synth.train_max_images=30", *SYNTH, *(f"synth.faults.{k}={n}" for k in (
+                      "exact_duplicates", "near_duplicates", "merged_identities", "mislabeled", "eval_overlap")))
     audit = out / "audit"
     lfw, bin_file = data / "synth" / "lfw", data / "synth" / "faces_synth" / "lfw.bin"
     facetrain("data", "audit", "data=folder", f"data.root={data / 'synth' / 'casia'}", f"model={model}",
@@ -137,6 +146,8 @@ def main() -> None:
     faults = read_faults(data / "synth" / "casia")
     scores = duplicate_scores(faults, audit) | label_scores(faults, audit, lfw, bin_file)
     text = table(scores)
+    seconds = json.loads((audit / "audit.json").read_text())["settings"]["seconds"]
+    text += "\n\naudit time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
     (out / "recall.md").write_text(text + "\n")
     print("\n" + text)
 

@@ -10,7 +10,9 @@ import pytest
 from helpers import TINY_SPEC, compose_config, run_cli
 from hydra.utils import instantiate
 
-from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images
+from facetrain.audit.duplicates import keep_first
+from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images, own_fit
+from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.faults import FaultSpec, read_faults
 
@@ -93,14 +95,16 @@ def test_label_checks_find_each_kind_in_embeddings():
     moved = np.flatnonzero(person == 3)[0]
     labels[moved] = 4
     c, sums, counts = centres(feats, labels, 8)
-    merged, _ = merged_identities(c, counts, 0.8)
-    assert [(a, b) for a, b, _ in merged] == [(0, 1)]
     ok = np.ones(len(labels), bool)
-    found, gaps = mislabeled_images(feats, labels, ok, sums, counts, c, 0.15)
-    assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
     eval_feats, _ = _clusters(np.random.default_rng(0), 8, 6)  # same draws: the same 8 people
-    eval_c, _, _ = centres(eval_feats[person == 5], np.zeros(6, int), 1)
-    assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, 0.8)] == [(5, 0)]
+    eval_c, _, _ = centres(eval_feats[np.isin(person, [5, 6])], np.repeat([0, 1], 6), 2)
+    eval_c[1] = -eval_c[1]  # evaluation person 1 is no one of the training set
+    for merge, margin, match in ((0.8, 0.15, 0.8), ("auto", "auto", "auto")):  # fixed cuts, and outliers (z=4)
+        merged, nearest, _ = merged_identities(c, counts, merge, 4)
+        assert [(a, b) for a, b, _ in merged] == [(0, 1)] and len(nearest) == 8
+        found, gaps, _ = mislabeled_images(feats, labels, ok, sums, counts, c, margin, 4)
+        assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
+        assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, match, 4)[0]] == [(5, 0)]
 
 
 @pytest.mark.slow
@@ -112,7 +116,7 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
             "device=cpu", "iterations=2", "batch_size=8", "data.num_workers=0", "progress=false", "embedding_dim=16",
             "backbone.channels=[4,8,8,16]", "val.every=0", "input_size=[56,48]", cwd=root)
     proc = _audit(root, tmp_path / "audit", f"model={run}", f"audit.eval=[{root / 'synth' / 'lfw'}]",
-                  "audit.merge_threshold=-1")
+                  "audit.merge_threshold=-1", "audit.eval_threshold=auto")
     assert "identities in evaluation sets" in proc.stdout
     merged = _rows(tmp_path / "audit" / "merged_identities.csv")
     assert merged and all(float(r["cosine"]) >= -1 for r in merged)  # threshold -1: every centre pair is listed
@@ -151,3 +155,46 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx"}[case] \
         in errors[0]
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
+
+
+def test_a_duplicate_group_keeps_the_copy_under_the_photos_own_identity():
+    """Person 0's photo 2 is copied under label 3: a one-one tie, which the copies' fit to their identities
+    breaks (the source fits its own images, the copy does not) - even though the copy sorts first. A photo filed
+    twice under label 5 and once under 4 keeps label 5's earliest copy (the majority)."""
+    rng = np.random.default_rng(0)
+    feats, labels = _clusters(rng, 6, 5)
+    copy = len(labels)
+    feats, labels = np.concatenate([feats, feats[2:3]]), np.append(labels, 3)
+    fit = own_fit(feats, labels, np.ones(len(labels), bool))
+    assert fit[2] > 0.5 > fit[copy] and np.isfinite(fit).all()
+    order = np.r_[copy, np.arange(copy)]  # the copy first by name: it used to be the one kept
+    groups = keep_first([sorted([int(np.flatnonzero(order == 2)[0]), 0])], labels[order], fit[order])
+    assert groups == [[int(np.flatnonzero(order == 2)[0]), 0]]
+    assert keep_first([[20, 26, 27]], labels, fit) == [[26, 20, 27]]  # 20 is label 4; 26, 27 label 5
+    assert keep_first([[21, 22]], labels, np.full(len(labels), np.nan)) == [[21, 22]]  # no evidence: the first
+
+
+@pytest.mark.slow
+def test_audit_of_a_recordio_pack_finds_the_planted_duplicates_and_its_list_applies(tmp_path):
+    """The synthetic tree with planted exact duplicates converted to an insightface pack: the audit names the
+    copies `train.rec:<key>`, keeps each source (also the one a copy under another identity duplicates), and a
+    data=rec run with the exclusion list loses exactly those records."""
+    root = _tree(tmp_path, exact_duplicates=4)
+    pack = tmp_path / "pack"
+    folder_to_rec(root / "synth" / "casia", pack, progress=False)
+    rows = [line.split("\t") for line in (pack / "train.lst").read_text().splitlines()]
+    key_of = {rel: f"train.rec:{key}" for key, _, rel in rows}
+    out = tmp_path / "audit"
+    run_cli("data", "audit", "data=rec", f"data.root={pack}", f"paths.data={root}", f"audit.out={out}",
+            "audit.cache_dir=null", "audit.workers=0", "audit.progress=false", f"hydra.run.dir={out}", cwd=root)
+    copies = {key_of[f["item"]] for f in read_faults(root / "synth" / "casia") if f["kind"] == "exact_duplicate"}
+    flagged = {line.split("\t")[0] for line in (out / "exclude.tsv").read_text().splitlines()
+               if not line.startswith("#")}
+    assert len(copies) == 4 and flagged == copies
+
+    def names(*extra):
+        cfg = compose_config("train", ["data=rec", f"data.root={pack}", "data.num_workers=0", *extra])
+        ds = instantiate(cfg.data.dataset)
+        return {ds._name(j) for j in range(len(ds))}
+
+    assert names() - names(f"data.exclude={out / 'exclude.tsv'}") == copies

@@ -4,15 +4,16 @@ model, run the checks, write the report and the exclusion list."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
-from facetrain.audit.duplicates import duplicate_groups, exact_pairs, near_pairs
+from facetrain.audit.duplicates import duplicate_groups, exact_pairs, keep_first, near_pairs
 from facetrain.audit.eval_sets import EvalSet, open_eval_set
 from facetrain.audit.findings import EXCLUDABLE, Findings
-from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images
+from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images, own_fit
 from facetrain.audit.report import write_report
 from facetrain.audit.source import AuditSource, open_source, scan
 from facetrain.config import abs_path
@@ -50,30 +51,62 @@ def _duplicates(f: Findings, a: DictConfig) -> None:
             not in same]
     near, dist = near[keep], dist[keep]
     f.near_distance = {(int(i), int(j)): float(d) for (i, j), d in zip(near, dist, strict=True)}
-    f.near_groups = duplicate_groups(n, near)
     nearest = np.full(n, np.nan)
     for (i, j), d in f.near_distance.items():
         nearest[i], nearest[j] = np.fmin(nearest[i], d), np.fmin(nearest[j], d)
     f.nearest_thumb = nearest[~np.isnan(nearest)]
 
 
+def _near_groups(f: Findings, feats: np.ndarray | None, fit: np.ndarray) -> None:
+    """Group the near pairs; with a model, first drop the pairs whose faces differ: a copy's embedding stays at
+    least as close to its source's as a typical photo is to its own identity's centre (the median `fit`), two
+    look-alike photos' does not (the thumbnails of other people's photos can be as close as a copy's)."""
+    pairs = sorted(f.near_distance)
+    if feats is not None and pairs:
+        floor = float(np.nanmedian(fit))
+        i, j = np.array(pairs).T
+        same = (feats[i] * feats[j]).sum(1) >= floor
+        dropped = len(pairs) - int(same.sum())
+        pairs = [p for p, s in zip(pairs, same, strict=True) if s]
+        f.near_distance = {p: f.near_distance[p] for p in pairs}
+        f.notes.append(f"{dropped} thumbnail-near pairs whose embeddings' cosine is below {floor:.3f} (the median "
+                       "image-to-own-centre cosine) were not counted as near duplicates: different photos")
+    f.near_groups = duplicate_groups(len(f.names), np.array(pairs, np.int64).reshape(-1, 2))
+
+
 def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_sets: list[EvalSet],
-                  cache: Path | None) -> None:
+                  cache: Path | None) -> np.ndarray:
+    """Run the checks that need embeddings; return the training images' embeddings."""
     from facetrain.audit.embeddings import embed
 
     ok = f.scan["ok"]
+    start = time.perf_counter()
     feats = embed(model, source.image, source.keys, cache, "training images", int(a.workers), int(a.batch_size),
                   bool(a.progress))
+    f.seconds["embed"] = time.perf_counter() - start
     c, sums, counts = centres(feats[ok], f.labels[ok], len(f.classes))
-    f.merged, f.nearest_centre = merged_identities(c, counts, float(a.merge_threshold))
-    f.mislabeled, f.mislabel_gap = mislabeled_images(feats, f.labels, ok, sums, counts, c, float(a.mislabel_margin))
+    z = float(a.outlier_z)
+    f.merged, f.nearest_centre, f.cuts["merge_threshold"] = merged_identities(c, counts, a.merge_threshold, z)
+    f.mislabeled, f.mislabel_gap, f.cuts["mislabel_margin"] = mislabeled_images(feats, f.labels, ok, sums, counts,
+                                                                                c, a.mislabel_margin, z)
     for es in eval_sets:
+        start = time.perf_counter()
         e_feats = embed(model, es.image, es.keys, cache, f"eval set {es.name}", int(a.workers), int(a.batch_size),
                         bool(a.progress))
+        f.seconds["embed"] += time.perf_counter() - start
         e_c, _, _ = centres(e_feats, es.labels, len(es.people))
-        for t, p, s in eval_matches(c, counts, e_c, float(a.eval_threshold)):
+        matches, f.cuts[f"eval_threshold {es.name}"] = eval_matches(c, counts, e_c, a.eval_threshold, z)
+        for t, p, s in matches:
             f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "cosine": s,
                                    "by": "embedding"})
+    return feats
+
+
+def _keep_own_copies(f: Findings, fit: np.ndarray) -> None:
+    """Put the copy to keep first in each duplicate group: the one under the photo's own identity, judged by
+    `fit` (each image's cosine to its own identity's centre: the model's embeddings, or the colour thumbnails)."""
+    f.exact_groups = keep_first(f.exact_groups, f.labels, fit)
+    f.near_groups = keep_first(f.near_groups, f.labels, fit)
 
 
 def _name_overlap(f: Findings, eval_sets: list[EvalSet]) -> None:
@@ -106,7 +139,9 @@ def audit(cfg: DictConfig) -> dict:
     source = open_source(cfg.data)  # an empty or missing source: one line, nothing written
     eval_sets = [open_eval_set(str(e), dict(cfg.data.get("eval_sets") or {})) for e in (a.eval or [])]
     cache = abs_path(a.cache_dir) if a.get("cache_dir") else None
+    start = time.perf_counter()
     result = scan(source, cache, int(a.workers), bool(a.progress))
+    seconds = {"decode": time.perf_counter() - start}
     ok = result["ok"]
     if not ok.any():
         raise FacetrainError(f"none of the {len(ok)} images of {source.dataset.root} can be decoded (first: "
@@ -120,19 +155,28 @@ def audit(cfg: DictConfig) -> dict:
         model = open_model(cfg.model, abs_path(cfg.paths.runs), pick_device(str(a.device)), str(a.mirror),
                            str(a.embedding), probe)
     f = Findings(source.names, source.labels, source.classes, result,
-                 counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source))
+                 counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source),
+                 seconds=seconds)
+    start = time.perf_counter()
     _duplicates(f, a)
+    f.seconds["duplicates"] = time.perf_counter() - start
+    feats = None
     if model is not None:
-        _model_checks(f, source, a, model, eval_sets, cache)
+        start = time.perf_counter()
+        feats = _model_checks(f, source, a, model, eval_sets, cache)
+        f.seconds["model_checks"] = time.perf_counter() - start - f.seconds["embed"]
     else:
         f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
                        "need one (model=RUN); evaluation overlap was checked by name only")
+    fit = own_fit(f.scan["thumb"] if feats is None else feats, f.labels, f.scan["ok"])
+    _near_groups(f, feats, fit)
+    _keep_own_copies(f, fit)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
                 "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),
-                "near_distance": float(a.near_distance), "merge_threshold": float(a.merge_threshold),
-                "mislabel_margin": float(a.mislabel_margin), "eval_threshold": float(a.eval_threshold),
-                "exclude": kinds, "out": str(out)}
+                "near_distance": float(a.near_distance), "outlier_z": float(a.outlier_z),
+                **{k: str(a[k]) for k in ("merge_threshold", "mislabel_margin", "eval_threshold")}, "cuts": f.cuts,
+                "exclude": kinds, "out": str(out), "seconds": {k: round(v, 2) for k, v in f.seconds.items()}}
     summary = write_report(f, out, settings)
     print(f"audit of {source.dataset.root}: {summary['images']} images, {summary['unreadable']} unreadable, "
           f"{summary['exact_duplicate_images']} exact and {summary['near_duplicate_images']} near duplicates, "

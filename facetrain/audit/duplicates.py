@@ -14,7 +14,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["duplicate_groups", "exact_pairs", "near_pairs"]
+__all__ = ["duplicate_groups", "exact_pairs", "keep_first", "near_pairs"]
 
 
 def exact_pairs(digest: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -65,3 +65,25 @@ def duplicate_groups(n: int, pairs: np.ndarray) -> list[list[int]]:
     for i in np.unique(pairs):
         members[int(label[i])].append(int(i))
     return sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda g: g[0])
+
+
+def keep_first(groups: list[list[int]], labels: np.ndarray, fit: np.ndarray) -> list[list[int]]:
+    """Each group with the image to keep moved to the front (the rest stay in order).
+
+    A group is one photo filed several times; a copy under another identity is that photo mislabeled there, so
+    the copy kept is one under the photo's own identity: the identity most of the group's copies are filed under,
+    and on a tie the one whose other images the copies resemble most (`fit`: each image's cosine to its
+    identity's centre computed without it; NaN where unknown); within it, the earliest copy.
+    """
+    out = []
+    for g in groups:
+        by_label: dict[int, list[int]] = defaultdict(list)
+        for i in g:
+            by_label[int(labels[i])].append(i)
+        ranks = {}
+        for label, members in by_label.items():
+            f = fit[members]
+            ranks[label] = (len(members), float(np.mean(f)) if np.isfinite(f).all() else -np.inf, -min(members))
+        keep = min(by_label[max(ranks, key=ranks.get)])
+        out.append([keep, *(i for i in g if i != keep)])
+    return out

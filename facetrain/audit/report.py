@@ -78,9 +78,10 @@ def _markdown(f: Findings, s: dict, files: list[str]) -> str:
         f"| near duplicates (thumbnail distance <= {s['settings']['near_distance']:g}) | "
         f"{s['near_duplicate_images']} images in {s['near_duplicate_groups']} groups |"]
     if s["settings"]["model"]:
-        lines += [f"| one person under two names (centres' cosine >= {s['settings']['merge_threshold']:g}) | "
+        cuts = s["settings"]["cuts"]
+        lines += [f"| one person under two names (centres' cosine >= {cuts['merge_threshold']:.3f}) | "
                   f"{s['merged_identity_pairs']} identity pairs |",
-                  f"| mislabeled images (another centre closer by >= {s['settings']['mislabel_margin']:g}) | "
+                  f"| mislabeled images (another centre closer by >= {cuts['mislabel_margin']:.3f}) | "
                   f"{s['mislabeled_images']} |"]
     if s["settings"]["eval"]:
         lines.append(f"| identities also in {', '.join(s['settings']['eval'])} | {s['eval_overlap_identities']} |")
@@ -134,10 +135,10 @@ def _plots(f: Findings, stage: Path, settings: dict) -> None:
               "cosine distance", settings["near_distance"], log=True)
     if f.nearest_centre is not None:
         _hist(stage / "identity_centre_similarity.png", f.nearest_centre, "nearest other identity's centre",
-              "cosine", settings["merge_threshold"], log=True)
+              "cosine", settings["cuts"]["merge_threshold"], log=True)
     if f.mislabel_gap is not None:
         _hist(stage / "mislabel_margin.png", f.mislabel_gap, "closest other centre minus own centre",
-              "cosine difference", settings["mislabel_margin"], log=True)
+              "cosine difference", settings["cuts"]["mislabel_margin"], log=True)
     if f.quality:
         _hist(stage / "quality.png", [q["quality"] for q in f.quality.values()], "synthetic quality level",
               "quality (0 pristine .. 1 worst)")
