@@ -94,7 +94,7 @@ def test_the_first_command_generates_the_missing_default_data(workdir, tmp_path)
     tiny = ["data.synth.train_identities=3", "data.synth.train_min_images=2", "data.synth.train_max_images=3",
             "data.synth.lfw_pairs_per_fold=1", "data.synth.lfw_identities_per_fold=2", "data.synth.lfw_max_images=3",
             "data.synth.workers=1", "data.synth.ytf_splits=0", "data.synth.ijba_splits=0", "data.synth.blufr_trials=0",
-            "data.synth.ijbc_subjects=0"]
+            "data.synth.ijbc_subjects=0", "data.synth.insightface_pairs_per_fold=0", "data.synth.rfw_pairs_per_fold=0"]
     shrink = [a for a in SHRINK if not a.startswith("paths.data=")]
     proc = run_cli("train", "loss=l2softmax", "alpha=50", f"paths.data={tmp_path / 'empty'}", *shrink, *tiny,
                    cwd=cwd, env=env)
@@ -136,7 +136,9 @@ def test_data_synth_command(workdir):
     cwd, env = workdir
     tiny = ["synth.train_identities=3", "synth.train_min_images=2", "synth.train_max_images=3",
             "synth.lfw_pairs_per_fold=1", "synth.lfw_identities_per_fold=2", "synth.lfw_max_images=3", "synth.workers=1",
-            "synth.ytf_splits=0", "synth.ijba_splits=0", "synth.blufr_trials=0", "synth.ijbc_subjects=0"]
+            "synth.ytf_splits=0", "synth.ijba_splits=0", "synth.blufr_trials=0", "synth.ijbc_subjects=0",
+            "synth.insightface_pairs_per_fold=1", "synth.rfw_pairs_per_fold=1", "synth.rfw_identities_per_fold=2",
+            "synth.rfw_max_images=2"]
     out = run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout
     assert "written" in out and (cwd / "mine" / "lfw" / "pairs.txt").is_file()
     assert "already there" in run_cli("data", "synth", "synth.out=mine", *tiny, cwd=cwd, env=env).stdout

@@ -178,6 +178,7 @@ def _full_class_weights(run: Path) -> None:
     assert momentum.count(full) == 1
 
 
+@pytest.mark.slow  # torchrun twice (~8 s); the default suite keeps the 2-rank gradient check
 def test_a_sharded_run_resumes_as_one_process(tiny_data, tmp_path):
     """2 ranks with half of the ArcFace weights each (and class sampling) to iteration 2, then 1 process to 4:
     the weights one process trains in 4 iterations."""

@@ -13,6 +13,9 @@ NUMBERS = {"host_syncs": "syncs_per_step", "decode": "images_per_s", "loop_overh
            "sharded_classifier": "images_per_s", "compile": "images_per_s"}
 
 
+# the smoke run of scripts/gpu_check.py takes ~8 s on 2 cores: CI runs it with the slow tests
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")

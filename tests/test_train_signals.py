@@ -74,6 +74,7 @@ def test_a_stop_signal_saves_the_current_iteration_then_resume_is_exact(signum, 
     _finish_and_compare(tmp_path, tiny_data, run, stopped_at, resume="auto")
 
 
+@pytest.mark.slow  # ~6 s; SIGTERM's exact resume stays in the default suite
 def test_kill_9_then_resume_is_exact(tmp_path, tiny_data):
     run = tmp_path / "run"
     proc = _start(run, tiny_data, 100_000)
