@@ -42,6 +42,15 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def float64():
+    """float64 as torch's default dtype for one test (the sharded = one-process checks compare exactly)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
 def train_cfg(tiny_data, tmp_path):
     """A factory: compose train.yaml shrunk to seconds, plus extra overrides."""
 

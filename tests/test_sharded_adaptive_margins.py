@@ -8,12 +8,11 @@ Two batches in a row, so the second uses the running statistics the first left. 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from helpers import fork_gloo_ranks
 from torch import nn
 
 from facetrain.distributed.rank import rank_rows
@@ -102,20 +101,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ranks")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(port, str(out)), nprocs=WORLD, join=True, start_method="fork")
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    return fork_gloo_ranks(_worker, WORLD, tmp_path_factory.mktemp("ranks"))
 
 
 @pytest.mark.parametrize(("name", "rate", "shard"), CASES)

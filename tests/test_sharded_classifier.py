@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from helpers import fork_gloo_ranks
 from torch import nn
 
 from facetrain.distributed.rank import rank_rows
@@ -236,21 +235,7 @@ def _grads(model, loss, value, correct, used) -> dict:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Every case's results from 2 gloo processes (rank 0's file: the loss and gradients are the same on both)."""
-    out = tmp_path_factory.mktemp("ranks")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # fork: the children start with torch and facetrain already imported (a spawn re-imports them: ~20 s)
-    mp.start_processes(_worker, args=(port, str(out)), nprocs=WORLD, join=True, start_method="fork")
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-
-
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    return fork_gloo_ranks(_worker, WORLD, tmp_path_factory.mktemp("ranks"))
 
 
 @pytest.mark.parametrize(("name", "rate"), CASES)
