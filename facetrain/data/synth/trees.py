@@ -3,6 +3,7 @@ IJB-C, insightface's zoo (RecordIO + the five .bin sets) and RFW."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -87,8 +89,16 @@ def _long_tail_counts(rng: np.random.Generator, n: int, low: int, high: int) -> 
     return [int(low + (high - low) * u**2.5) for u in rng.random(n)]
 
 
+def _pool(workers: int):
+    """Worker processes, or (workers <= 1) none: mapping in this process never forks a process whose thread
+    pools (torch's, BLAS's) may hold a lock the child would wait on forever."""
+    if workers <= 1:
+        return contextlib.nullcontext(SimpleNamespace(map=lambda fn, tasks, chunksize=1: map(fn, tasks)))
+    return ProcessPoolExecutor(max_workers=workers)
+
+
 def _render_all(tasks: list, workers: int, desc: str) -> None:
-    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=sum(t[3] for t in tasks), desc=desc) as bar:
+    with _pool(workers) as pool, tqdm(total=sum(t[3] for t in tasks), desc=desc) as bar:
         for done in pool.map(_render_person, tasks, chunksize=4):
             bar.update(done)
 
@@ -96,7 +106,7 @@ def _render_all(tasks: list, workers: int, desc: str) -> None:
 def _run_tasks(workers: int, fn: Callable, tasks: list, total: int, desc: str) -> list:
     """fn over tasks in worker processes, results in task order (so the output is deterministic)."""
     results = []
-    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(total=total, desc=desc) as bar:
+    with _pool(workers) as pool, tqdm(total=total, desc=desc) as bar:
         for result in pool.map(fn, tasks, chunksize=2):
             results.append(result)
             bar.update(min(total // max(len(tasks), 1), total - bar.n))
