@@ -17,13 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
 from facetrain.config import abs_path
+from facetrain.data.formats.file_index import IMAGE_EXTENSIONS
 from facetrain.data.images.image_io import read_image
 from facetrain.errors import FacetrainError
 from facetrain.models.trained_run import Preprocessing
 
-__all__ = ["IMAGE_SUFFIXES", "Parity", "crop_files", "measure_parity", "parity_crops"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+__all__ = ["Parity", "crop_files", "measure_parity", "parity_crops"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Parity:
 
 def crop_files(folder: Path, count: int) -> list[Path]:
     """`count` image files spread evenly over the sorted files of `folder` (so several identities, not one)."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if len(files) <= count:
         return files
     return [files[i] for i in np.linspace(0, len(files) - 1, count).round().astype(int)]
@@ -89,7 +88,7 @@ def parity_crops(cfg: DictConfig, train_cfg: DictConfig | None, pre: Preprocessi
             source = f"{len(files)} crops of {path} ({key})"
             break
         if key == "parity_images":
-            raise FacetrainError(f"parity_images={folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise FacetrainError(f"parity_images={folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     if not crops:
         crops = _synthetic(count, pre.input_size, int(cfg.get("seed", 0)))
         source = f"{count} synthetic faces (the run's data was not found; parity_images=DIR uses yours)"

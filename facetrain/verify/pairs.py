@@ -7,8 +7,9 @@ import csv
 from pathlib import Path
 
 from facetrain.config import abs_path
+from facetrain.data.formats.file_index import IMAGE_EXTENSIONS
 from facetrain.errors import FacetrainError
-from facetrain.verify.photos import IMAGE_SUFFIXES, list_photos
+from facetrain.verify.photos import list_photos
 
 __all__ = ["gallery_photos", "pairs_of_inputs", "read_pairs_csv"]
 
@@ -17,7 +18,7 @@ USAGE = ("give two photos (facetrain verify a.jpg b.jpg model=RUN), two folders 
 
 
 def _looks_like_header(row: list[str]) -> bool:
-    return not any(field.strip().lower().endswith(IMAGE_SUFFIXES) for field in row[:2])
+    return not any(field.strip().lower().endswith(IMAGE_EXTENSIONS) for field in row[:2])
 
 
 def read_pairs_csv(path: Path) -> list[tuple[Path, Path]]:
@@ -66,7 +67,7 @@ def gallery_photos(folder: str) -> tuple[list[Path], list[str]]:
         raise FacetrainError(f"gallery={root} is not a folder; give a folder of identity folders (DIR/<name>/*.jpg)")
     photos, names = [], []
     for identity in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in identity.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in identity.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         photos += files
         names += [identity.name] * len(files)
     if not photos:

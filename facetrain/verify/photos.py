@@ -16,13 +16,13 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facetrain.config import abs_path
+from facetrain.data.formats.file_index import IMAGE_EXTENSIONS
 from facetrain.data.images.alignment import warp_face
 from facetrain.data.images.image_io import read_image
 from facetrain.errors import FacetrainError
 
-__all__ = ["IMAGE_SUFFIXES", "Detector", "default_detector", "list_photos", "open_photo", "photo_crops"]
+__all__ = ["Detector", "default_detector", "list_photos", "open_photo", "photo_crops"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 Detector = Callable[[list[Image.Image]], Sequence[object | None]]
 _DETECT_BATCH = 16  # photos per detector call: batched, yet a folder of large photos stays in memory bounds
 
@@ -34,9 +34,9 @@ def list_photos(spec: str | Path, what: str = "photo") -> list[Path]:
         return [path]
     if not path.exists():
         raise FacetrainError(f"{what} {path} does not exist; give an image file or a folder of images")
-    photos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not photos:
-        raise FacetrainError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder of photos")
+        raise FacetrainError(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}); give a folder of photos")
     return photos
 
 
