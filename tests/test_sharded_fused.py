@@ -85,11 +85,14 @@ def test_one_process_fused_steps_equal_autograd_and_sgd(tmp_path, monkeypatch, l
     _same(plain, fused)
 
 
-def test_fp32_fused_steps_equal_autograd_to_rounding(tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fp32_and_bf16_fused_steps_equal_autograd_to_rounding(tmp_path, monkeypatch, precision):
+    """The recomputed chunks run the forward's ops (bf16: the classifier's matmul under its own autocast)."""
     monkeypatch.setattr(chunked, "CHUNK_BYTES", {"cpu": 4 * D * 4})
-    extra = ["loss.sample_rate=0.5", "clip_grad_norm=0.5"]
+    extra = ["loss.sample_rate=0.5", "clip_grad_norm=0.5", f"precision={precision}"]
     plain = build_state(_cfg(tmp_path / "a", False, *extra), C, torch.device("cpu"), tmp_path / "a")
     fused = build_state(_cfg(tmp_path / "b", True, *extra), C, torch.device("cpu"), tmp_path / "b")
+    assert fused.precision == precision and fused.loss.matmul_dtype == (torch.bfloat16 if precision == "bf16" else None)
     _same(_train(plain, _batches(3)), _train(fused, _batches(3)), tol=1e-5)
 
 
