@@ -85,6 +85,23 @@ def test_one_process_fused_steps_equal_autograd_and_sgd(tmp_path, monkeypatch, l
     _same(plain, fused)
 
 
+@pytest.mark.parametrize("sgd", [["+optim.nesterov=true"], ["+optim.dampening=0.3"], ["optim.momentum=0"]],
+                         ids=["nesterov", "dampening", "no_momentum"])
+def test_sgds_other_settings_step_as_torch(tmp_path, monkeypatch, sgd):
+    monkeypatch.setattr(chunked, "CHUNK_BYTES", CHUNK)
+    extra = ["loss.sample_rate=0.5", "clip_grad_norm=0.5", *sgd]
+    plain, fused = (_state(_cfg(tmp_path / name, name == "b", *extra)) for name in "ab")
+    plain_params, fused_params = list(plain.loss.parameters()), list(fused.loss.parameters())
+    for images, labels in _batches(3):
+        train_step(plain, images, labels)
+        train_step(fused, images, labels)
+    for a, b in zip(plain_params, fused_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert plain.optimizer.state[a].keys() == fused.optimizer.state[b].keys()  # no momentum: no state
+        for key, value in plain.optimizer.state[a].items():
+            torch.testing.assert_close(value, fused.optimizer.state[b][key], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fp32_and_bf16_fused_steps_equal_autograd_to_rounding(tmp_path, monkeypatch, precision):
     """The recomputed chunks run the forward's ops (bf16: the classifier's matmul under its own autocast)."""
