@@ -2,6 +2,7 @@
 
     python scripts/bench_shard_memory.py                        # 2 ranks, C = 2,000,000, D = 256, ArcFace
     python scripts/bench_shard_memory.py --classes 4000000 --dim 512 --world-size 2
+    python scripts/bench_shard_memory.py fused_class_update=true   # the class weights stepped chunk by chunk
 
 N gloo processes (forked) build facetrain's TrainState with `shard_classifier=true` (a LeNet++ backbone: the
 classifier is the point), take two training steps (the first creates the momentum; the second is a
@@ -133,6 +134,7 @@ def _worker(rank: int, world: int, port: int, cfg, classes: int, run_dir: str, o
             above = peak - baseline
             lines.append({"phase": phase, "rank": rank, "world_size": world, "classes": classes,
                           "dim": int(cfg.embedding_dim), "loss": cfg.loss._target_.rsplit(".", 1)[-1],
+                          "fused_class_update": bool(cfg.get("fused_class_update", False)),
                           "shard_bytes": own, "full_bytes": full, "baseline_rss": baseline, "start_rss": start,
                           "peak_rss": peak, "peak_above_baseline": above, "peak_above_start": peak - start,
                           "shard_ratio": round(above / own, 3), "limit_bytes": int(limit), "within": above <= limit,

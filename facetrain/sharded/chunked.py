@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import torch
 
+from facetrain.sharded.fused import DeferredRows, _Pending, holder_of
+
 __all__ = ["CHUNK_BYTES", "DEFAULT_CHUNK_BYTES", "chunked_rows"]
 
 # Bytes of class-weight rows per chunk. A chunk's backward holds about five chunk-sized temporaries at once.
@@ -49,6 +51,7 @@ class _ChunkedRows(torch.autograd.Function):
         ctx.fn, ctx.spans = fn, spans
         ctx.whole = len(spans) == 1 and rows is None
         ctx.nones = [p is None for p in params]
+        ctx.chunk, ctx.deferred = chunk, next((h for h in map(holder_of, params) if h is not None), None)
         ctx.save_for_backward(features, rows, *[p for p in params if p is not None])
         out = None
         for lo, hi in spans:
@@ -66,6 +69,9 @@ class _ChunkedRows(torch.autograd.Function):
         it = iter(given)
         params = [None if none else next(it) for none in ctx.nones]
         need_f, need_p = ctx.needs_input_grad[3], ctx.needs_input_grad[4:]
+        if ctx.deferred is not None and any(need_p):
+            return None, None, None, _deferred_backward(ctx, ctx.deferred, grad_out, features, rows, params), \
+                *[None] * len(params)
         d_features, d_params = None, [None] * len(params)
         for lo, hi in ctx.spans:
             with torch.enable_grad():
@@ -95,6 +101,37 @@ class _ChunkedRows(torch.autograd.Function):
                 else:  # the sampled rows' gradients into a zero matrix, as indexing's backward does
                     d_params[i].index_put_((rows[lo:hi],), g, accumulate=True)
         return None, None, None, d_features, *d_params
+
+
+def _deferred_backward(ctx, holder: DeferredRows, grad_out, features, rows, params) -> torch.Tensor | None:
+    """The backward with the parameters' gradient deferred (`facetrain.sharded.fused`): each chunk's is
+    computed for its norm and dropped; the features' gradient is the one the plain backward gives."""
+    need_f, need_p = ctx.needs_input_grad[3], ctx.needs_input_grad[4:]
+    d_features, norms = None, [[] for _ in params]
+    for lo, hi in ctx.spans:
+        with torch.enable_grad():
+            f = features.detach().requires_grad_(need_f)
+            parts = [None if p is None else p.detach().requires_grad_(need)
+                     for p, need in zip(_parts(params, rows, lo, hi, ctx.whole), need_p, strict=True)]
+            y = ctx.fn(f, *parts)
+            wanted = [t for t, need in zip([f, *parts], [need_f, *need_p], strict=True) if t is not None and need]
+            grads = iter(torch.autograd.grad(y, wanted, grad_out if len(ctx.spans) == 1 else grad_out[:, lo:hi],
+                                             allow_unused=True) if y.requires_grad else [None] * len(wanted))
+        if need_f:
+            g = next(grads)
+            d_features = g if d_features is None else d_features if g is None else d_features.add_(g)
+        for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
+            if p is not None and need:
+                g = next(grads)
+                if g is not None:
+                    norms[i].append(torch.linalg.vector_norm(g))
+    pending = _Pending(ctx.fn, ctx.chunk, rows, features.detach(), grad_out, list(params), list(need_p))
+    for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
+        if p is not None and need:
+            pending.norms[id(p)] = (torch.linalg.vector_norm(torch.stack(norms[i])) if norms[i]
+                                    else p.new_zeros(()))
+    holder.record(pending)
+    return d_features
 
 
 def chunked_rows(fn: Callable[..., torch.Tensor], features: torch.Tensor, params: tuple[torch.Tensor | None, ...],

@@ -16,6 +16,7 @@ from torch import nn
 from facetrain.distributed.collectives import rows_to_main
 from facetrain.errors import FacetrainError
 from facetrain.losses import FaceLoss
+from facetrain.sharded.fused import deferred_norm, set_clip
 from facetrain.sharded.pages import copy_rows
 from facetrain.sharded.shards import ClassShard, shard_bounds
 
@@ -52,11 +53,13 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
 
 def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norm of the gradients of `parameters` as one process would find it: the squares of the sharded
-    gradients are summed over the ranks (a collective when there are any), the replicated ones added once."""
-    with_grad = [p for p in parameters if p.grad is not None]
-    sharded = [p.grad for p in with_grad if _shard_of(p) is not None]
-    replicated = [p.grad for p in with_grad if _shard_of(p) is None]
-    device = with_grad[0].device if with_grad else (parameters[0].device if parameters else None)
+    gradients are summed over the ranks (a collective when there are any), the replicated ones added once.
+    A gradient deferred by `fused_class_update` counts by its norm (`facetrain.sharded.fused`)."""
+    grads = [(p, p.grad if p.grad is not None else deferred_norm(p)) for p in parameters]
+    with_grad = [(p, g) for p, g in grads if g is not None]
+    sharded = [g for p, g in with_grad if _shard_of(p) is not None]
+    replicated = [g for p, g in with_grad if _shard_of(p) is None]
+    device = with_grad[0][1].device if with_grad else (parameters[0].device if parameters else None)
     total = torch.zeros((), device=device, dtype=torch.float32)
     if sharded:
         total = torch.nn.utils.get_total_norm(sharded).float().pow(2)
@@ -68,11 +71,13 @@ def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
 
 def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """clip_grad_norm_ over parameters of which some may be sharded: every rank finds the norm
-    (`global_grad_norm`) and clips by the factor one process would. Returns the norm before clipping.
+    (`global_grad_norm`) and clips by the factor one process would (a deferred gradient: when it is
+    recomputed). Returns the norm before clipping.
     A non-finite norm makes the gradients non-finite too; the trainer then skips the step."""
     norm = global_grad_norm(parameters)
     if max_norm < math.inf:  # scales by min(1, max_norm / norm) on the device: no host read
         torch.nn.utils.clip_grads_with_norm_([p for p in parameters if p.grad is not None], max_norm, norm)
+        set_clip(parameters, torch.clamp(max_norm / (norm + 1e-6), max=1.0))  # clip_grads_with_norm_'s factor
     return norm
 
 

@@ -130,6 +130,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "embedding_dim": Rule("integer", "the backbone's output size", low=1),
     "input_size": Rule("integers", "[height, width] of the crops, in pixels", low=1, length=2),
     "shard_classifier": Rule("boolean", "split the class weights over the ranks"),
+    "fused_class_update": Rule("boolean", "step the class weights chunk by chunk, without their whole gradient"),
     "sync_bn": Rule("boolean", "BatchNorm statistics over the global batch"),
     "precision": Rule("choice", "the compute precision", choices=("auto", "bf16", "fp16", "fp32")),
     "channels_last": Rule("boolean", "NHWC memory format"),

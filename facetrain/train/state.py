@@ -15,6 +15,7 @@ from facetrain.distributed.rank import is_main_process, rank, world_size
 from facetrain.losses import FaceLoss
 from facetrain.models.face_model import FaceModel
 from facetrain.run.checkpoint import capture_state, checkpoint_path, save_checkpoint
+from facetrain.sharded.fused import fuse_class_updates
 from facetrain.sharded.rows import building_rows
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import gather_checkpoint, setup_class_shards
@@ -133,6 +134,8 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     channels_last = bool(cfg.get("channels_last", False))
     prepare_backbone(model.backbone, channels_last)
     optimizer = build_optimizer(cfg, model, loss)
+    if cfg.get("fused_class_update", False):  # the class weights' SGD step chunk by chunk: no whole gradient
+        fuse_class_updates(loss, optimizer, precision, world_size())
     scheduler = build_scheduler(cfg, optimizer)
     scaler = ResumableGradScaler(device.type, enabled=precision == "fp16")
     clip = cfg.get("clip_grad_norm")

@@ -9,6 +9,7 @@ import torch
 
 from facetrain.data.images.augment import random_hflip
 from facetrain.distributed.rank import rank, rank_rows, world_size
+from facetrain.sharded.fused import discard_deferred, step_deferred
 from facetrain.sharded.state import clip_global_norm, global_grad_norm
 from facetrain.train.progress import batch_stats
 from facetrain.train.speed import to_memory_format
@@ -31,9 +32,11 @@ def _optimizer_step(state: TrainState) -> torch.Tensor | None:
     norm = clip_global_norm(clipped, state.clip_grad_norm or math.inf)  # sharded blocks: the global norm
     total = norm + global_grad_norm(rest) if rest else norm  # finite iff every gradient is
     if not torch.isfinite(total):
+        discard_deferred(state.parameters)
         return None
     with _decay_in_place(state.optimizer):
         state.scaler.step(state.optimizer)
+    step_deferred(state.optimizer)  # fused_class_update: the class weights' step, chunk by chunk
     return norm
 
 
@@ -103,6 +106,7 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
         shard.iteration = state.iteration
     embeddings, out = state.network(images, labels)  # the backbone under autocast (state.precision), the loss in fp32
     state.optimizer.zero_grad(set_to_none=True)
+    discard_deferred(state.parameters)
     state.scaler.scale(out.total).backward()
     grad_norm = _optimizer_step(state)
     state.optimizer.zero_grad(set_to_none=True)  # no gradient held between steps (a sharded C x D block's is large)
