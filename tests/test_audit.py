@@ -11,7 +11,16 @@ from helpers import TINY_SPEC, compose_config, run_cli
 from hydra.utils import instantiate
 
 from facetrain.audit.duplicates import keep_first
-from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images, own_fit
+from facetrain.audit.label_checks import (
+    centres,
+    eval_matches,
+    merged_identities,
+    mislabeled_images,
+    own_fit,
+    split_half_ratios,
+    typical_within,
+    within_similarity,
+)
 from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.faults import FaultSpec, read_faults
@@ -97,14 +106,17 @@ def test_label_checks_find_each_kind_in_embeddings():
     c, sums, counts = centres(feats, labels, 8)
     ok = np.ones(len(labels), bool)
     eval_feats, _ = _clusters(np.random.default_rng(0), 8, 6)  # same draws: the same 8 people
-    eval_c, _, _ = centres(eval_feats[np.isin(person, [5, 6])], np.repeat([0, 1], 6), 2)
-    eval_c[1] = -eval_c[1]  # evaluation person 1 is no one of the training set
-    for merge, margin, match in ((0.8, 0.15, 0.8), ("auto", "auto", "auto")):  # fixed cuts, and outliers (z=4)
-        merged, nearest, _ = merged_identities(c, counts, merge, 4)
-        assert [(a, b) for a, b, _ in merged] == [(0, 1)] and len(nearest) == 8
+    eval_c, eval_sums, eval_counts = centres(eval_feats[np.isin(person, [5, 6])], np.repeat([0, 1], 6), 2)
+    eval_c[1], eval_sums[1] = -eval_c[1], -eval_sums[1]  # evaluation person 1 is no one of the training set
+    prior = typical_within(sums, counts)
+    for merge, margin, match in ((0.8, 0.15, 0.8), ("auto", "auto", "auto")):  # fixed cuts, and calibrated ones
+        null = split_half_ratios(feats, labels, ok, prior)
+        merged, best, _ = merged_identities(c, sums, counts, merge, null, 0.01, prior)
+        assert [(a, b) for a, b, _, _ in merged] == [(0, 1)] and len(best) == 8
         found, gaps, _ = mislabeled_images(feats, labels, ok, sums, counts, c, margin, 4)
         assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
-        assert [(t, p) for t, p, _ in eval_matches(c, counts, eval_c, match, 4)[0]] == [(5, 0)]
+        matches = eval_matches(c, sums, counts, eval_c, eval_sums, eval_counts, match, null, 0.01, prior)[0]
+        assert [(t, p) for t, p, _, _ in matches] == [(5, 0)]
 
 
 @pytest.mark.slow
@@ -119,8 +131,8 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
                   "audit.merge_threshold=-1", "audit.eval_threshold=auto")
     assert "identities in evaluation sets" in proc.stdout
     merged = _rows(tmp_path / "audit" / "merged_identities.csv")
-    assert merged and all(float(r["cosine"]) >= -1 for r in merged)  # threshold -1: every centre pair is listed
-    for name in ("audit.md", "audit.json", "mislabeled.csv", "eval_overlap.csv", "identity_centre_similarity.png"):
+    assert merged and all(float(r["ratio"]) >= -1 for r in merged)  # threshold -1: every near pair is listed
+    for name in ("audit.md", "audit.json", "mislabeled.csv", "eval_overlap.csv", "identity_similarity_ratio.png"):
         assert (tmp_path / "audit" / name).stat().st_size > 0
 
 
@@ -198,3 +210,29 @@ def test_audit_of_a_recordio_pack_finds_the_planted_duplicates_and_its_list_appl
         return {ds._name(j) for j in range(len(ds))}
 
     assert names() - names(f"data.exclude={out / 'exclude.tsv'}") == copies
+
+
+def test_within_similarity_and_the_merge_ratio_match_pairwise_means():
+    """The summed-feature shortcuts equal the mean over image pairs computed one by one; a person split in two
+    scores a ratio near 1, two people well below it."""
+    rng = np.random.default_rng(3)
+    feats, person = _clusters(rng, 2, 8)
+    sums, counts = centres(feats, person, 2)[1:]
+    gram = feats @ feats.T
+    for p in range(2):
+        block = gram[np.ix_(person == p, person == p)]
+        assert within_similarity(sums, counts.astype(float))[p] == pytest.approx(
+            (block.sum() - np.trace(block)) / (8 * 7), abs=1e-6)
+    halves = np.where(person == 0, np.arange(16) % 2, 2 + (np.arange(16) % 2))  # each person filed under two labels
+    c, sums, counts = centres(feats, halves, 4)
+    prior = typical_within(sums, counts)
+    merged, best, _ = merged_identities(c, sums, counts, 0.8, np.zeros(0), 0.01, prior, k=3)
+    cross = gram[np.ix_(halves == 0, halves == 1)].mean()
+    # each half's mean over its 6 pairs, plus one pair at the prior
+    own = [(lambda b: ((b.sum() - np.trace(b)) / 2 + prior) / 7)(gram[np.ix_(halves == h, halves == h)]) for h in (0, 1)]
+    assert [(a, b) for a, b, _, _ in merged] == [(0, 1), (2, 3)]
+    assert merged[0][2] == pytest.approx(cross / np.sqrt(own[0] * own[1]), abs=1e-5)
+    assert best.max() < 1.3 and np.sort(best)[:2].min() > 0.8
+    assert merged_identities(c, sums, counts, "auto", np.zeros(0), 0.01, 0.5)[0] == []  # no null: nothing claimed
+    null = split_half_ratios(feats, person, np.ones(16, bool), typical_within(sums, counts))  # each person's 8 photos split 4 / 4 at random
+    assert len(null) == 2 and np.all(np.abs(null - 1) < 0.2)

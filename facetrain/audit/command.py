@@ -13,7 +13,15 @@ from omegaconf import DictConfig
 from facetrain.audit.duplicates import duplicate_groups, exact_pairs, keep_first, near_pairs
 from facetrain.audit.eval_sets import EvalSet, open_eval_set
 from facetrain.audit.findings import EXCLUDABLE, Findings
-from facetrain.audit.label_checks import centres, eval_matches, merged_identities, mislabeled_images, own_fit
+from facetrain.audit.label_checks import (
+    centres,
+    eval_matches,
+    merged_identities,
+    mislabeled_images,
+    own_fit,
+    split_half_ratios,
+    typical_within,
+)
 from facetrain.audit.report import write_report
 from facetrain.audit.source import AuditSource, open_source, scan
 from facetrain.config import abs_path
@@ -86,7 +94,11 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
     f.seconds["embed"] = time.perf_counter() - start
     c, sums, counts = centres(feats[ok], f.labels[ok], len(f.classes))
     z = float(a.outlier_z)
-    f.merged, f.nearest_centre, f.cuts["merge_threshold"] = merged_identities(c, counts, a.merge_threshold, z)
+    prior = typical_within(sums, counts)
+    f.split_ratio = split_half_ratios(feats, f.labels, ok, prior)
+    q = float(a.merge_quantile)
+    f.merged, f.merge_ratio, f.cuts["merge_threshold"] = merged_identities(c, sums, counts, a.merge_threshold,
+                                                                           f.split_ratio, q, prior)
     f.mislabeled, f.mislabel_gap, f.cuts["mislabel_margin"] = mislabeled_images(feats, f.labels, ok, sums, counts,
                                                                                 c, a.mislabel_margin, z)
     for es in eval_sets:
@@ -94,11 +106,12 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
         e_feats = embed(model, es.image, es.keys, cache, f"eval set {es.name}", int(a.workers), int(a.batch_size),
                         bool(a.progress))
         f.seconds["embed"] += time.perf_counter() - start
-        e_c, _, _ = centres(e_feats, es.labels, len(es.people))
-        matches, f.cuts[f"eval_threshold {es.name}"] = eval_matches(c, counts, e_c, a.eval_threshold, z)
-        for t, p, s in matches:
-            f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "cosine": s,
-                                   "by": "embedding"})
+        e_c, e_sums, e_counts = centres(e_feats, es.labels, len(es.people))
+        matches, f.cuts[f"eval_threshold {es.name}"] = eval_matches(c, sums, counts, e_c, e_sums, e_counts,
+                                                                    a.eval_threshold, f.split_ratio, q, prior)
+        for t, p, r, s in matches:
+            f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "ratio": r,
+                                   "cosine": s, "by": "embedding"})
     return feats
 
 
@@ -118,7 +131,7 @@ def _name_overlap(f: Findings, eval_sets: list[EvalSet]) -> None:
         for c in f.classes:
             if normalize_name(c) in people and (c, es.name) not in found:
                 f.eval_overlap.append({"identity": c, "set": es.name, "person": people[normalize_name(c)],
-                                       "cosine": None, "by": "name"})
+                                       "ratio": None, "cosine": None, "by": "name"})
 
 
 def _quality(source: AuditSource) -> dict | None:
@@ -175,6 +188,7 @@ def audit(cfg: DictConfig) -> dict:
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
                 "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),
                 "near_distance": float(a.near_distance), "outlier_z": float(a.outlier_z),
+                "merge_quantile": float(a.merge_quantile),
                 **{k: str(a[k]) for k in ("merge_threshold", "mislabel_margin", "eval_threshold")}, "cuts": f.cuts,
                 "exclude": kinds, "out": str(out), "seconds": {k: round(v, 2) for k, v in f.seconds.items()}}
     summary = write_report(f, out, settings)

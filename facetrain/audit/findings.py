@@ -23,10 +23,11 @@ class Findings:
     near_groups: list[list[int]] = field(default_factory=list)
     near_distance: dict[tuple[int, int], float] = field(default_factory=dict)
     nearest_thumb: np.ndarray | None = None  # each image's nearest other thumbnail distance (plot)
-    merged: list[tuple[int, int, float]] = field(default_factory=list)
+    merged: list[tuple[int, int, float, float]] = field(default_factory=list)  # a, b, ratio, centres' cosine
     mislabeled: list[tuple[int, int, float, float]] = field(default_factory=list)
-    eval_overlap: list[dict] = field(default_factory=list)  # identity, set, person, cosine, by
-    nearest_centre: np.ndarray | None = None  # each identity's nearest other centre's cosine (plot)
+    eval_overlap: list[dict] = field(default_factory=list)  # identity, set, person, ratio, cosine, by
+    merge_ratio: np.ndarray | None = None  # each identity's highest ratio to a near identity (plot)
+    split_ratio: np.ndarray | None = None  # the same ratio for identities split in two halves (the auto cut's null)
     mislabel_gap: np.ndarray | None = None  # other - own cosine per image (plot)
     counts: np.ndarray | None = None
     quality: dict[str, dict[str, float]] | None = None
@@ -55,10 +56,10 @@ class Findings:
             for i in self.unreadable():
                 images.setdefault(self.names[i], f"unreadable: {self.scan['reason'][i]}")
         if "merged_identity" in kinds:
-            for a, b, sim in self.merged:
+            for a, b, ratio, _ in self.merged:
                 drop, keep = (a, b) if (self.counts[a], b) < (self.counts[b], a) else (b, a)
                 identities.setdefault(self.classes[drop], f"merged_identity: probably {self.classes[keep]} "
-                                                          f"(centres' cosine {sim:.3f})")
+                                                          f"(cross/own similarity ratio {ratio:.3f})")
         if "eval_overlap" in kinds:
             for row in self.eval_overlap:
                 identities.setdefault(row["identity"], f"eval_overlap: {row['person']} of {row['set']} ({row['by']})")

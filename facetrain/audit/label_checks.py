@@ -1,16 +1,21 @@
 """Label checks in a model's embedding space: one person under two names, mislabeled images, evaluation overlap.
 
-An identity's centre is the normalized mean of its images' normalized embeddings. Two identities whose centres
-are unusually close are probably one person; an image closer to another identity's centre than to its own (its
-own computed without it) by an unusual margin is probably that other person; a training identity whose centre
-and an evaluation person's are each other's nearest and unusually close is that person, whatever the folder is
-called. faiss finds each centre's and each image's nearest centres.
+An identity's centre is the normalized mean of its images' normalized embeddings; faiss finds each centre's and
+each image's nearest centres.
 
-"Unusual" is relative to the model, which is why the thresholds default to `auto`: how close a model puts two
-different people depends on the model, so a fixed cosine fits one model and not the next. Most identities are
-clean, so each check's cut is an outlier bound on its own statistic over the whole set: the median plus `z`
-robust standard deviations (1.4826 times the median absolute deviation; Hampel 1974; Rousseeuw and Croux 1993),
-which a minority of faults does not move. A number instead of `auto` is used as it is.
+- One person under two names, and a training identity that is an evaluation person: the two sides' images are
+  about as alike across as each side's are among themselves. The ratio of the mean cross cosine to the
+  geometric mean of each side's own mean cosine is near 1 for one person and below it for two, whatever
+  cosines the model gives a person, so it is compared among the near pairs rather than the centres' cosine
+  (a tight and a spread-out identity differ in how close their centres can come). Its `auto` cut comes from the
+  set itself: every identity of 4+ images split at random into two halves is one person under two names; the
+  cut is the ratio that `merge_quantile` of those halves fall below.
+- Mislabeled: an image closer to another identity's centre than to its own (computed without it) by an unusual
+  margin. Most images are filed right, so `auto` is an outlier bound on that margin over the whole set: the
+  median plus `z` robust standard deviations (1.4826 times the median absolute deviation; Hampel 1974; Rousseeuw
+  and Croux 1993), which a minority of faults does not move.
+
+A number instead of `auto` is used as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["centres", "eval_matches", "merged_identities", "mislabeled_images", "outlier_cut", "own_fit"]
+__all__ = ["centres", "eval_matches", "merged_identities", "mislabeled_images", "outlier_cut", "own_fit",
+           "split_half_ratios", "typical_within", "within_similarity"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -65,22 +71,80 @@ def _search(base: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np
     return index.search(np.ascontiguousarray(query, np.float32), min(k, len(base)))
 
 
-def merged_identities(c: np.ndarray, counts: np.ndarray, threshold, z: float, k: int = 10
-                      ) -> tuple[list[tuple[int, int, float]], np.ndarray, float]:
-    """((a, b, cosine) with a < b for identity pairs whose centres' cosine reaches the cut, each identity's
-    cosine to its nearest other centre, the cut: `threshold`, or with `auto` an outlier of those cosines)."""
+def within_similarity(sums: np.ndarray, counts: np.ndarray, prior: float | None = None) -> np.ndarray:
+    """Each identity's mean cosine over pairs of its (unit) images, from its summed features: (|s|^2 - n) /
+    (n (n - 1)); NaN below two images. With a `prior` (a typical identity's), the mean over its pairs and
+    one pair at the prior: a person with one or two photos gets a typical spread, not a chance one."""
+    counts = np.asarray(counts, np.float64)
+    sq = np.einsum("ij,ij->i", sums, sums)
+    pairs = counts * (counts - 1.0) / 2
+    mean = np.where(counts > 1, (sq - counts) / np.maximum(2 * pairs, 1), np.nan)
+    return mean if prior is None else (pairs * np.nan_to_num(mean) + prior) / (pairs + 1)
+
+
+def typical_within(sums: np.ndarray, counts: np.ndarray) -> float:
+    """The median identity's `within_similarity` (1 when no identity has two images)."""
+    w = within_similarity(sums, counts)
+    return float(np.nanmedian(w)) if np.isfinite(w).any() else 1.0
+
+
+def _ratio(sums_a, n_a, w_a, sums_b, n_b, w_b) -> np.ndarray:
+    """Mean cosine between the two sides' images over the geometric mean of each side's own: about 1 when both
+    are one person's photos, below it for two people, whatever cosines the model gives a person."""
+    cross = np.einsum("ij,ij->i", sums_a, sums_b) / (n_a * n_b)
+    return cross / np.sqrt(np.clip(w_a * w_b, 1e-6, None))
+
+
+def split_half_ratios(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, prior: float, seed: int = 0
+                      ) -> np.ndarray:
+    """The ratio of `merged_identities` for each identity of 4+ readable images split at random (seeded) into
+    two halves: what one person under two names looks like to this model on this set (the null of the cuts)."""
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(ok)
+    order = idx[np.lexsort((rng.random(len(idx)), labels[idx]))]  # each identity's images, shuffled
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    out = []
+    for lo, hi in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        if hi - lo < 4:
+            continue
+        half = (hi - lo) // 2
+        a, b = feats[order[lo:lo + half]].sum(0, keepdims=True), feats[order[lo + half:hi]].sum(0, keepdims=True)
+        na, nb = np.array([half], float), np.array([hi - lo - half], float)
+        out.append(_ratio(a, na, within_similarity(a, na, prior), b, nb, within_similarity(b, nb, prior))[0])
+    return np.array(out, np.float64)
+
+
+def _null_cut(threshold, null: np.ndarray, quantile: float) -> float:
+    if str(threshold) != "auto":
+        return float(threshold)
+    return float(np.quantile(null, quantile)) if len(null) else float("inf")
+
+
+def merged_identities(c: np.ndarray, sums: np.ndarray, counts: np.ndarray, threshold, null: np.ndarray,
+                      quantile: float, prior: float, k: int = 10
+                      ) -> tuple[list[tuple[int, int, float, float]], np.ndarray, float]:
+    """((a, b, ratio, centres' cosine) with a < b for identity pairs among each other's `k` nearest centres
+    whose ratio of cross to own image similarity reaches the cut, each identity's highest ratio, the cut:
+    `threshold`, or with `auto` the `quantile` of `null` (`split_half_ratios`: the cut that so small a share of
+    people split in two would fall below))."""
     live = np.flatnonzero(counts > 0)
     if len(live) < 2:
         return [], np.zeros(0, np.float32), float("inf")
+    w = within_similarity(sums, counts, prior)
     sims, nbrs = _search(c[live], c[live], k + 1)
     other = (nbrs >= 0) & (nbrs != np.arange(len(live))[:, None])
-    nearest = np.where(other, sims, -1.0).max(1).astype(np.float32)
-    cut = _cut(threshold, nearest, z)
+    rows, cols = np.nonzero(other)
+    a, b = live[rows], live[nbrs[rows, cols]]
+    n = counts.astype(float)
+    ratio = _ratio(sums[a], n[a], w[a], sums[b], n[b], w[b])
+    best = np.full(len(c), -np.inf)
+    np.maximum.at(best, a, ratio)
+    cut = _null_cut(threshold, null, quantile)
     found = {}
-    for row, col in zip(*np.nonzero(other & (sims >= cut)), strict=True):
-        a, b = sorted((int(live[row]), int(live[nbrs[row, col]])))
-        found[(a, b)] = float(sims[row, col])
-    return sorted((a, b, s) for (a, b), s in found.items()), nearest, cut
+    for i, j, r, s in zip(a, b, ratio, sims[rows, cols], strict=True):
+        if r >= cut:
+            found[tuple(sorted((int(i), int(j))))] = (float(r), float(s))
+    return sorted((x, y, r, s) for (x, y), (r, s) in found.items()), best[live].astype(np.float32), cut
 
 
 def mislabeled_images(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, sums: np.ndarray, counts: np.ndarray,
@@ -109,16 +173,27 @@ def mislabeled_images(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, sum
     return out, gaps[~np.isnan(gaps)], cut
 
 
-def eval_matches(train_c: np.ndarray, train_counts: np.ndarray, eval_c: np.ndarray, threshold, z: float
-                 ) -> tuple[list[tuple[int, int, float]], float]:
-    """((training identity, evaluation person, cosine) for each training identity and evaluation person that are
-    each other's nearest and whose centres' cosine reaches the cut, the cut: `threshold`, or with `auto` an
-    outlier of the training identities' cosines to their nearest evaluation person)."""
+def eval_matches(train_c: np.ndarray, train_sums: np.ndarray, train_counts: np.ndarray, eval_c: np.ndarray,
+                 eval_sums: np.ndarray, eval_counts: np.ndarray, threshold, null: np.ndarray, quantile: float,
+                 prior: float, k: int = 10) -> tuple[list[tuple[int, int, float, float]], float]:
+    """((training identity, evaluation person, ratio, centres' cosine) for each pair that is each other's best
+    by the ratio of `merged_identities` (among each side's `k` nearest centres) and reaches the cut: `threshold`,
+    or with `auto` the `quantile` of `null`, as for one person under two names)."""
     live = np.flatnonzero(train_counts > 0)
     if len(live) == 0 or len(eval_c) == 0:
         return [], float("inf")
-    sims, nbrs = _search(eval_c, train_c[live], 1)
-    _, back = _search(train_c[live], eval_c, 1)  # each evaluation person's nearest training identity
-    cut = _cut(threshold, sims[:, 0], z)
-    return [(int(live[r]), int(nbrs[r, 0]), float(sims[r, 0])) for r in range(len(live))
-            if sims[r, 0] >= cut and back[nbrs[r, 0], 0] == r], cut
+    _, fwd = _search(eval_c, train_c[live], k)
+    _, bwd = _search(train_c[live], eval_c, k)
+    pairs = {(int(live[r]), int(p)) for r, row in enumerate(fwd) for p in row if p >= 0}
+    pairs |= {(int(live[t]), p) for p, row in enumerate(bwd) for t in row if t >= 0}
+    t, p = np.array(sorted(pairs)).T
+    tw, ew = within_similarity(train_sums, train_counts, prior), within_similarity(eval_sums, eval_counts, prior)
+    ratio = _ratio(train_sums[t], train_counts[t].astype(float), tw[t], eval_sums[p], eval_counts[p].astype(float),
+                   ew[p])
+    best_t, best_p = {}, {}  # each side's best pair by the ratio
+    for i in np.argsort(-ratio, kind="stable"):
+        best_t.setdefault(t[i], i)
+        best_p.setdefault(p[i], i)
+    cut = _null_cut(threshold, null, quantile)
+    return [(int(t[i]), int(p[i]), float(ratio[i]), float(train_c[t[i]] @ eval_c[p[i]]))
+            for a, i in sorted(best_t.items()) if best_p[p[i]] == i and ratio[i] >= cut], cut

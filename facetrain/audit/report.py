@@ -79,7 +79,7 @@ def _markdown(f: Findings, s: dict, files: list[str]) -> str:
         f"{s['near_duplicate_images']} images in {s['near_duplicate_groups']} groups |"]
     if s["settings"]["model"]:
         cuts = s["settings"]["cuts"]
-        lines += [f"| one person under two names (centres' cosine >= {cuts['merge_threshold']:.3f}) | "
+        lines += [f"| one person under two names (cross/own similarity ratio >= {cuts['merge_threshold']:.3f}) | "
                   f"{s['merged_identity_pairs']} identity pairs |",
                   f"| mislabeled images (another centre closer by >= {cuts['mislabel_margin']:.3f}) | "
                   f"{s['mislabeled_images']} |"]
@@ -115,14 +115,15 @@ def _tables(f: Findings, stage: Path, min_images: int) -> None:
                       f"{f.near_distance.get((min(g[0], i), max(g[0], i)), 0.0):.4f}" if kind == "near" else "0"]
                      for n, i in enumerate(g)]
     _csv(stage / "duplicates.csv", ["kind", "group", "image", "identity", "kept", "distance_to_first"], rows)
-    _csv(stage / "merged_identities.csv", ["identity_a", "identity_b", "cosine", "images_a", "images_b"],
-         ([f.classes[a], f.classes[b], f"{s:.4f}", int(f.counts[a]), int(f.counts[b])] for a, b, s in f.merged))
+    _csv(stage / "merged_identities.csv", ["identity_a", "identity_b", "ratio", "cosine", "images_a", "images_b"],
+         ([f.classes[a], f.classes[b], f"{r:.4f}", f"{s:.4f}", int(f.counts[a]), int(f.counts[b])]
+          for a, b, r, s in f.merged))
     _csv(stage / "mislabeled.csv", ["image", "identity", "closest_identity", "cosine_own", "cosine_closest"],
          ([f.names[i], f.classes[f.labels[i]], f.classes[o], f"{own:.4f}", f"{sim:.4f}"]
           for i, o, own, sim in f.mislabeled))
-    _csv(stage / "eval_overlap.csv", ["identity", "eval_set", "person", "cosine", "found_by"],
-         ([r["identity"], r["set"], r["person"], "" if r["cosine"] is None else f"{r['cosine']:.4f}", r["by"]]
-          for r in f.eval_overlap))
+    _csv(stage / "eval_overlap.csv", ["identity", "eval_set", "person", "ratio", "cosine", "found_by"],
+         ([r["identity"], r["set"], r["person"], *("" if r[k] is None else f"{r[k]:.4f}" for k in ("ratio", "cosine")),
+           r["by"]] for r in f.eval_overlap))
 
 
 def _plots(f: Findings, stage: Path, settings: dict) -> None:
@@ -133,9 +134,9 @@ def _plots(f: Findings, stage: Path, settings: dict) -> None:
     if f.nearest_thumb is not None:
         _hist(stage / "near_duplicate_distance.png", f.nearest_thumb, "nearest other image (thumbnail)",
               "cosine distance", settings["near_distance"], log=True)
-    if f.nearest_centre is not None:
-        _hist(stage / "identity_centre_similarity.png", f.nearest_centre, "nearest other identity's centre",
-              "cosine", settings["cuts"]["merge_threshold"], log=True)
+    if f.merge_ratio is not None:
+        _hist(stage / "identity_similarity_ratio.png", f.merge_ratio, "closest other identity: cross/own image "
+              "similarity", "ratio (1: as alike as its own photos)", settings["cuts"]["merge_threshold"], log=True)
     if f.mislabel_gap is not None:
         _hist(stage / "mislabel_margin.png", f.mislabel_gap, "closest other centre minus own centre",
               "cosine difference", settings["cuts"]["mislabel_margin"], log=True)
