@@ -14,9 +14,11 @@ from facetrain.audit.duplicates import keep_first
 from facetrain.audit.label_checks import (
     centres,
     eval_matches,
+    impostor_ratios,
     merged_identities,
     mislabeled_images,
     own_fit,
+    photo_cuts,
     split_half_ratios,
     typical_within,
     within_similarity,
@@ -115,7 +117,9 @@ def test_label_checks_find_each_kind_in_embeddings():
         assert [(a, b) for a, b, _, _ in merged] == [(0, 1)] and len(best) == 8
         found, gaps, _ = mislabeled_images(feats, labels, ok, sums, counts, c, margin, 4)
         assert [(i, o) for i, o, _, _ in found] == [(moved, 3)] and len(gaps) == len(labels)
-        matches = eval_matches(c, sums, counts, eval_c, eval_sums, eval_counts, match, null, 0.01, prior)[0]
+        impostors = impostor_ratios(c, sums, counts, feats, labels, ok, prior, exclude=(0, 1))
+        cuts = photo_cuts(match, null, 0.01, impostors)
+        matches = eval_matches(c, sums, counts, eval_c, eval_sums, eval_counts, cuts, prior)
         assert [(t, p) for t, p, _, _ in matches] == [(5, 0)]
 
 
@@ -236,3 +240,17 @@ def test_within_similarity_and_the_merge_ratio_match_pairwise_means():
     assert merged_identities(c, sums, counts, "auto", np.zeros(0), 0.01, 0.5)[0] == []  # no null: nothing claimed
     null = split_half_ratios(feats, person, np.ones(16, bool), typical_within(sums, counts))  # each person's 8 photos split 4 / 4 at random
     assert len(null) == 2 and np.all(np.abs(null - 1) < 0.2)
+
+
+def test_a_person_of_few_photos_needs_the_ratio_chance_would_not_give():
+    """photo_cuts raises the split-half cut for evaluation people with as few photos as let someone else reach it
+    by chance; impostor_ratios measures that chance against each identity's nearest others."""
+    null = np.linspace(0.9, 1.1, 101)
+    impostors = np.vstack([np.full(50, 0.97), np.full(50, 0.5)])  # one photo: others reach 0.97; two: 0.5
+    assert photo_cuts("auto", null, 0.01, impostors) == pytest.approx([0.97, 0.902])
+    assert photo_cuts(0.7, null, 0.01, impostors).tolist() == [0.7, 0.7]
+    feats, person = _clusters(np.random.default_rng(4), 6, 5)
+    c, sums, counts = centres(feats, person, 6)
+    ratios = impostor_ratios(c, sums, counts, feats, person, np.ones(30, bool), typical_within(sums, counts),
+                             exclude=(5,), photos=3)
+    assert ratios.shape == (3, 5) and np.all(ratios < 0.5)  # six separate people: far below one person's ~1

@@ -16,9 +16,11 @@ from facetrain.audit.findings import EXCLUDABLE, Findings
 from facetrain.audit.label_checks import (
     centres,
     eval_matches,
+    impostor_ratios,
     merged_identities,
     mislabeled_images,
     own_fit,
+    photo_cuts,
     split_half_ratios,
     typical_within,
 )
@@ -101,14 +103,19 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
                                                                            f.split_ratio, q, prior)
     f.mislabeled, f.mislabel_gap, f.cuts["mislabel_margin"] = mislabeled_images(feats, f.labels, ok, sums, counts,
                                                                                 c, a.mislabel_margin, z)
+    if eval_sets:
+        paired = {i for a_, b_, _, _ in f.merged for i in (a_, b_)}
+        auto = str(a.eval_threshold) == "auto"
+        impostors = impostor_ratios(c, sums, counts, feats, f.labels, ok, prior, paired) if auto else np.zeros((1, 0))
+        cuts = photo_cuts(a.eval_threshold, f.split_ratio, q, impostors)
+        f.cuts["eval_threshold"] = [round(float(x), 4) for x in cuts]  # by the person's photos: 1, 2, ..., and more
     for es in eval_sets:
         start = time.perf_counter()
         e_feats = embed(model, es.image, es.keys, cache, f"eval set {es.name}", int(a.workers), int(a.batch_size),
                         bool(a.progress))
         f.seconds["embed"] += time.perf_counter() - start
         e_c, e_sums, e_counts = centres(e_feats, es.labels, len(es.people))
-        matches, f.cuts[f"eval_threshold {es.name}"] = eval_matches(c, sums, counts, e_c, e_sums, e_counts,
-                                                                    a.eval_threshold, f.split_ratio, q, prior)
+        matches = eval_matches(c, sums, counts, e_c, e_sums, e_counts, cuts, prior)
         for t, p, r, s in matches:
             f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "ratio": r,
                                    "cosine": s, "by": "embedding"})

@@ -24,7 +24,8 @@ import faiss
 import numpy as np
 
 __all__ = ["centres", "eval_matches", "merged_identities", "mislabeled_images", "outlier_cut", "own_fit",
-           "split_half_ratios", "typical_within", "within_similarity"]
+           "photo_cuts", "split_half_ratios", "typical_within", "impostor_ratios",
+           "within_similarity"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -173,15 +174,59 @@ def mislabeled_images(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, sum
     return out, gaps[~np.isnan(gaps)], cut
 
 
+def impostor_ratios(c: np.ndarray, sums: np.ndarray, counts: np.ndarray, feats: np.ndarray, labels: np.ndarray,
+                    ok: np.ndarray, prior: float, exclude=(), photos: int = 8, k: int = 10, limit: int = 2000,
+                    seed: int = 0) -> np.ndarray:
+    """[photos, S]: for m = 1..photos, each of up to `limit` sampled identities' best ratio against m random photos
+    of each of its `k` nearest other identities (`exclude`: identities found to be one person with another, left
+    out): what an evaluation person of m photos who is someone else scores by chance against the nearest."""
+    rng = np.random.default_rng(seed)
+    drop = set(int(e) for e in exclude)
+    live = np.array([i for i in np.flatnonzero(counts > 1) if i not in drop], np.int64)
+    if len(live) < 2:
+        return np.zeros((photos, 0))
+    sample = np.sort(rng.choice(live, min(limit, len(live)), replace=False))
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(labels[idx], kind="stable")]
+    starts = np.searchsorted(labels[order], np.arange(len(counts) + 1))
+    _, nbrs = _search(c[live], c[sample], k + 1)
+    w = within_similarity(sums, counts, prior)
+    out = np.full((photos, len(sample)), -np.inf)
+    for col, ident in enumerate(sample):
+        for other in live[nbrs[col][nbrs[col] >= 0]]:
+            own = order[starts[other]:starts[other + 1]]
+            if other == ident:
+                continue
+            for m in range(1, min(photos, len(own)) + 1):
+                picked = feats[rng.choice(own, m, replace=False)].sum(0, keepdims=True)
+                r = _ratio(sums[ident][None], np.array([float(counts[ident])]), w[ident][None], picked,
+                           np.array([float(m)]), within_similarity(picked, np.array([m]), prior))[0]
+                out[m - 1, col] = max(out[m - 1, col], r)
+    return out
+
+
+def photo_cuts(threshold, null: np.ndarray, quantile: float, impostors: np.ndarray) -> np.ndarray:
+    """The evaluation-overlap cut for a person of 1, 2, ... photos (the last for that many and more): `threshold`,
+    or with `auto` the cut of `merged_identities`, raised where by chance someone else with that few photos would
+    pass it for more than `quantile` of the identities (a single photo is weak evidence)."""
+    photos = max(1, impostors.shape[0])
+    if str(threshold) != "auto":
+        return np.full(photos, float(threshold))
+    base = _null_cut(threshold, null, quantile)
+    if impostors.shape[1] == 0:
+        return np.full(photos, base)
+    return np.maximum(base, np.quantile(impostors, 1 - quantile, axis=1))
+
+
 def eval_matches(train_c: np.ndarray, train_sums: np.ndarray, train_counts: np.ndarray, eval_c: np.ndarray,
-                 eval_sums: np.ndarray, eval_counts: np.ndarray, threshold, null: np.ndarray, quantile: float,
-                 prior: float, k: int = 10) -> tuple[list[tuple[int, int, float, float]], float]:
-    """((training identity, evaluation person, ratio, centres' cosine) for each pair that is each other's best
-    by the ratio of `merged_identities` (among each side's `k` nearest centres) and reaches the cut: `threshold`,
-    or with `auto` the `quantile` of `null`, as for one person under two names)."""
+                 eval_sums: np.ndarray, eval_counts: np.ndarray, cuts: np.ndarray, prior: float, k: int = 10
+                 ) -> list[tuple[int, int, float, float]]:
+    """(training identity, evaluation person, ratio, centres' cosine) for each pair, among each side's `k` nearest
+    centres, whose ratio of `merged_identities` reaches the cut for the person's number of photos (`photo_cuts`)
+    and that is each side's best such pair."""
     live = np.flatnonzero(train_counts > 0)
     if len(live) == 0 or len(eval_c) == 0:
-        return [], float("inf")
+        return []
     _, fwd = _search(eval_c, train_c[live], k)
     _, bwd = _search(train_c[live], eval_c, k)
     pairs = {(int(live[r]), int(p)) for r, row in enumerate(fwd) for p in row if p >= 0}
@@ -190,10 +235,11 @@ def eval_matches(train_c: np.ndarray, train_sums: np.ndarray, train_counts: np.n
     tw, ew = within_similarity(train_sums, train_counts, prior), within_similarity(eval_sums, eval_counts, prior)
     ratio = _ratio(train_sums[t], train_counts[t].astype(float), tw[t], eval_sums[p], eval_counts[p].astype(float),
                    ew[p])
-    best_t, best_p = {}, {}  # each side's best pair by the ratio
+    passing = ratio >= cuts[np.clip(eval_counts[p], 1, len(cuts)) - 1]
+    best_t, best_p = {}, {}  # each side's best passing pair
     for i in np.argsort(-ratio, kind="stable"):
-        best_t.setdefault(t[i], i)
-        best_p.setdefault(p[i], i)
-    cut = _null_cut(threshold, null, quantile)
+        if passing[i]:
+            best_t.setdefault(t[i], i)
+            best_p.setdefault(p[i], i)
     return [(int(t[i]), int(p[i]), float(ratio[i]), float(train_c[t[i]] @ eval_c[p[i]]))
-            for a, i in sorted(best_t.items()) if best_p[p[i]] == i and ratio[i] >= cut], cut
+            for _, i in sorted(best_t.items()) if best_p[p[i]] == i]
