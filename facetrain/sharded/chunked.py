@@ -73,22 +73,13 @@ class _ChunkedRows(torch.autograd.Function):
             return None, None, None, _deferred_backward(ctx, ctx.deferred, grad_out, features, rows, params), \
                 *[None] * len(params)
         d_features, d_params = None, [None] * len(params)
-        for lo, hi in ctx.spans:
-            with torch.enable_grad():
-                f = features.detach().requires_grad_(need_f)
-                parts = [None if p is None else p.detach().requires_grad_(need)
-                         for p, need in zip(_parts(params, rows, lo, hi, ctx.whole), need_p, strict=True)]
-                y = ctx.fn(f, *parts)
-                wanted = [t for t, need in zip([f, *parts], [need_f, *need_p], strict=True) if t is not None and need]
-                grads = iter(torch.autograd.grad(y, wanted, grad_out if len(ctx.spans) == 1 else grad_out[:, lo:hi],
-                                                 allow_unused=True) if y.requires_grad else [None] * len(wanted))
+        for lo, hi, g_f, grads in _chunk_grads(ctx, grad_out, features, rows, params):
             if need_f:
-                g = next(grads)
-                d_features = g if d_features is None else d_features if g is None else d_features.add_(g)
-            for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
-                if p is None or not need:
+                d_features = g_f if d_features is None else d_features if g_f is None else d_features.add_(g_f)
+            for i, p in enumerate(params):
+                if p is None or not need_p[i]:
                     continue
-                g = next(grads)
+                g = grads[i]
                 if ctx.whole:
                     d_params[i] = g if g is not None else torch.zeros_like(p)
                     continue
@@ -103,11 +94,10 @@ class _ChunkedRows(torch.autograd.Function):
         return None, None, None, d_features, *d_params
 
 
-def _deferred_backward(ctx, holder: DeferredRows, grad_out, features, rows, params) -> torch.Tensor | None:
-    """The backward with the parameters' gradient deferred (`facetrain.sharded.fused`): each chunk's is
-    computed for its norm and dropped; the features' gradient is the one the plain backward gives."""
+def _chunk_grads(ctx, grad_out, features, rows, params):
+    """(lo, hi, the features' gradient, each parameter's gradient or None) for each chunk of rows, its graph
+    recomputed from the saved inputs."""
     need_f, need_p = ctx.needs_input_grad[3], ctx.needs_input_grad[4:]
-    d_features, norms = None, [[] for _ in params]
     for lo, hi in ctx.spans:
         with torch.enable_grad():
             f = features.detach().requires_grad_(need_f)
@@ -117,14 +107,22 @@ def _deferred_backward(ctx, holder: DeferredRows, grad_out, features, rows, para
             wanted = [t for t, need in zip([f, *parts], [need_f, *need_p], strict=True) if t is not None and need]
             grads = iter(torch.autograd.grad(y, wanted, grad_out if len(ctx.spans) == 1 else grad_out[:, lo:hi],
                                              allow_unused=True) if y.requires_grad else [None] * len(wanted))
+        g_f = next(grads) if need_f else None
+        yield lo, hi, g_f, [next(grads) if p is not None and need else None
+                            for p, need in zip(params, need_p, strict=True)]
+
+
+def _deferred_backward(ctx, holder: DeferredRows, grad_out, features, rows, params) -> torch.Tensor | None:
+    """The backward with the parameters' gradient deferred (`facetrain.sharded.fused`): each chunk's is
+    computed for its norm and dropped; the features' gradient is the one the plain backward gives."""
+    need_f, need_p = ctx.needs_input_grad[3], ctx.needs_input_grad[4:]
+    d_features, norms = None, [[] for _ in params]
+    for _, _, g_f, grads in _chunk_grads(ctx, grad_out, features, rows, params):
         if need_f:
-            g = next(grads)
-            d_features = g if d_features is None else d_features if g is None else d_features.add_(g)
-        for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
-            if p is not None and need:
-                g = next(grads)
-                if g is not None:
-                    norms[i].append(torch.linalg.vector_norm(g))
+            d_features = g_f if d_features is None else d_features if g_f is None else d_features.add_(g_f)
+        for i, g in enumerate(grads):
+            if g is not None:
+                norms[i].append(torch.linalg.vector_norm(g))
     pending = _Pending(ctx.fn, ctx.chunk, rows, features.detach(), grad_out, list(params), list(need_p))
     for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
         if p is not None and need:
