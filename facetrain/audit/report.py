@@ -117,10 +117,10 @@ def _tables(f: Findings, stage: Path, min_images: int) -> None:
     _csv(stage / "duplicates.csv", ["kind", "group", "image", "identity", "kept", "distance_to_first"], rows)
     _csv(stage / "merged_identities.csv", ["identity_a", "identity_b", "ratio", "cosine", "images_a", "images_b"],
          ([f.classes[a], f.classes[b], f"{r:.4f}", f"{s:.4f}", int(f.counts[a]), int(f.counts[b])]
-          for a, b, r, s in f.merged))
+          for a, b, r, s in sorted(f.merged, key=lambda m: -m[2])))  # the most alike first
     _csv(stage / "mislabeled.csv", ["image", "identity", "closest_identity", "cosine_own", "cosine_closest"],
          ([f.names[i], f.classes[f.labels[i]], f.classes[o], f"{own:.4f}", f"{sim:.4f}"]
-          for i, o, own, sim in f.mislabeled))
+          for i, o, own, sim in sorted(f.mislabeled, key=lambda m: m[2] - m[3])))  # the widest margin first
     _csv(stage / "eval_overlap.csv", ["identity", "eval_set", "person", "ratio", "cosine", "found_by"],
          ([r["identity"], r["set"], r["person"], *("" if r[k] is None else f"{r[k]:.4f}" for k in ("ratio", "cosine")),
            r["by"]] for r in f.eval_overlap))
