@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from facetrain.sharded.fused import DeferredRows, _Pending, holder_of
+from facetrain.sharded.fused import DeferredRows, holder_of
 
 __all__ = ["CHUNK_BYTES", "DEFAULT_CHUNK_BYTES", "chunked_rows"]
 
@@ -123,12 +123,9 @@ def _deferred_backward(ctx, holder: DeferredRows, grad_out, features, rows, para
         for i, g in enumerate(grads):
             if g is not None:
                 norms[i].append(torch.linalg.vector_norm(g))
-    pending = _Pending(ctx.fn, ctx.chunk, rows, features.detach(), grad_out, list(params), list(need_p))
-    for i, (p, need) in enumerate(zip(params, need_p, strict=True)):
-        if p is not None and need:
-            pending.norms[id(p)] = (torch.linalg.vector_norm(torch.stack(norms[i])) if norms[i]
-                                    else p.new_zeros(()))
-    holder.record(pending)
+    totals = {id(p): torch.linalg.vector_norm(torch.stack(norms[i])) if norms[i] else p.new_zeros(())
+              for i, (p, need) in enumerate(zip(params, need_p, strict=True)) if p is not None and need}
+    holder.record(ctx.fn, ctx.chunk, rows, features.detach(), grad_out, list(params), list(need_p), totals)
     return d_features
 
 

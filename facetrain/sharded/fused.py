@@ -49,11 +49,14 @@ class DeferredRows:
     def __init__(self):
         self.pending: _Pending | None = None
 
-    def record(self, pending: _Pending) -> None:
+    def record(self, fn: Callable[..., torch.Tensor], chunk: int, rows: torch.Tensor | None, features: torch.Tensor,
+               grad_out: torch.Tensor, params: list[torch.Tensor | None], needs: list[bool],
+               norms: dict[int, torch.Tensor]) -> None:
+        """Keep one backward's inputs (`_Pending`'s fields) for `step_deferred`."""
         if self.pending is not None:
             raise RuntimeError("fused_class_update: the class weights went through chunked_rows twice in one "
                                "backward; their deferred gradients would not add up")
-        self.pending = pending
+        self.pending = _Pending(fn, chunk, rows, features, grad_out, params, needs, norms)
 
 
 def holder_of(param: torch.Tensor | None) -> DeferredRows | None:
@@ -77,10 +80,14 @@ def _holders(params) -> list[DeferredRows]:
     return list(seen.values())
 
 
-def set_clip(params, coef: torch.Tensor) -> None:
-    """Clip the deferred gradients of `params` by `coef` (applied when they are recomputed)."""
-    for holder in _holders(params):
-        holder.pending.coef = coef
+def set_clip(params, max_norm: float, norm: torch.Tensor) -> None:
+    """Clip the deferred gradients of `params` by clip_grads_with_norm_'s factor, min(1, max_norm / (norm +
+    1e-6)), applied when they are recomputed (nothing to compute when none is deferred)."""
+    holders = _holders(params)
+    if holders:
+        coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+        for holder in holders:
+            holder.pending.coef = coef
 
 
 def discard_deferred(params) -> None:

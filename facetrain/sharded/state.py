@@ -77,7 +77,7 @@ def clip_global_norm(parameters: list[torch.Tensor], max_norm: float) -> torch.T
     norm = global_grad_norm(parameters)
     if max_norm < math.inf:  # scales by min(1, max_norm / norm) on the device: no host read
         torch.nn.utils.clip_grads_with_norm_([p for p in parameters if p.grad is not None], max_norm, norm)
-        set_clip(parameters, torch.clamp(max_norm / (norm + 1e-6), max=1.0))  # clip_grads_with_norm_'s factor
+        set_clip(parameters, max_norm, norm)  # fused_class_update: the same factor, applied when recomputed
     return norm
 
 

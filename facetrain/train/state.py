@@ -56,6 +56,7 @@ class TrainState:
     buffer_backup: list[torch.Tensor] | None = None  # the buffers before the current step (see train_step)
     network: nn.Module | None = None  # what the step runs: ModelAndLoss(model, loss), DDP-wrapped under torchrun
     class_shards: list[ClassShard] = field(default_factory=list)  # the class-weight losses' blocks (see sharding)
+    fused_class_update: bool = False  # class weights stepped chunk by chunk by the step (facetrain.sharded.fused)
 
     def __post_init__(self):
         if self.network is None:
@@ -134,7 +135,8 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
     channels_last = bool(cfg.get("channels_last", False))
     prepare_backbone(model.backbone, channels_last)
     optimizer = build_optimizer(cfg, model, loss)
-    if cfg.get("fused_class_update", False):  # the class weights' SGD step chunk by chunk: no whole gradient
+    fused = bool(cfg.get("fused_class_update", False))  # the class weights' SGD step chunk by chunk
+    if fused:
         fuse_class_updates(loss, optimizer, precision, world_size())
     scheduler = build_scheduler(cfg, optimizer)
     scaler = ResumableGradScaler(device.type, enabled=precision == "fp16")
@@ -143,4 +145,4 @@ def build_state(cfg: DictConfig, num_classes: int, device: torch.device, run_dir
                            bool(cfg.get("sync_bn", False)), bool(cfg.get("compile", False)))
     return TrainState(cfg, model, loss, optimizer, scheduler, scaler, device, num_classes, Path(run_dir), precision,
                       channels_last, float(clip) if clip else None, str(cfg.get("clip_grad_scope", "all")).lower(),
-                      network=network, class_shards=shards)
+                      network=network, class_shards=shards, fused_class_update=fused)

@@ -32,11 +32,13 @@ def _optimizer_step(state: TrainState) -> torch.Tensor | None:
     norm = clip_global_norm(clipped, state.clip_grad_norm or math.inf)  # sharded blocks: the global norm
     total = norm + global_grad_norm(rest) if rest else norm  # finite iff every gradient is
     if not torch.isfinite(total):
-        discard_deferred(state.parameters)
+        if state.fused_class_update:
+            discard_deferred(state.parameters)
         return None
     with _decay_in_place(state.optimizer):
         state.scaler.step(state.optimizer)
-    step_deferred(state.optimizer)  # fused_class_update: the class weights' step, chunk by chunk
+    if state.fused_class_update:  # the class weights' step, chunk by chunk
+        step_deferred(state.optimizer)
     return norm
 
 
@@ -106,7 +108,8 @@ def train_step(state: TrainState, images: torch.Tensor, labels: torch.Tensor, hf
         shard.iteration = state.iteration
     embeddings, out = state.network(images, labels)  # the backbone under autocast (state.precision), the loss in fp32
     state.optimizer.zero_grad(set_to_none=True)
-    discard_deferred(state.parameters)
+    if state.fused_class_update:  # a deferred gradient left by an interrupted step is stale
+        discard_deferred(state.parameters)
     state.scaler.scale(out.total).backward()
     grad_norm = _optimizer_step(state)
     state.optimizer.zero_grad(set_to_none=True)  # no gradient held between steps (a sharded C x D block's is large)
