@@ -252,5 +252,7 @@ def test_a_person_of_few_photos_needs_the_ratio_chance_would_not_give():
     feats, person = _clusters(np.random.default_rng(4), 6, 5)
     c, sums, counts = centres(feats, person, 6)
     ratios = impostor_ratios(c, sums, counts, feats, person, np.ones(30, bool), typical_within(sums, counts),
-                             exclude=(5,), photos=3)
+                             exclude=(5,), photos=3, draws=1)
     assert ratios.shape == (3, 5) and np.all(ratios < 0.5)  # six separate people: far below one person's ~1
+    assert impostor_ratios(c, sums, counts, feats, person, np.ones(30, bool), typical_within(sums, counts),
+                           exclude=(5,), photos=3).shape == (3, 5 * 4)  # four draws each by default

@@ -97,17 +97,17 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
     c, sums, counts = centres(feats[ok], f.labels[ok], len(f.classes))
     z = float(a.outlier_z)
     prior = typical_within(sums, counts)
-    f.split_ratio = split_half_ratios(feats, f.labels, ok, prior)
+    null = split_half_ratios(feats, f.labels, ok, prior)  # one person under two names, as this model sees it
     q = float(a.merge_quantile)
     f.merged, f.merge_ratio, f.cuts["merge_threshold"] = merged_identities(c, sums, counts, a.merge_threshold,
-                                                                           f.split_ratio, q, prior)
+                                                                           null, q, prior)
     f.mislabeled, f.mislabel_gap, f.cuts["mislabel_margin"] = mislabeled_images(feats, f.labels, ok, sums, counts,
                                                                                 c, a.mislabel_margin, z)
     if eval_sets:
         paired = {i for a_, b_, _, _ in f.merged for i in (a_, b_)}
         auto = str(a.eval_threshold) == "auto"
         impostors = impostor_ratios(c, sums, counts, feats, f.labels, ok, prior, paired) if auto else np.zeros((1, 0))
-        cuts = photo_cuts(a.eval_threshold, f.split_ratio, q, impostors)
+        cuts = photo_cuts(a.eval_threshold, null, q, impostors)
         f.cuts["eval_threshold"] = [round(float(x), 4) for x in cuts]  # by the person's photos: 1, 2, ..., and more
     for es in eval_sets:
         start = time.perf_counter()

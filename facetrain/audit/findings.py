@@ -27,7 +27,6 @@ class Findings:
     mislabeled: list[tuple[int, int, float, float]] = field(default_factory=list)
     eval_overlap: list[dict] = field(default_factory=list)  # identity, set, person, ratio, cosine, by
     merge_ratio: np.ndarray | None = None  # each identity's highest ratio to a near identity (plot)
-    split_ratio: np.ndarray | None = None  # the same ratio for identities split in two halves (the auto cut's null)
     mislabel_gap: np.ndarray | None = None  # other - own cosine per image (plot)
     counts: np.ndarray | None = None
     quality: dict[str, dict[str, float]] | None = None
