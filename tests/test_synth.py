@@ -56,3 +56,16 @@ def test_existing_tree_with_other_settings_is_kept(tiny_data):
     with pytest.raises(FacetrainError, match="overwrite"):
         write_synthetic_data(tiny_data / "synth", other)
     assert write_synthetic_data(tiny_data / "synth", TINY_SPEC)["reused"]
+
+
+def test_a_frown_deeper_than_thin_lips_still_renders():
+    """The .bin stand-ins thin the lips (0.75x): a frown (smile < 0) deeper than they are thick once made PIL refuse
+    the mouth's box (seed 8 of the audit benchmark's tree); it is drawn as a line."""
+    from dataclasses import replace
+
+    from facetrain.data.synth import render_face, sample_identity, sample_nuisance
+
+    rng = np.random.default_rng(0)
+    ident = replace(sample_identity(rng), lip_thick=1.5)
+    image = render_face(ident, replace(sample_nuisance(rng), smile=-0.3), rng, (48, 56))
+    assert image.size == (48, 56)

@@ -91,8 +91,10 @@ def _draw_face(ident: Identity, nz: Nuisance) -> Image.Image:
     my = fy + ident.mouth_y
     mw = ident.mouth_w * (1 - 0.25 * abs(sy))
     curve = 6 * nz.smile
-    d.chord([fx - mw, my - ident.lip_thick - curve, fx + mw, my + ident.lip_thick + curve], 0, 180,
-            fill=ident.lip + (255,))
+    top, bottom = my - ident.lip_thick - curve, my + ident.lip_thick + curve
+    if bottom < top:  # a frown deeper than thin lips are thick: a line of a mouth, not a box inside out
+        top = bottom = my
+    d.chord([fx - mw, top, fx + mw, bottom], 0, 180, fill=ident.lip + (255,))
     if ident.moustache:
         d.line([(fx - mw * 0.9, my - ident.lip_thick - 3), (fx + mw * 0.9, my - ident.lip_thick - 3)],
                fill=ident.hair + (255,), width=4)
