@@ -17,6 +17,7 @@ from facetrain.audit.label_checks import (
     impostor_ratios,
     merged_identities,
     mislabeled_images,
+    nearest_other,
     own_fit,
     photo_cuts,
     split_half_ratios,
@@ -171,6 +172,20 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx"}[case] \
         in errors[0]
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
+
+
+def test_nearest_other_is_each_photos_cosine_to_the_closest_other_centre():
+    """The near-duplicate face check's floor: each readable image against every other identity's centre (brute
+    force here), its own identity skipped; an unreadable image has none."""
+    feats, labels = _clusters(np.random.default_rng(5), 5, 4)
+    ok = np.ones(len(labels), bool)
+    ok[7] = False
+    got = nearest_other(feats, labels, ok)
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    c, _, _ = centres(unit[ok], labels[ok], 5)
+    want = [max(float(unit[i] @ c[j]) for j in range(5) if j != labels[i]) for i in range(len(labels))]
+    assert np.isnan(got[7]) and np.allclose(np.delete(got, 7), np.delete(want, 7), atol=1e-5)
+    assert np.isnan(nearest_other(feats[:4], np.zeros(4, np.int64), np.ones(4, bool))).all()  # one identity
 
 
 def test_a_duplicate_group_keeps_the_copy_under_the_photos_own_identity():

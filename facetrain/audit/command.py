@@ -19,6 +19,7 @@ from facetrain.audit.label_checks import (
     impostor_ratios,
     merged_identities,
     mislabeled_images,
+    nearest_other,
     own_fit,
     photo_cuts,
     split_half_ratios,
@@ -67,20 +68,23 @@ def _duplicates(f: Findings, a: DictConfig) -> None:
     f.nearest_thumb = nearest[~np.isnan(nearest)]
 
 
-def _near_groups(f: Findings, feats: np.ndarray | None, fit: np.ndarray) -> None:
+def _near_groups(f: Findings, feats: np.ndarray | None) -> None:
     """Group the near pairs; with a model, first drop the pairs whose faces differ: a copy's embedding stays at
-    least as close to its source's as a typical photo is to its own identity's centre (the median `fit`), two
-    look-alike photos' does not (the thumbnails of other people's photos can be as close as a copy's)."""
+    least as close to its source's as a typical photo is to the closest other person's centre (the median
+    `nearest_other`); two look-alike photos of different people do not (the thumbnails of other people's photos
+    can be as close as a copy's). A stricter floor (a photo to its own centre) dropped copies shrunk by a third,
+    which a stronger model tells apart from their source more than a weaker one (docs/data.md)."""
     pairs = sorted(f.near_distance)
     if feats is not None and pairs:
-        floor = float(np.nanmedian(fit))
+        floor = float(np.nanmedian(nearest_other(feats, f.labels, f.scan["ok"])))
         i, j = np.array(pairs).T
         same = (feats[i] * feats[j]).sum(1) >= floor
         dropped = len(pairs) - int(same.sum())
         pairs = [p for p, s in zip(pairs, same, strict=True) if s]
         f.near_distance = {p: f.near_distance[p] for p in pairs}
         f.notes.append(f"{dropped} thumbnail-near pairs whose embeddings' cosine is below {floor:.3f} (the median "
-                       "image-to-own-centre cosine) were not counted as near duplicates: different photos")
+                       "cosine of an image to the closest other identity's centre) were not counted as near "
+                       "duplicates: different faces")
     f.near_groups = duplicate_groups(len(f.names), np.array(pairs, np.int64).reshape(-1, 2))
 
 
@@ -189,7 +193,7 @@ def audit(cfg: DictConfig) -> dict:
         f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
                        "need one (model=RUN); evaluation overlap was checked by name only")
     fit = own_fit(f.scan["thumb"] if feats is None else feats, f.labels, f.scan["ok"])
-    _near_groups(f, feats, fit)
+    _near_groups(f, feats)
     _keep_own_copies(f, fit)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,

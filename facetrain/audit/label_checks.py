@@ -23,8 +23,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["centres", "eval_matches", "impostor_ratios", "merged_identities", "mislabeled_images", "outlier_cut",
-           "own_fit", "photo_cuts", "split_half_ratios", "typical_within", "within_similarity"]
+__all__ = ["centres", "eval_matches", "impostor_ratios", "merged_identities", "mislabeled_images", "nearest_other",
+           "outlier_cut", "own_fit", "photo_cuts", "split_half_ratios", "typical_within", "within_similarity"]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -49,6 +49,20 @@ def own_fit(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> np.ndarray
     idx = np.flatnonzero(ok & (counts[labels] > 1))
     fit[idx] = (_unit(sums[labels[idx]] - unit[idx]) * unit[idx]).sum(1)
     return fit
+
+
+def nearest_other(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Each image's cosine to the nearest centre of an identity other than its own (NaN: unreadable, or a set of
+    one identity): how alike a photo is to the closest other person."""
+    n = int(labels.max()) + 1 if len(labels) else 0
+    out = np.full(len(labels), np.nan, np.float32)
+    if n < 2 or not ok.any():
+        return out
+    c, _, _ = centres(_unit(feats[ok]), labels[ok], n)
+    idx = np.flatnonzero(ok)
+    sims, nbrs = _search(c, _unit(feats[idx]), 2)
+    out[idx] = np.where(nbrs[:, 0] == labels[idx], sims[:, 1], sims[:, 0])
+    return out
 
 
 def outlier_cut(values: np.ndarray, z: float) -> float:
