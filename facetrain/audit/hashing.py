@@ -6,8 +6,8 @@ L2-normalized (a 192-d vector), turns this into a cosine distance that faiss sea
 synthetic faces (docs/data.md): on one tree every injected copy stayed within 0.033 of its source; on another,
 three 5% crops moved 0.047-0.130 while two distinct photos came as close as 0.031, so such crops are missed at
 the default 0.04 (coarser or centre-only thumbnails did not separate them either). A grey DCT hash (pHash)
-separated copies from distinct photos worse still (look-alike renders share their low frequencies), which is
-why colour is kept.
+could not separate copies from distinct photos on the first tree (look-alike renders share their low
+frequencies), which is why colour is kept.
 """
 
 from __future__ import annotations
