@@ -180,12 +180,12 @@ def test_nearest_other_is_each_photos_cosine_to_the_closest_other_centre():
     feats, labels = _clusters(np.random.default_rng(5), 5, 4)
     ok = np.ones(len(labels), bool)
     ok[7] = False
-    got = nearest_other(feats, labels, ok)
     unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
     c, _, _ = centres(unit[ok], labels[ok], 5)
+    got = nearest_other(feats, labels, ok, c)
     want = [max(float(unit[i] @ c[j]) for j in range(5) if j != labels[i]) for i in range(len(labels))]
     assert np.isnan(got[7]) and np.allclose(np.delete(got, 7), np.delete(want, 7), atol=1e-5)
-    assert np.isnan(nearest_other(feats[:4], np.zeros(4, np.int64), np.ones(4, bool))).all()  # one identity
+    assert np.isnan(nearest_other(feats[:4], np.zeros(4, np.int64), np.ones(4, bool), c[:1])).all()  # one identity
 
 
 def test_a_duplicate_group_keeps_the_copy_under_the_photos_own_identity():

@@ -76,7 +76,7 @@ def _near_groups(f: Findings, feats: np.ndarray | None) -> None:
     which a stronger model tells apart from their source more than a weaker one (docs/data.md)."""
     pairs = sorted(f.near_distance)
     if feats is not None and pairs:
-        floor = float(np.nanmedian(nearest_other(feats, f.labels, f.scan["ok"])))
+        floor = f.cuts["near_face_floor"]
         i, j = np.array(pairs).T
         same = (feats[i] * feats[j]).sum(1) >= floor
         dropped = len(pairs) - int(same.sum())
@@ -101,6 +101,7 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
     c, sums, counts = centres(feats[ok], f.labels[ok], len(f.classes))
     z = float(a.outlier_z)
     prior = typical_within(sums, counts)
+    f.cuts["near_face_floor"] = float(np.nanmedian(nearest_other(feats, f.labels, ok, c)))  # for _near_groups
     null = split_half_ratios(feats, f.labels, ok, prior)  # one person under two names, as this model sees it
     q = float(a.merge_quantile)
     f.merged, f.merge_ratio, f.cuts["merge_threshold"] = merged_identities(c, sums, counts, a.merge_threshold,

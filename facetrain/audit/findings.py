@@ -31,8 +31,8 @@ class Findings:
     counts: np.ndarray | None = None
     quality: dict[str, dict[str, float]] | None = None
     notes: list[str] = field(default_factory=list)
-    cuts: dict[str, float] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)  # time of each part: decode, duplicates, embed, ...  # the model checks' cuts as used (`auto` resolved)
+    cuts: dict[str, float] = field(default_factory=dict)  # the model checks' cuts as used (`auto` resolved)
+    seconds: dict[str, float] = field(default_factory=dict)  # time of each part: decode, duplicates, embed, ...
 
     def unreadable(self) -> list[int]:
         return [int(i) for i in np.flatnonzero(~self.scan["ok"])]

@@ -51,14 +51,12 @@ def own_fit(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> np.ndarray
     return fit
 
 
-def nearest_other(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Each image's cosine to the nearest centre of an identity other than its own (NaN: unreadable, or a set of
-    one identity): how alike a photo is to the closest other person."""
-    n = int(labels.max()) + 1 if len(labels) else 0
+def nearest_other(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Each image's cosine to the nearest of the unit centres `c` (`centres`) other than its own identity's (NaN:
+    unreadable, or a set of one identity): how alike a photo is to the closest other person."""
     out = np.full(len(labels), np.nan, np.float32)
-    if n < 2 or not ok.any():
+    if len(c) < 2 or not ok.any():
         return out
-    c, _, _ = centres(_unit(feats[ok]), labels[ok], n)
     idx = np.flatnonzero(ok)
     sims, nbrs = _search(c, _unit(feats[idx]), 2)
     out[idx] = np.where(nbrs[:, 0] == labels[idx], sims[:, 1], sims[:, 0])
