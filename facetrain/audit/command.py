@@ -51,11 +51,14 @@ def _check_settings(a: DictConfig) -> list[str]:
     return kinds
 
 
-def _duplicates(f: Findings, a: DictConfig) -> None:
+def _duplicates(f: Findings, a: DictConfig, with_model: bool) -> None:
+    """Exact groups, and the near candidates: thumbnails within `audit.near_distance`, or with a model (whose face
+    check thins them first) within the wider `audit.near_distance_model`."""
     ok, n = f.scan["ok"], len(f.names)
     exact = exact_pairs(f.scan["digest"], ok)
     f.exact_groups = duplicate_groups(n, exact)
-    near, dist = near_pairs(f.scan["thumb"], ok, float(a.near_distance), exact_limit=int(a.exact_search_limit))
+    radius = float(a.near_distance_model if with_model else a.near_distance)
+    near, dist = near_pairs(f.scan["thumb"], ok, radius, exact_limit=int(a.exact_search_limit))
     same = {tuple(p) for p in exact.tolist()} | {(g[0], j) for g in f.exact_groups for j in g[1:]}
     in_exact = {i: g[0] for g in f.exact_groups for i in g}
     keep = [k for k, (i, j) in enumerate(near.tolist()) if in_exact.get(i, i) != in_exact.get(j, j) and (i, j)
@@ -68,12 +71,16 @@ def _duplicates(f: Findings, a: DictConfig) -> None:
     f.nearest_thumb = nearest[~np.isnan(nearest)]
 
 
-def _near_groups(f: Findings, feats: np.ndarray | None) -> None:
-    """Group the near pairs; with a model, first drop the pairs whose faces differ: a copy's embedding stays at
-    least as close to its source's as a typical photo is to the closest other person's centre (the median
-    `nearest_other`); two look-alike photos of different people do not (the thumbnails of other people's photos
-    can be as close as a copy's). A stricter floor (a photo to its own centre) dropped copies shrunk by a third,
-    which a stronger model tells apart from their source more than a weaker one (docs/data.md)."""
+def _near_groups(f: Findings, feats: np.ndarray | None, source: AuditSource, a: DictConfig) -> None:
+    """Keep the near candidates that are copies, and group them. With a model, first drop the pairs whose faces
+    differ: a copy's embedding stays at least as close to its source's as a typical photo is to the closest other
+    person's centre (the median `nearest_other`); two look-alike photos of different people do not (the
+    thumbnails of other people's photos can be as close as a copy's). A stricter floor (a photo to its own centre)
+    dropped copies shrunk by a third, which a stronger model tells apart from their source more than a weaker one
+    (docs/data.md). Then each pair is aligned (`registration`): a copy matches once its crop and scale are undone,
+    another photo of the same person does not."""
+    from facetrain.audit.registration import aligned_residuals
+
     pairs = sorted(f.near_distance)
     if feats is not None and pairs:
         floor = f.cuts["near_face_floor"]
@@ -81,11 +88,19 @@ def _near_groups(f: Findings, feats: np.ndarray | None) -> None:
         same = (feats[i] * feats[j]).sum(1) >= floor
         dropped = len(pairs) - int(same.sum())
         pairs = [p for p, s in zip(pairs, same, strict=True) if s]
-        f.near_distance = {p: f.near_distance[p] for p in pairs}
         f.notes.append(f"{dropped} thumbnail-near pairs whose embeddings' cosine is below {floor:.3f} (the median "
                        "cosine of an image to the closest other identity's centre) were not counted as near "
                        "duplicates: different faces")
-    f.near_groups = duplicate_groups(len(f.names), np.array(pairs, np.int64).reshape(-1, 2))
+    start = time.perf_counter()
+    residuals = aligned_residuals(source.image, np.array(pairs, np.int64).reshape(-1, 2), progress=bool(a.progress))
+    f.seconds["align"] = time.perf_counter() - start
+    cut = float(a.near_residual)
+    copies = residuals <= cut
+    f.notes.append(f"{len(pairs) - int(copies.sum())} of {len(pairs)} thumbnail-near pairs differ once aligned "
+                   f"(1 - NCC above {cut:g}): other photos, not copies")
+    f.near_residual = {p: float(r) for p, r, c in zip(pairs, residuals, copies, strict=True) if c}
+    f.near_distance = {p: f.near_distance[p] for p in f.near_residual}
+    f.near_groups = duplicate_groups(len(f.names), np.array(list(f.near_distance), np.int64).reshape(-1, 2))
 
 
 def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_sets: list[EvalSet],
@@ -183,7 +198,7 @@ def audit(cfg: DictConfig) -> dict:
                  counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source),
                  seconds=seconds)
     start = time.perf_counter()
-    _duplicates(f, a)
+    _duplicates(f, a, model is not None)
     f.seconds["duplicates"] = time.perf_counter() - start
     feats = None
     if model is not None:
@@ -194,12 +209,13 @@ def audit(cfg: DictConfig) -> dict:
         f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
                        "need one (model=RUN); evaluation overlap was checked by name only")
     fit = own_fit(f.scan["thumb"] if feats is None else feats, f.labels, f.scan["ok"])
-    _near_groups(f, feats)
+    _near_groups(f, feats, source, a)
     _keep_own_copies(f, fit)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
                 "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),
-                "near_distance": float(a.near_distance), "outlier_z": float(a.outlier_z),
+                "near_distance": float(a.near_distance_model if model else a.near_distance),
+                "near_residual": float(a.near_residual), "outlier_z": float(a.outlier_z),
                 "merge_quantile": float(a.merge_quantile),
                 **{k: str(a[k]) for k in ("merge_threshold", "mislabel_margin", "eval_threshold")}, "cuts": f.cuts,
                 "exclude": kinds, "out": str(out), "seconds": {k: round(v, 2) for k, v in f.seconds.items()}}

@@ -1,4 +1,4 @@
-"""Exact duplicates (equal pixel digests) and near duplicates (colour thumbnails within a cosine distance).
+"""Exact duplicates (equal pixel digests) and near-duplicate candidates (thumbnails within a cosine distance).
 
 The near search is faiss's: an exact inner-product index up to `exact_limit` images, an inverted-file index
 (IVF, about 4*sqrt(N) lists, `nprobe` of them visited) above it, so the search grows about as N^1.5, not N^2.

@@ -21,7 +21,8 @@ class Findings:
     scan: dict[str, np.ndarray]
     exact_groups: list[list[int]] = field(default_factory=list)
     near_groups: list[list[int]] = field(default_factory=list)
-    near_distance: dict[tuple[int, int], float] = field(default_factory=dict)
+    near_distance: dict[tuple[int, int], float] = field(default_factory=dict)  # a near pair's thumbnail distance
+    near_residual: dict[tuple[int, int], float] = field(default_factory=dict)  # and its 1 - NCC once aligned
     nearest_thumb: np.ndarray | None = None  # each image's nearest other thumbnail distance (plot)
     merged: list[tuple[int, int, float, float]] = field(default_factory=list)  # a, b, ratio, centres' cosine
     mislabeled: list[tuple[int, int, float, float]] = field(default_factory=list)

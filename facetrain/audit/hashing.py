@@ -1,13 +1,13 @@
-"""Image fingerprints: a digest of the decoded pixels (exact duplicates) and a tiny colour thumbnail (near ones).
+"""Image fingerprints: a digest of the decoded pixels (exact duplicates), a tiny colour thumbnail (near ones).
 
 Near duplicates (a thumbnail, a recompressed copy, a crop of a few percent resized back) keep an image's
 coarse colour layout; another photo, even of the same person, moves it. An 8x8 colour thumbnail, centred and
-L2-normalized (a 192-d vector), turns this into a cosine distance that faiss searches. Measured on the
-synthetic faces (docs/data.md): on one tree every injected copy stayed within 0.033 of its source; on another,
-three 5% crops moved 0.047-0.130 while two distinct photos came as close as 0.031, so such crops are missed at
-the default 0.04 (coarser or centre-only thumbnails did not separate them either). A grey DCT hash (pHash)
-could not separate copies from distinct photos on the first tree (look-alike renders share their low
-frequencies), which is why colour is kept.
+L2-normalized (a 192-d vector), turns this into a cosine distance that faiss searches for candidates. It cannot
+decide alone (docs/data.md): on one tree every injected copy stayed within 0.033 of its source; on another,
+three 5% crops moved 0.047-0.130 while two distinct photos came as close as 0.031 (coarser or centre-only
+thumbnails did not separate them either), so the candidates are verified by alignment (`registration`). A grey
+DCT hash (pHash) could not separate copies from distinct photos on the first tree (look-alike renders share
+their low frequencies), which is why colour is kept.
 """
 
 from __future__ import annotations

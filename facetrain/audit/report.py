@@ -75,7 +75,8 @@ def _markdown(f: Findings, s: dict, files: list[str]) -> str:
         f"| identities below min_images={s['settings']['min_images']} | {s['identities_below_min_images']} |",
         f"| exact duplicates (same decoded pixels) | {s['exact_duplicate_images']} images in "
         f"{s['exact_duplicate_groups']} groups |",
-        f"| near duplicates (thumbnail distance <= {s['settings']['near_distance']:g}) | "
+        f"| near duplicates (thumbnail distance <= {s['settings']['near_distance']:g}, aligned 1 - NCC <= "
+        f"{s['settings']['near_residual']:g}) | "
         f"{s['near_duplicate_images']} images in {s['near_duplicate_groups']} groups |"]
     if s["settings"]["model"]:
         cuts = s["settings"]["cuts"]
@@ -101,6 +102,12 @@ def _markdown(f: Findings, s: dict, files: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _to_first(by_pair: dict[tuple[int, int], float], first: int, i: int) -> str:
+    """A near pair's number between a group's kept image and image `i` (blank: linked through another copy)."""
+    value = by_pair.get((min(first, i), max(first, i)))
+    return "0" if first == i else "" if value is None else f"{value:.4f}"
+
+
 def _tables(f: Findings, stage: Path, min_images: int) -> None:
     ok = f.scan["ok"]
     _csv(stage / "images.csv", ["image", "identity", "readable", "height", "width", "grayscale", "reason"],
@@ -112,9 +119,10 @@ def _tables(f: Findings, stage: Path, min_images: int) -> None:
     for kind, groups in (("exact", f.exact_groups), ("near", f.near_groups)):
         for g_id, g in enumerate(groups):
             rows += [[kind, g_id, f.names[i], f.classes[f.labels[i]], int(n == 0),
-                      f"{f.near_distance.get((min(g[0], i), max(g[0], i)), 0.0):.4f}" if kind == "near" else "0"]
+                      *(_to_first(d, g[0], i) if kind == "near" else "0" for d in (f.near_distance, f.near_residual))]
                      for n, i in enumerate(g)]
-    _csv(stage / "duplicates.csv", ["kind", "group", "image", "identity", "kept", "distance_to_first"], rows)
+    _csv(stage / "duplicates.csv", ["kind", "group", "image", "identity", "kept", "distance_to_first",
+                                    "residual_to_first"], rows)
     _csv(stage / "merged_identities.csv", ["identity_a", "identity_b", "ratio", "cosine", "images_a", "images_b"],
          ([f.classes[a], f.classes[b], f"{r:.4f}", f"{s:.4f}", int(f.counts[a]), int(f.counts[b])]
           for a, b, r, s in sorted(f.merged, key=lambda m: -m[2])))  # the most alike first
