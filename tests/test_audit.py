@@ -254,7 +254,27 @@ def test_within_similarity_and_the_merge_ratio_match_pairwise_means():
     assert best.max() < 1.3 and np.sort(best)[:2].min() > 0.8
     assert merged_identities(c, sums, counts, "auto", np.zeros(0), 0.01, 0.5)[0] == []  # no null: nothing claimed
     null = split_half_ratios(feats, person, np.ones(16, bool), typical_within(sums, counts))  # each person's 8 photos split 4 / 4 at random
-    assert len(null) == 2 and np.all(np.abs(null - 1) < 0.2)
+    assert len(null) == 2 * 32 and np.all(np.abs(null - 1) < 0.2)
+
+
+def test_split_halves_are_the_ratios_of_a_persons_possible_splits():
+    """A person of four photos has three ways to be split two / two: each null value is one of them (each
+    computed from its pairwise cosines), and the 32 splits draw all three; a person of three photos is skipped."""
+    feats, person = _clusters(np.random.default_rng(8), 2, 4)
+    person[7] = 2  # person 1 keeps three photos
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    prior = 0.5
+    null = split_half_ratios(unit, person, np.ones(8, bool), prior, splits=32, seed=1)
+
+    def own(i, j):  # one pair plus one at the prior
+        return (unit[i] @ unit[j] + prior) / 2
+
+    want = []
+    for a, b in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
+        cross = np.mean([unit[i] @ unit[j] for i in a for j in b])
+        want.append(cross / np.sqrt(own(*a) * own(*b)))
+    assert len(null) == 32
+    assert np.allclose(np.sort(np.unique(np.round(null, 6))), np.sort(np.round(want, 6)), atol=1e-5)
 
 
 def test_a_person_of_few_photos_needs_the_ratio_chance_would_not_give():

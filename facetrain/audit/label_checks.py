@@ -107,23 +107,31 @@ def _ratio(sums_a, n_a, w_a, sums_b, n_b, w_b) -> np.ndarray:
     return cross / np.sqrt(np.clip(w_a * w_b, 1e-6, None))
 
 
-def split_half_ratios(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, prior: float, seed: int = 0
-                      ) -> np.ndarray:
+def split_half_ratios(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, prior: float, splits: int = 32,
+                      seed: int = 0) -> np.ndarray:
     """The ratio of `merged_identities` for each identity of 4+ readable images split at random (seeded) into
-    two halves: what one person under two names looks like to this model on this set (the null of the cuts)."""
+    two halves, `splits` times: what one person under two names looks like to this model on this set (the null of
+    the cuts). One split per identity left the 1% cut to the luck of a few small identities' splits: over 16
+    seeds it ranged 0.89-0.95 on one 500-identity tree, where 32 splits settle it within about 0.002."""
     rng = np.random.default_rng(seed)
     idx = np.flatnonzero(ok)
-    order = idx[np.lexsort((rng.random(len(idx)), labels[idx]))]  # each identity's images, shuffled
-    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    counts = np.bincount(labels[idx], minlength=int(labels.max()) + 1 if len(labels) else 0)
+    idx = idx[counts[labels[idx]] >= 4]
+    if len(idx) == 0:
+        return np.zeros(0, np.float64)
+    lab = np.sort(labels[idx], kind="stable")
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    n = np.diff(np.r_[starts, len(lab)]).astype(np.float64)
+    half = n // 2
+    bounds = np.stack([starts, starts + half.astype(np.int64)], 1).ravel()  # each identity's two halves
     out = []
-    for lo, hi in zip(starts, np.r_[starts[1:], len(order)], strict=True):
-        if hi - lo < 4:
-            continue
-        half = (hi - lo) // 2
-        a, b = feats[order[lo:lo + half]].sum(0, keepdims=True), feats[order[lo + half:hi]].sum(0, keepdims=True)
-        na, nb = np.array([half], float), np.array([hi - lo - half], float)
-        out.append(_ratio(a, na, within_similarity(a, na, prior), b, nb, within_similarity(b, nb, prior))[0])
-    return np.array(out, np.float64)
+    for _ in range(splits):
+        order = idx[np.lexsort((rng.random(len(idx)), labels[idx]))]  # each identity's images, shuffled
+        halves = np.add.reduceat(feats[order].astype(np.float64), bounds, axis=0)
+        a, b = halves[0::2], halves[1::2]
+        out.append(_ratio(a, half, within_similarity(a, half, prior), b, n - half, within_similarity(b, n - half,
+                                                                                                      prior)))
+    return np.concatenate(out)
 
 
 def _null_cut(threshold, null: np.ndarray, quantile: float) -> float:
