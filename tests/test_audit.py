@@ -10,7 +10,7 @@ import pytest
 from helpers import TINY_SPEC, compose_config, run_cli
 from hydra.utils import instantiate
 
-from facetrain.audit.duplicates import keep_first
+from facetrain.audit.duplicates import identity_pairs, keep_first, merge_pairs, near_pairs
 from facetrain.audit.label_checks import (
     centres,
     eval_matches,
@@ -291,3 +291,23 @@ def test_a_person_of_few_photos_needs_the_ratio_chance_would_not_give():
     assert ratios.shape == (3, 5) and np.all(ratios < 0.5)  # six separate people: far below one person's ~1
     assert impostor_ratios(c, sums, counts, feats, person, np.ones(30, bool), typical_within(sums, counts),
                            exclude=(5,), photos=3).shape == (3, 5 * 4)  # four draws each by default
+
+
+def test_identity_pairs_are_every_close_pair_within_an_identity():
+    """Checked against all pairs one by one: same identity, both readable, within the distance; the union with
+    the whole-set search lists each pair once, at its distance."""
+    rng = np.random.default_rng(4)
+    thumbs = rng.standard_normal((40, 12))
+    thumbs[20:30] = thumbs[:10] + 0.3 * rng.standard_normal((10, 12))  # near copies, some across identities
+    thumbs = (thumbs / np.linalg.norm(thumbs, axis=1, keepdims=True)).astype(np.float32)
+    labels = rng.integers(0, 4, 40)
+    ok = np.ones(40, bool)
+    ok[3] = False
+    pairs, dist = identity_pairs(thumbs, labels, ok, 0.2)
+    want = {(i, j): 1 - float(thumbs[i] @ thumbs[j]) for i in range(40) for j in range(i + 1, 40)
+            if labels[i] == labels[j] and ok[i] and ok[j] and 1 - float(thumbs[i] @ thumbs[j]) <= 0.2}
+    assert want and {tuple(p) for p in pairs.tolist()} == set(want)
+    assert np.allclose(dist, [want[tuple(p)] for p in pairs.tolist()], atol=1e-5)
+    both, both_dist = merge_pairs((pairs, dist), near_pairs(thumbs, ok, 0.2, k=3))
+    assert len(both) == len({tuple(p) for p in both.tolist()}) >= len(pairs)
+    assert np.allclose(both_dist, [1 - float(thumbs[i] @ thumbs[j]) for i, j in both], atol=1e-5)

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from facetrain.audit.duplicates import duplicate_groups, exact_pairs, keep_first, near_pairs
+from facetrain.audit.duplicates import (
+    duplicate_groups,
+    exact_pairs,
+    identity_pairs,
+    keep_first,
+    merge_pairs,
+    near_pairs,
+)
 from facetrain.audit.eval_sets import EvalSet, open_eval_set
 from facetrain.audit.findings import EXCLUDABLE, Findings
 from facetrain.audit.label_checks import (
@@ -53,12 +60,14 @@ def _check_settings(a: DictConfig) -> list[str]:
 
 def _duplicates(f: Findings, a: DictConfig, with_model: bool) -> None:
     """Exact groups, and the near candidates: thumbnails within `audit.near_distance`, or with a model (whose face
-    check thins them first) within the wider `audit.near_distance_model`."""
+    check thins them first) within the wider `audit.near_distance_model`; each image's nearest over the whole set
+    and every pair within an identity."""
     ok, n = f.scan["ok"], len(f.names)
     exact = exact_pairs(f.scan["digest"], ok)
     f.exact_groups = duplicate_groups(n, exact)
     radius = float(a.near_distance_model if with_model else a.near_distance)
-    near, dist = near_pairs(f.scan["thumb"], ok, radius, exact_limit=int(a.exact_search_limit))
+    near, dist = merge_pairs(near_pairs(f.scan["thumb"], ok, radius, exact_limit=int(a.exact_search_limit)),
+                             identity_pairs(f.scan["thumb"], f.labels, ok, radius))
     same = {tuple(p) for p in exact.tolist()} | {(g[0], j) for g in f.exact_groups for j in g[1:]}
     in_exact = {i: g[0] for g in f.exact_groups for i in g}
     keep = [k for k, (i, j) in enumerate(near.tolist()) if in_exact.get(i, i) != in_exact.get(j, j) and (i, j)
@@ -85,7 +94,10 @@ def _near_groups(f: Findings, feats: np.ndarray | None, source: AuditSource, a: 
     if feats is not None and pairs:
         floor = f.cuts["near_face_floor"]
         i, j = np.array(pairs).T
-        same = (feats[i] * feats[j]).sum(1) >= floor
+        step = 1 << 18  # a chunk's two [step, D] gathers stay small whatever the number of pairs
+        cosine = np.concatenate([np.einsum("ij,ij->i", feats[i[k:k + step]], feats[j[k:k + step]])
+                                 for k in range(0, len(i), step)])
+        same = cosine >= floor
         dropped = len(pairs) - int(same.sum())
         pairs = [p for p, s in zip(pairs, same, strict=True) if s]
         f.notes.append(f"{dropped} thumbnail-near pairs whose embeddings' cosine is below {floor:.3f} (the median "

@@ -5,8 +5,8 @@ person does (docs/data.md: up to 0.13 against 0.03), but once the crop is undone
 resampling and JPEG noise, which another photo (a new pose, expression or light) does not. Both images are
 brought to the smaller one's resolution (a shrunk copy is as blurred as it is), then onto one grid; four
 parameters are fitted by gradient ascent on the normalized cross-correlation (NCC), each image warped onto the
-other, and the residual is 1 - the better NCC. Measured on two synthetic trees with a model's face check first:
-copies (shrunk to 0.6x, recompressed at quality 35, cropped 2-6% a side) <= 0.019, distinct photos >= 0.036.
+other, and the residual is 1 - the better NCC. Measured on five synthetic trees with a model's face check
+first: copies (shrunk to 0.6x, recompressed at quality 35, cropped 2-6% a side) <= 0.020, other photos >= 0.026.
 """
 
 from __future__ import annotations
