@@ -141,7 +141,7 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
         assert (tmp_path / "audit" / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("case", ["empty", "unreadable", pytest.param("model", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["empty", "unreadable", "setting", pytest.param("model", marks=pytest.mark.slow)])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     root = tmp_path / "data"
     tree = root / "synth" / "casia"
@@ -165,12 +165,14 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 8, 6])])
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "maps.onnx")
         extra = [f"model={tmp_path / 'maps.onnx'}"]
+    if case == "setting":
+        extra = ["audit.near_residual=-0.1"]
     out = tmp_path / "audit"
     proc = _audit(root, out, *extra, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("facetrain: error")]
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx"}[case] \
-        in errors[0]
+    assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx",
+            "setting": "audit.near_residual=-0.1: 1 - NCC once aligned from 0 to 2"}[case] in errors[0]
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
 
 

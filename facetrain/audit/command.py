@@ -50,7 +50,19 @@ def _out_dir(a: DictConfig) -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+_RANGES = {"near_distance": "a thumbnail cosine distance", "near_distance_model": "a thumbnail cosine distance",
+           "near_residual": "1 - NCC once aligned"}  # each from 0 to 2
+
+
 def _check_settings(a: DictConfig) -> list[str]:
+    for key, what in _RANGES.items():
+        try:
+            value = float(a[key])
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0 <= value <= 2:
+            raise FacetrainError(f"audit.{key}={a[key]}: {what} from 0 to 2 is needed (configs/data.yaml has the "
+                                 "default)")
     kinds = list(a.exclude or [])
     unknown = [k for k in kinds if k not in EXCLUDABLE]
     if unknown:
