@@ -70,61 +70,59 @@ def _check_settings(a: DictConfig) -> list[str]:
     return kinds
 
 
-def _duplicates(f: Findings, a: DictConfig, with_model: bool) -> None:
-    """Exact groups, and the near candidates: thumbnails within `audit.near_distance`, or with a model (whose face
-    check thins them first) within the wider `audit.near_distance_model`; each image's nearest over the whole set
-    and every pair within an identity."""
+def _duplicates(f: Findings, a: DictConfig, with_model: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Exact groups, and the near candidates ([P, 2] pairs, [P] thumbnail distances): thumbnails within
+    `audit.near_distance`, or with a model (whose face check thins them first) within the wider
+    `audit.near_distance_model`; each image's nearest over the whole set and every pair within an identity.
+    Copies of one exact group are not candidates of each other."""
     ok, n = f.scan["ok"], len(f.names)
-    exact = exact_pairs(f.scan["digest"], ok)
-    f.exact_groups = duplicate_groups(n, exact)
+    f.exact_groups = duplicate_groups(n, exact_pairs(f.scan["digest"], ok))
     radius = float(a.near_distance_model if with_model else a.near_distance)
     near, dist = merge_pairs(near_pairs(f.scan["thumb"], ok, radius, exact_limit=int(a.exact_search_limit)),
                              identity_pairs(f.scan["thumb"], f.labels, ok, radius))
-    same = {tuple(p) for p in exact.tolist()} | {(g[0], j) for g in f.exact_groups for j in g[1:]}
-    in_exact = {i: g[0] for g in f.exact_groups for i in g}
-    keep = [k for k, (i, j) in enumerate(near.tolist()) if in_exact.get(i, i) != in_exact.get(j, j) and (i, j)
-            not in same]
+    group = np.arange(n)
+    for g in f.exact_groups:
+        group[g] = g[0]
+    keep = group[near[:, 0]] != group[near[:, 1]]
     near, dist = near[keep], dist[keep]
-    f.near_distance = {(int(i), int(j)): float(d) for (i, j), d in zip(near, dist, strict=True)}
-    nearest = np.full(n, np.nan)
-    for (i, j), d in f.near_distance.items():
-        nearest[i], nearest[j] = np.fmin(nearest[i], d), np.fmin(nearest[j], d)
-    f.nearest_thumb = nearest[~np.isnan(nearest)]
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, near.ravel(), np.repeat(dist, 2))
+    f.nearest_thumb = nearest[np.isfinite(nearest)]
+    return near, dist
 
 
-def _near_groups(f: Findings, feats: np.ndarray | None, source: AuditSource, a: DictConfig) -> None:
-    """Keep the near candidates that are copies, and group them. With a model, first drop the pairs whose faces
-    differ: a copy's embedding stays at least as close to its source's as a typical photo is to the closest other
-    person's centre (the median `nearest_other`); two look-alike photos of different people do not (the
-    thumbnails of other people's photos can be as close as a copy's). A stricter floor (a photo to its own centre)
-    dropped copies shrunk by a third, which a stronger model tells apart from their source more than a weaker one
-    (docs/data.md). Then each pair is aligned (`registration`): a copy matches once its crop and scale are undone,
-    another photo of the same person does not."""
+def _near_groups(f: Findings, near: np.ndarray, dist: np.ndarray, feats: np.ndarray | None, source: AuditSource,
+                 a: DictConfig) -> None:
+    """Keep the near candidates (`_duplicates`) that are copies, and group them. With a model, first drop the
+    pairs whose faces differ: a copy's embedding stays at least as close to its source's as a typical photo is to
+    the closest other person's centre (the median `nearest_other`); two look-alike photos of different people do
+    not (the thumbnails of other people's photos can be as close as a copy's). A stricter floor (a photo to its
+    own centre) dropped copies shrunk by a third, which a stronger model tells apart from their source more than a
+    weaker one (docs/data.md). Then each pair is aligned (`registration`): a copy matches once its crop and scale
+    are undone, another photo of the same person does not."""
     from facetrain.audit.registration import aligned_residuals
 
-    pairs = sorted(f.near_distance)
-    if feats is not None and pairs:
+    if feats is not None and len(near):
         floor = f.cuts["near_face_floor"]
-        i, j = np.array(pairs).T
         step = 1 << 18  # a chunk's two [step, D] gathers stay small whatever the number of pairs
-        cosine = np.concatenate([np.einsum("ij,ij->i", feats[i[k:k + step]], feats[j[k:k + step]])
-                                 for k in range(0, len(i), step)])
+        cosine = np.concatenate([np.einsum("ij,ij->i", feats[near[k:k + step, 0]], feats[near[k:k + step, 1]])
+                                 for k in range(0, len(near), step)])
         same = cosine >= floor
-        dropped = len(pairs) - int(same.sum())
-        pairs = [p for p, s in zip(pairs, same, strict=True) if s]
-        f.notes.append(f"{dropped} thumbnail-near pairs whose embeddings' cosine is below {floor:.3f} (the median "
-                       "cosine of an image to the closest other identity's centre) were not counted as near "
-                       "duplicates: different faces")
+        f.notes.append(f"{len(near) - int(same.sum())} thumbnail-near pairs whose embeddings' cosine is below "
+                       f"{floor:.3f} (the median cosine of an image to the closest other identity's centre) were "
+                       "not counted as near duplicates: different faces")
+        near, dist = near[same], dist[same]
     start = time.perf_counter()
-    residuals = aligned_residuals(source.image, np.array(pairs, np.int64).reshape(-1, 2), progress=bool(a.progress))
+    residuals = aligned_residuals(source.image, near, progress=bool(a.progress))
     f.seconds["align"] = time.perf_counter() - start
     cut = float(a.near_residual)
     copies = residuals <= cut
-    f.notes.append(f"{len(pairs) - int(copies.sum())} of {len(pairs)} thumbnail-near pairs differ once aligned "
+    f.notes.append(f"{len(near) - int(copies.sum())} of {len(near)} thumbnail-near pairs differ once aligned "
                    f"(1 - NCC above {cut:g}): other photos, not copies")
-    f.near_residual = {p: float(r) for p, r, c in zip(pairs, residuals, copies, strict=True) if c}
-    f.near_distance = {p: f.near_distance[p] for p in f.near_residual}
-    f.near_groups = duplicate_groups(len(f.names), np.array(list(f.near_distance), np.int64).reshape(-1, 2))
+    pairs = [(int(i), int(j)) for i, j in near[copies]]
+    f.near_distance = dict(zip(pairs, dist[copies].tolist(), strict=True))
+    f.near_residual = dict(zip(pairs, residuals[copies].tolist(), strict=True))
+    f.near_groups = duplicate_groups(len(f.names), near[copies])
 
 
 def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_sets: list[EvalSet],
@@ -222,7 +220,7 @@ def audit(cfg: DictConfig) -> dict:
                  counts=np.bincount(source.labels, minlength=len(source.classes)), quality=_quality(source),
                  seconds=seconds)
     start = time.perf_counter()
-    _duplicates(f, a, model is not None)
+    near, dist = _duplicates(f, a, model is not None)
     f.seconds["duplicates"] = time.perf_counter() - start
     feats = None
     if model is not None:
@@ -233,7 +231,7 @@ def audit(cfg: DictConfig) -> dict:
         f.notes.append("no model=: identities under two names, mislabeled images and evaluation overlap by face "
                        "need one (model=RUN); evaluation overlap was checked by name only")
     fit = own_fit(f.scan["thumb"] if feats is None else feats, f.labels, f.scan["ok"])
-    _near_groups(f, feats, source, a)
+    _near_groups(f, near, dist, feats, source, a)
     _keep_own_copies(f, fit)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,

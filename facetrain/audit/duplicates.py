@@ -65,20 +65,16 @@ def identity_pairs(thumbs: np.ndarray, labels: np.ndarray, ok: np.ndarray, max_d
     starts = np.flatnonzero(np.r_[True, labels[idx][1:] != labels[idx][:-1], True])
     pairs, dists = [], []
     for lo, hi in zip(starts[:-1], starts[1:], strict=True):
-        if hi - lo < 2:
-            continue
         members = idx[lo:hi]
         x = thumbs[members]
-        a, b = np.triu_indices(len(members), 1)
-        dist = 1.0 - np.einsum("ij,ij->i", x[a], x[b])
+        a, b = np.triu_indices(len(members), 1)  # a < b, and so members[a] < members[b] (a stable sort of ok)
+        dist = (1.0 - x @ x.T)[a, b]
         keep = dist <= max_distance
-        if keep.any():
-            i, j = members[a[keep]], members[b[keep]]
-            pairs.append(np.stack([np.minimum(i, j), np.maximum(i, j)], 1))
-            dists.append(dist[keep])
+        pairs.append(np.stack([members[a[keep]], members[b[keep]]], 1))
+        dists.append(dist[keep])
     if not pairs:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
-    return np.concatenate(pairs), np.concatenate(dists).astype(np.float32)
+    return np.concatenate(pairs).astype(np.int64), np.concatenate(dists).astype(np.float32)
 
 
 def merge_pairs(*found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -120,14 +120,14 @@ def split_half_ratios(feats: np.ndarray, labels: np.ndarray, ok: np.ndarray, pri
     idx = idx[counts[labels[idx]] >= 4]
     if len(idx) == 0:
         return np.zeros(0, np.float64)
-    lab = np.sort(labels[idx], kind="stable")
+    idx = idx[np.argsort(labels[idx], kind="stable")]
+    lab = labels[idx]
     starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
     if splits is None:
         splits = int(np.clip(np.ceil(16_000 / len(starts)), 1, 32))
     n = np.diff(np.r_[starts, len(lab)]).astype(np.float64)
     half = n // 2
     bounds = np.stack([starts, starts + half.astype(np.int64)], 1).ravel()  # each identity's two halves
-    idx = idx[np.argsort(labels[idx], kind="stable")]
     group = np.repeat(np.arange(len(starts), dtype=np.float64), n.astype(np.int64))  # 0, 0, ..., 1, 1, ...
     x = feats[idx].astype(np.float64)
     out = []
