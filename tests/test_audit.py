@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from facetrain.audit.duplicates import identity_pairs, keep_first, merge_pairs, near_pairs
 from facetrain.audit.label_checks import (
     centres,
+    chance_levels,
     eval_matches,
     impostor_ratios,
     merged_identities,
@@ -137,6 +138,9 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
     assert "identities in evaluation sets" in proc.stdout
     merged = _rows(tmp_path / "audit" / "merged_identities.csv")
     assert merged and all(float(r["ratio"]) >= -1 for r in merged)  # threshold -1: every near pair is listed
+    overlap = [r for r in _rows(tmp_path / "audit" / "eval_overlap.csv") if r["found_by"] == "embedding"]
+    # merge_threshold=-1 pairs every identity, and paired identities draw no chance level: the cell stays empty
+    assert overlap and all(int(r["photos"]) >= 1 and r["chance"] == "" for r in overlap)
     for name in ("audit.md", "audit.json", "mislabeled.csv", "eval_overlap.csv", "identity_similarity_ratio.png"):
         assert (tmp_path / "audit" / name).stat().st_size > 0
 
@@ -286,6 +290,12 @@ def test_a_person_of_few_photos_needs_the_ratio_chance_would_not_give():
     impostors = np.vstack([np.full(50, 0.97), np.full(50, 0.5)])  # one photo: others reach 0.97; two: 0.5
     assert photo_cuts("auto", null, 0.01, impostors) == pytest.approx([0.97, 0.902])
     assert photo_cuts(0.7, null, 0.01, impostors).tolist() == [0.7, 0.7]
+    assert chance_levels(impostors, [0.97, 0.5, 0.6], [1, 2, 5]).tolist() == [1.0, 1.0, 0.0]  # 5 photos: the last row
+    draws = np.random.default_rng(3).normal(size=(3, 200))
+    ratios, photos = np.array([-0.5, 0.0, 1.2, 9.0]), np.array([1, 3, 2, 7])
+    expected = [(draws[min(m, 3) - 1] >= r).mean() for r, m in zip(ratios, photos, strict=True)]
+    assert chance_levels(draws, ratios, photos) == pytest.approx(expected)
+    assert np.isnan(chance_levels(np.zeros((1, 0)), [0.9], [2])).all()  # a fixed threshold draws nothing
     feats, person = _clusters(np.random.default_rng(4), 6, 5)
     c, sums, counts = centres(feats, person, 6)
     ratios = impostor_ratios(c, sums, counts, feats, person, np.ones(30, bool), typical_within(sums, counts),

@@ -22,6 +22,7 @@ from facetrain.audit.eval_sets import EvalSet, open_eval_set
 from facetrain.audit.findings import EXCLUDABLE, Findings
 from facetrain.audit.label_checks import (
     centres,
+    chance_levels,
     eval_matches,
     impostor_ratios,
     merged_identities,
@@ -158,9 +159,11 @@ def _model_checks(f: Findings, source: AuditSource, a: DictConfig, model, eval_s
         f.seconds["embed"] += time.perf_counter() - start
         e_c, e_sums, e_counts = centres(e_feats, es.labels, len(es.people))
         matches = eval_matches(c, sums, counts, e_c, e_sums, e_counts, cuts, prior)
-        for t, p, r, s in matches:
+        photos = np.array([e_counts[p] for _, p, _, _ in matches], np.int64)
+        chance = chance_levels(impostors, [r for _, _, r, _ in matches], photos)
+        for (t, p, r, s), n, ch in zip(matches, photos, chance, strict=True):
             f.eval_overlap.append({"identity": f.classes[t], "set": es.name, "person": es.people[p], "ratio": r,
-                                   "cosine": s, "by": "embedding"})
+                                   "cosine": s, "photos": int(n), "chance": float(ch), "by": "embedding"})
     return feats
 
 
@@ -180,7 +183,7 @@ def _name_overlap(f: Findings, eval_sets: list[EvalSet]) -> None:
         for c in f.classes:
             if normalize_name(c) in people and (c, es.name) not in found:
                 f.eval_overlap.append({"identity": c, "set": es.name, "person": people[normalize_name(c)],
-                                       "ratio": None, "cosine": None, "by": "name"})
+                                       "ratio": None, "cosine": None, "photos": None, "chance": None, "by": "name"})
 
 
 def _quality(source: AuditSource) -> dict | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["centres", "eval_matches", "impostor_ratios", "merged_identities", "mislabeled_images", "nearest_other",
+__all__ = ["centres", "chance_levels", "eval_matches", "impostor_ratios", "merged_identities", "mislabeled_images", "nearest_other",
            "outlier_cut", "own_fit", "photo_cuts", "split_half_ratios", "typical_within", "within_similarity"]
 
 
@@ -244,6 +244,19 @@ def photo_cuts(threshold, null: np.ndarray, quantile: float, impostors: np.ndarr
     if impostors.shape[1] == 0:
         return np.full(photos, base)
     return np.maximum(base, np.quantile(impostors, 1 - quantile, axis=1))
+
+
+def chance_levels(impostors: np.ndarray, ratios: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    """Each match's share of `impostor_ratios` draws for its number of photos (the last row for that many and more)
+    that reach its ratio: how often someone else would score as high, to rank findings by the evidence behind them
+    (NaN without draws: a fixed `eval_threshold`)."""
+    ratios = np.asarray(ratios, np.float64)
+    if impostors.shape[1] == 0:
+        return np.full(len(ratios), np.nan)
+    rows = np.sort(impostors, axis=1)
+    m = np.clip(np.asarray(photos, np.int64), 1, len(rows)) - 1
+    below = np.array([np.searchsorted(rows[k], r, side="left") for k, r in zip(m, ratios, strict=True)], np.float64)
+    return 1.0 - below / rows.shape[1]
 
 
 def eval_matches(train_c: np.ndarray, train_sums: np.ndarray, train_counts: np.ndarray, eval_c: np.ndarray,

@@ -129,9 +129,15 @@ def _tables(f: Findings, stage: Path, min_images: int) -> None:
     _csv(stage / "mislabeled.csv", ["image", "identity", "closest_identity", "cosine_own", "cosine_closest"],
          ([f.names[i], f.classes[f.labels[i]], f.classes[o], f"{own:.4f}", f"{sim:.4f}"]
           for i, o, own, sim in sorted(f.mislabeled, key=lambda m: m[2] - m[3])))  # the widest margin first
-    _csv(stage / "eval_overlap.csv", ["identity", "eval_set", "person", "ratio", "cosine", "found_by"],
-         ([r["identity"], r["set"], r["person"], *("" if r[k] is None else f"{r[k]:.4f}" for k in ("ratio", "cosine")),
-           r["by"]] for r in f.eval_overlap))
+    _csv(stage / "eval_overlap.csv", ["identity", "eval_set", "person", "ratio", "cosine", "photos", "chance",
+                                      "found_by"],
+         ([r["identity"], r["set"], r["person"], *(_number(r[k]) for k in ("ratio", "cosine")),
+           "" if r["photos"] is None else r["photos"], _number(r["chance"]), r["by"]] for r in f.eval_overlap))
+
+
+def _number(x: float | None) -> str:
+    """A CSV cell: four decimals, or empty where there is no number (found by name; no chance without draws)."""
+    return "" if x is None or not np.isfinite(x) else f"{x:.4f}"
 
 
 def _plots(f: Findings, stage: Path, settings: dict) -> None:
