@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime
 from pathlib import Path
@@ -11,8 +12,8 @@ from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "launch_time", "register_resolvers",
-           "set_launch_time"]
+__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "job_folder", "launch_time",
+           "register_resolvers", "set_launch_time"]
 
 # Hydra finds the configs through the package (configs/ is installed as facetrain.configs).
 CONFIG_PATH = "pkg://facetrain.configs"
@@ -31,14 +32,32 @@ def set_launch_time(when: datetime) -> None:
     _LAUNCH_TIME[:] = [when]
 
 
+_JOB_FOLDER_BYTES = 120
+
+
+def job_folder(num, overrides: str) -> str:
+    """A sweep job's folder name, `<num>_<overrides>` (Hydra's override_dirname): a `/` in a value becomes `_`
+    rather than nesting folders, and a name past 120 bytes is cut and ends in 8 hex digits of the whole name's
+    hash, so jobs stay apart (a folder name holds 255 bytes; a dozen overrides or a study's floats pass that)."""
+    name = f"{num}_{overrides}".replace("/", "_").replace("\\", "_")
+    raw = name.encode()
+    if len(raw) <= _JOB_FOLDER_BYTES:
+        return name
+    digest = hashlib.blake2b(raw, digest_size=4).hexdigest()
+    return raw[:_JOB_FOLDER_BYTES - 9].decode(errors="ignore") + "-" + digest
+
+
 def register_resolvers() -> None:
     """Register facetrain's resolvers once: `${ft.frac_of:N,a,b}` = round(N * a / b); `${ft.now:FORMAT}` =
-    Hydra's `${now:FORMAT}` of the launch time, the same on every rank of a torchrun or submitit launch."""
+    Hydra's `${now:FORMAT}` of the launch time, the same on every rank of a torchrun or submitit launch;
+    `${ft.job_folder:NUM,OVERRIDES}` = `job_folder`."""
     if not OmegaConf.has_resolver("ft.frac_of"):
         OmegaConf.register_new_resolver("ft.frac_of", lambda n, a, b: int(round(float(n) * float(a) / float(b))))
     if not OmegaConf.has_resolver("ft.now"):  # cached like Hydra's now: a config copied or pickled to another
         # process (the submitit launcher's tasks) keeps the submitting process's time, so all use one directory
         OmegaConf.register_new_resolver("ft.now", lambda pattern: launch_time().strftime(pattern), use_cache=True)
+    if not OmegaConf.has_resolver("ft.job_folder"):
+        OmegaConf.register_new_resolver("ft.job_folder", job_folder)
 
 
 def abs_path(path: str | Path) -> Path:

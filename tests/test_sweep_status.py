@@ -133,3 +133,29 @@ def test_jobs_left_by_an_earlier_sweep_in_the_same_folder_do_not_count(tmp_path)
     jobs = sweep_jobs(tmp_path)
     assert [(j.dir.name, j.status) for j in jobs] == [("0_x=new", "completed"), ("1_x=killed", "unknown")]
     assert jobs[1].overrides == ["x=killed"] and "recorded no status.json" in jobs[1].reason
+
+
+def test_a_jobs_folder_name_stays_short_and_flat_whatever_its_overrides():
+    """A folder name holds 255 bytes: a study's full-precision floats or a dozen overrides passed that, and a `/`
+    in a value nested folders. Long names are cut and end in a hash of the whole, so two jobs never share one."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from facetrain.config import job_folder
+
+    assert job_folder(3, "alpha=16,loss=l2softmax") == "3_alpha=16,loss=l2softmax"  # short names as Hydra's
+    assert job_folder(0, "data.root=/a/b") == "0_data.root=_a_b"
+    many = ",".join(f"loss.m{i}=0.{i}123456789012345" for i in range(20))
+    names = {job_folder(7, many), job_folder(7, many.replace("0.1", "0.2")), job_folder(8, many)}
+    assert len(names) == 3 and all(len(n.encode()) <= 120 and n.startswith(("7_loss.m0=", "8_")) for n in names)
+    with initialize_config_module(config_module="facetrain.configs", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("train", [], RunMode.MULTIRUN)
+        overrides = [f"alpha={120 / 7}", f"seed={10**30}", f"data.root=/{'x' * 100}/{'y' * 100}",
+                     "optim.lr=0.012345678901234567"]
+        job = loader.load_sweep_config(master, overrides)
+        job.hydra.job.num = 12
+        subdir = str(job.hydra.sweep.subdir)
+    assert subdir == job_folder(12, str(job.hydra.job.override_dirname)) and "/" not in subdir
+    assert len(subdir.encode()) <= 120 and subdir.startswith("12_alpha=17.142857142857142,")

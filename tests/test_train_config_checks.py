@@ -26,6 +26,7 @@ REFUSED = [
     ("diverged_windows", 0, "diverged_windows=0 must be an integer >= 1"),
     ("nproc", 0, "nproc=0 must be an integer >= 1"),
     ("seed", -1, "seed=-1 must be an integer >= 0"),
+    ("seed", 10**30, "seed=1000000000000000000000000000000 must be an integer >= 0 and <= 4294967295"),
     ("embedding_dim", 0, "embedding_dim=0 must be an integer >= 1"),
     ("input_size", [112], "input_size=[112] must be a list of 2 integers >= 1"),
     ("device", "gpu", "device='gpu' must be auto, cpu, cuda or cuda:N"),

@@ -54,11 +54,11 @@ class Rule:
         """`an integer >= 1`, `a number in (0, 1]`, `one of auto, bf16, fp16, fp32`, `null or ...`."""
         bounds = []
         if self.above is not None:
-            bounds.append(f"> {self.above:g}")
+            bounds.append(f"> {_bound(self.above)}")
         if self.low is not None:
-            bounds.append(f">= {self.low:g}")
+            bounds.append(f">= {_bound(self.low)}")
         if self.high is not None:
-            bounds.append(f"<= {self.high:g}")
+            bounds.append(f"<= {_bound(self.high)}")
         shown = " and ".join(bounds)
         what = {
             "integer": f"an integer {shown}",
@@ -96,6 +96,11 @@ class Rule:
                 and (self.high is None or value <= self.high))
 
 
+def _bound(x: float) -> str:
+    """A limit as the user would type it: 4294967295, not 4.29497e+09."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -122,7 +127,7 @@ def _show(value) -> str:
 
 # In the order they are checked: `iterations` before the keys interpolated from it (warm-up, milestones).
 TRAIN_RULES: dict[str, Rule] = {
-    "seed": Rule("integer", "the seed of init, data order and augmentation", low=0),
+    "seed": Rule("integer", "the seed of init, data order and augmentation", low=0, high=2**32 - 1),
     "device": Rule("device", "where training runs"),
     "iterations": Rule("integer", "the training length, in iterations", low=1),
     "batch_size": Rule("integer", "images per iteration, over all ranks", low=1),
