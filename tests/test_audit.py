@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -323,3 +324,14 @@ def test_identity_pairs_are_every_close_pair_within_an_identity():
     both, both_dist = merge_pairs((pairs, dist), near_pairs(thumbs, ok, 0.2, k=3))
     assert len(both) == len({tuple(p) for p in both.tolist()}) >= len(pairs)
     assert np.allclose(both_dist, [1 - float(thumbs[i] @ thumbs[j]) for i, j in both], atol=1e-5)
+
+
+def test_the_summary_counts_the_tree_as_planted(tmp_path):
+    """Planting adds copies and splits identities off: synth.json and the printed line count the tree on disk."""
+    spec = SynthSpec(**(_SMALL | {"train_identities": 6, "faults": FaultSpec(exact_duplicates=2, merged_identities=1,
+                                                                               eval_overlap=1)}))
+    summary = write_synthetic_data(tmp_path / "synth", spec, workers=1)
+    folders = [d for d in (tmp_path / "synth" / "casia").iterdir() if d.is_dir()]
+    assert summary["train_identities"] == len(folders) == 6 + 2  # one split off, one evaluation person added
+    assert summary["train_images"] == sum(len(list(d.glob("*.jpg"))) for d in folders)
+    assert json.loads((tmp_path / "synth" / "synth.json").read_text())["train_images"] == summary["train_images"]

@@ -223,8 +223,11 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
             "lfw_images": _write_lfw(out / "lfw", spec, workers),
             "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
         }
-        if spec.faults:
+        if spec.faults:  # the counts are the tree's as planted: copies added, identities split off
             summary |= _inject_faults(out, spec)
+            folders = [d for d in (out / "casia").iterdir() if d.is_dir()]
+            summary |= {"train_images": sum(len(list(d.glob("*.jpg"))) for d in folders),
+                        "train_identities": len(folders)}
         marker.write_text(json.dumps(summary, indent=2) + "\n")
     _write_quality_files(out, spec)
     return summary | _write_optional_trees(out, spec, workers, overwrite)
