@@ -71,6 +71,21 @@ def _verify_args(args: list[str]) -> list[str]:
     return rest + ([f"inputs=[{','.join(map(quote, photos))}]"] if photos else [])
 
 
+_MODE_FLAGS = {"-m": "-m", "--multirun": "-m", "--cfg": "--cfg", "-c": "--cfg", "--info": "--info", "-i": "--info",
+               "--shell-completion": "--shell-completion", "-sc": "--shell-completion"}  # Hydra runs one of these
+
+
+def _one_mode(command: str, args: list[str]) -> None:
+    """Hydra takes one of -m, --cfg, --info: say so in a line rather than with its traceback."""
+    modes = sorted({_MODE_FLAGS[a] for i, a in enumerate(args)
+                    if a in _MODE_FLAGS and not (i > 0 and args[i - 1] in _VALUE_FLAGS)})
+    if len(modes) > 1:
+        fix = (f"--cfg and --info show one run's config: drop -m and give one value per key (facetrain {command} "
+               "--cfg job alpha=8)" if "-m" in modes else "give one of them")
+        print(f"facetrain: error: {' and '.join(modes)} cannot go together; {fix}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -84,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in apps:
         print(f"facetrain: error: unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
         raise SystemExit(2)
+    _one_mode(command, argv[1:])
     sys.argv = [f"facetrain {command}"] + _to_hydra_args(command, argv[1:])
     apps[command]()
 

@@ -132,6 +132,14 @@ def test_unknown_command_through_the_installed_script(tmp_path):
     assert proc.returncode == 2 and "unknown command 'fly'" in proc.stderr and "usage: facetrain" in proc.stderr
 
 
+def test_multirun_and_cfg_together_are_one_line(tmp_path):
+    proc = run_cli("train", "-m", "alpha=8,16", "--cfg", "job", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert _error_line(proc) == ("facetrain: error: --cfg and -m cannot go together; --cfg and --info show one run's "
+                                 "config: drop -m and give one value per key (facetrain train --cfg job alpha=8)")
+    assert run_cli("train", "--cfg", "job", "alpha=8", cwd=tmp_path).stdout.count("alpha: 8") == 1
+
+
 def test_data_synth_command(workdir):
     cwd, env = workdir
     tiny = ["synth.train_identities=3", "synth.train_min_images=2", "synth.train_max_images=3",
