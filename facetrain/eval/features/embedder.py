@@ -72,6 +72,9 @@ def _check_settings(mirror: str, fit: str, channels: int) -> None:
 
 def _embed(backbone: nn.Module, dataset: Dataset, device: torch.device, mirror: str, batch_size: int,
            num_workers: int, progress: bool) -> np.ndarray:
+    for key, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise FacetrainError(f"{key}={value!r} must be an integer >= {low}")
     backbone.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     chunks = []
