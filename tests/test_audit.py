@@ -141,7 +141,8 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
         assert (tmp_path / "audit" / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("case", ["empty", "unreadable", "setting", pytest.param("model", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["empty", "unreadable", "setting", "type", "out_file",
+                                  pytest.param("model", marks=pytest.mark.slow)])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     root = tmp_path / "data"
     tree = root / "synth" / "casia"
@@ -167,13 +168,26 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
         extra = [f"model={tmp_path / 'maps.onnx'}"]
     if case == "setting":
         extra = ["audit.near_residual=-0.1"]
+    if case == "type":
+        extra = ["audit.min_images=abc"]
+    if case == "out_file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        extra = [f"audit.out={tmp_path / 'notes.txt'}"]
     out = tmp_path / "audit"
     proc = _audit(root, out, *extra, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("facetrain: error")]
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx",
-            "setting": "audit.near_residual=-0.1: 1 - NCC once aligned from 0 to 2"}[case] in errors[0]
+            "setting": "audit.near_residual=-0.1: 1 - NCC once aligned from 0 to 2",
+            "type": "audit.min_images='abc' must be an integer >= 0",
+            "out_file": "notes.txt is a file; give a folder"}[case] in errors[0]
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
+
+
+def test_one_kind_or_evaluation_set_may_be_given_without_a_list():
+    from facetrain.audit.command import _check_settings
+
+    assert _check_settings(compose_config("data", ["audit.exclude=mislabeled"])) == ["mislabeled"]  # not its letters
 
 
 def test_nearest_other_is_each_photos_cosine_to_the_closest_other_centre():
