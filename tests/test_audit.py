@@ -27,6 +27,7 @@ from facetrain.audit.label_checks import (
 from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.faults import FaultSpec, read_faults
+from facetrain.errors import user_error_in
 
 _SMALL = dict(TINY_SPEC.__dict__ | dict(train_identities=14, image_size=(56, 48), insightface=False))
 
@@ -86,6 +87,23 @@ def test_an_identity_line_removes_the_whole_identity(tmp_path, tiny_data):
     assert "0000002" not in ds.classes and not any(n.startswith("0000002/") for n in names)
     assert "0000003/001.jpg" not in names and "0000003/002.jpg" in names
     assert ds.report()["selection"]["removed_by_exclude_list"] == len(list((tiny_data / "synth/casia/0000002").iterdir())) + 1
+
+
+def test_a_list_that_names_nothing_of_the_data_is_refused_and_a_stale_entry_warned(tmp_path, tiny_data, caplog):
+    root = tiny_data / "synth" / "casia"
+    lst = tmp_path / "exclude.tsv"
+
+    def dataset():
+        cfg = compose_config("train", ["data=folder", f"data.root={root}", "data.cache_dir=null", f"data.exclude={lst}"])
+        return instantiate(cfg.data.dataset)
+
+    lst.write_text(f"{root}/0000002/001.jpg\tduplicate\nnobody/\tmerged\n")  # absolute paths, another set's name
+    with pytest.raises(Exception) as err:  # Hydra's instantiate wraps it; user_error_in unwraps it
+        dataset()
+    assert f"none of its 2 entries names an image or identity of {root} " in str(user_error_in(err.value))
+    lst.write_text("0000002/001.jpg\tduplicate\nnobody/\tmerged\n")
+    assert "0000002/001.jpg" not in {dataset()._name(j) for j in range(len(dataset()))}
+    assert "1 of its 2 entries name nothing in this data (first: 'nobody/')" in caplog.text
 
 
 def _clusters(rng, people: int, per: int, dim: int = 32, spread: float = 0.35):
