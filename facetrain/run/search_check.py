@@ -36,8 +36,8 @@ class SearchCheckCallback(Callback):
 
 
 def check_search(config: DictConfig, config_name: str = "train") -> None:
-    """Raise FacetrainError when the search cannot work: not maximizing, nothing to search, a key the config
-    lacks, or no validation to score trials by."""
+    """Raise FacetrainError when the search cannot work: not maximizing, no trials, nothing to search, a key the
+    config lacks, or no validation to score trials by."""
     sweeper = config.hydra.sweeper
     directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
     directions = [str(d).lower().split(".")[-1] for d in directions]  # the plugin's default is an enum
@@ -45,6 +45,10 @@ def check_search(config: DictConfig, config_name: str = "train") -> None:
         raise FacetrainError(f"hydra.sweeper.direction={','.join(directions)} but facetrain's trials return a score to "
                              "maximize (val/best/<val.metric>); use a search preset (search=l2softmax_alpha, "
                              "search=optuna) or hydra.sweeper.direction=maximize")
+    for key, what in (("n_trials", "trials of the study"), ("n_jobs", "trials launched at once")):
+        value = sweeper.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise FacetrainError(f"hydra.sweeper.{key}={value} must be an integer >= 1 ({what})")
     overrides = _overrides(config)
     space = [o for o in overrides if o.is_sweep_override()]
     if not space:
