@@ -4,10 +4,12 @@ import hashlib
 
 import numpy as np
 import pytest
-from helpers import TINY_SPEC
+from helpers import TINY_SPEC, compose_config
 
 from facetrain.data import FaceFolder
 from facetrain.data.synth import SynthSpec, write_synthetic_data
+from facetrain.data.synth.command import synth
+from facetrain.data.synth.faults import FaultSpec
 from facetrain.errors import FacetrainError
 from facetrain.eval import parse_lfw_pairs
 
@@ -56,6 +58,37 @@ def test_existing_tree_with_other_settings_is_kept(tiny_data):
     with pytest.raises(FacetrainError, match="overwrite"):
         write_synthetic_data(tiny_data / "synth", other)
     assert write_synthetic_data(tiny_data / "synth", TINY_SPEC)["reused"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("synth.train_identities=0", "synth.train_identities=0 must be an integer >= 1"),  # wrote lfw alone, exit 0
+    ("synth.train_identities=abc", "synth.train_identities=abc must be an integer >= 1"),  # int()'s traceback
+    ("synth.image_size=[0,5]", r"synth.image_size\[0\]=0 must be an integer >= 1"),  # PIL's, after a half tree
+    ("synth.faults.mislabeled=-1", "synth.faults.mislabeled=-1 must be an integer >= 0"),
+    ("synth.train_max_images=2", "synth.train_max_images=2 must be >= synth.train_min_images=10"),
+    ("synth.out={tmp}/notes.txt", "notes.txt is a file; give a folder"),
+])
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, override, message):
+    (tmp_path / "notes.txt").write_text("a file")
+    cfg = compose_config("data", [f"synth.out={tmp_path / 'out'}", override.format(tmp=tmp_path)])
+    with pytest.raises(FacetrainError, match=message):
+        synth(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_or_replaced_tree_leaves_no_stale_part(tmp_path):
+    """Faults that do not fit fail after casia and lfw are rendered: none of it stays for `train` to find. A tree
+    replaced by one without faults loses the old fault list (and quality list) with the old images."""
+    small = SynthSpec(image_size=(16, 16), train_identities=8, train_min_images=3, train_max_images=3, lfw_folds=1,
+                      lfw_pairs_per_fold=1, lfw_identities_per_fold=2, lfw_max_images=2)
+    out = tmp_path / "synth"
+    with pytest.raises(FacetrainError, match="synth.faults needs"):
+        write_synthetic_data(out, SynthSpec(**(small.__dict__ | {"faults": FaultSpec(mislabeled=100)})), workers=1)
+    assert list(out.iterdir()) == []
+    write_synthetic_data(out, SynthSpec(**(small.__dict__ | {"faults": FaultSpec(exact_duplicates=2)})), workers=1)
+    assert (out / "faults").is_dir()
+    write_synthetic_data(out, small, workers=1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["casia", "lfw", "quality", "synth.json"]
 
 
 def test_a_frown_deeper_than_thin_lips_still_renders():

@@ -202,6 +202,8 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
     """
     marker = out / "synth.json"
     wanted = {"spec": _spec_dict(spec)}
+    if out.exists() and not out.is_dir():
+        raise FacetrainError(f"synth.out={out} is a file; give a folder for the synthetic trees")
     if marker.exists() and not overwrite:
         done = json.loads(marker.read_text())
         if done.get("spec") != wanted["spec"]:
@@ -213,21 +215,29 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
             if not overwrite and not marker.exists():
                 raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
                                      "synth.overwrite=true")
-            for sub in ("casia", "lfw"):
-                shutil.rmtree(out / sub, ignore_errors=True)
+            _remove_base_trees(out)  # their quality and faults lists too: kept, they would describe the old trees
             marker.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        summary = wanted | {
-            "train_images": _write_casia(out / "casia", spec, workers),
-            "train_identities": spec.train_identities,
-            "lfw_images": _write_lfw(out / "lfw", spec, workers),
-            "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
-        }
-        if spec.faults:
-            summary |= _inject_faults(out, spec)
+        try:
+            summary = wanted | {
+                "train_images": _write_casia(out / "casia", spec, workers),
+                "train_identities": spec.train_identities,
+                "lfw_images": _write_lfw(out / "lfw", spec, workers),
+                "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
+            }
+            if spec.faults:
+                summary |= _inject_faults(out, spec)
+        except BaseException:  # no half tree a later `facetrain train` (data=synth) would take as written
+            _remove_base_trees(out)
+            raise
         marker.write_text(json.dumps(summary, indent=2) + "\n")
     _write_quality_files(out, spec)
     return summary | _write_optional_trees(out, spec, workers, overwrite)
+
+
+def _remove_base_trees(out: Path) -> None:
+    for sub in ("casia", "lfw", "quality", "faults"):
+        shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def _inject_faults(out: Path, spec: SynthSpec) -> dict:
