@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from facetrain.atomic import atomic_write
+from facetrain.atomic import atomic_write, check_apart
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.images.image_io import ImageReadError, decode_image, read_image
@@ -74,6 +75,10 @@ class _ShardWriter:
             self._file = None
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (112, 96), fit: str = "resize",
               workers: int = 2, shard_mb: float = 1024, overwrite: bool = False, progress: bool = True,
               chunk: int = 256) -> dict:
@@ -93,6 +98,11 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
     """
     if fmt not in PACK_FORMATS:
         raise FacetrainError(f"pack.format={fmt!r} is not known; use one of {', '.join(PACK_FORMATS)}")
+    if not isinstance(size, Sequence) or len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size):
+        raise FacetrainError(f"pack.size={size} must be [height, width], integers >= 1 (the training input_size)")
+    if isinstance(shard_mb, bool) or not isinstance(shard_mb, int | float) or not shard_mb > 0:
+        raise FacetrainError(f"pack.shard_mb={shard_mb} must be a number above 0 (the shard file size in MiB)")
+    check_apart(src, out, "pack")
     src, out = src.resolve(), out.resolve()
     if out.exists():
         if not overwrite:
@@ -141,8 +151,8 @@ def _write_pack(tmp: Path, src: Path, tree, fmt: str, size: tuple[int, int], fit
 def pack(cfg: DictConfig) -> dict:
     """The `pack` data action (configs/data.yaml `pack:` section)."""
     p = cfg.pack
-    meta = pack_tree(abs_path(p.src), abs_path(p.out), str(p.format), (int(p.size[0]), int(p.size[1])), str(p.fit),
-                     int(p.workers), float(p.shard_mb), bool(p.overwrite), bool(p.progress))
+    meta = pack_tree(abs_path(p.src), abs_path(p.out), str(p.format), p.size, str(p.fit),
+                     int(p.workers), p.shard_mb, bool(p.overwrite), bool(p.progress))
     print(f"packed {meta['images']} images of {len(meta['classes'])} identities into {abs_path(p.out)} "
           f"({meta['format']}, {len(meta['shards'])} shard(s), {meta['bytes'] / 2**20:.0f} MiB); "
           f"{len(meta['bad'])} unreadable files skipped")
