@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facetrain.backbones.base import Backbone
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.errors import FacetrainError
 from facetrain.export_parity import Parity, measure_parity, parity_crops
 from facetrain.models.model_card import alignment_entry, write_card
@@ -157,9 +157,7 @@ _RANGES = {"parity_cosine": (-1.0, 1.0, "the lowest cosine allowed between a cro
 
 def _check_settings(cfg: DictConfig) -> None:
     """The parity check's settings, before anything is loaded: a bad one would otherwise blame the export."""
-    batch = cfg.parity_batch
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise FacetrainError(f"parity_batch={batch} must be an integer >= 1 (crops in the parity batch)")
+    check_count("parity_batch", cfg.parity_batch, 1, "crops in the parity batch")
     for key, (low, high, what) in _RANGES.items():
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:

@@ -94,7 +94,8 @@ def test_a_list_that_names_nothing_of_the_data_is_refused_and_a_stale_entry_warn
     lst = tmp_path / "exclude.tsv"
 
     def dataset():
-        cfg = compose_config("train", ["data=folder", f"data.root={root}", "data.cache_dir=null", f"data.exclude={lst}"])
+        cfg = compose_config("train", ["data=folder", f"data.root={root}", "data.cache_dir=null",
+                                       f"data.exclude={lst}"])
         return instantiate(cfg.data.dataset)
 
     lst.write_text(f"{root}/0000002/001.jpg\tduplicate\nnobody/\tmerged\n")  # absolute paths, another set's name

@@ -77,7 +77,7 @@ def test_a_file_that_is_no_model_and_head_of_a_foreign_model_are_refused(arc_fil
 
 
 @pytest.mark.parametrize("content, why", [
-    (b"model=runs/train/RUN\n", "not a PyTorch checkpoint"),  # a text file: torch's error is lines of weights_only advice
+    (b"model=runs/train/RUN\n", "not a PyTorch checkpoint"),  # a text file: torch says lines of weights_only advice
     (b"", "empty, cut short or damaged"),
     ("cut", "empty, cut short or damaged"),  # the first 2 kB of a real checkpoint
 ])

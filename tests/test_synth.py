@@ -62,7 +62,7 @@ def test_existing_tree_with_other_settings_is_kept(tiny_data):
 
 @pytest.mark.parametrize("override, message", [
     ("synth.train_identities=0", "synth.train_identities=0 must be an integer >= 1"),  # wrote lfw alone, exit 0
-    ("synth.train_identities=abc", "synth.train_identities=abc must be an integer >= 1"),  # int()'s traceback
+    ("synth.train_identities=abc", "synth.train_identities='abc' must be an integer >= 1"),  # int()'s traceback
     ("synth.image_size=[0,5]", r"synth.image_size\[0\]=0 must be an integer >= 1"),  # PIL's, after a half tree
     ("synth.faults.mislabeled=-1", "synth.faults.mislabeled=-1 must be an integer >= 0"),
     ("synth.train_max_images=2", "synth.train_max_images=2 must be >= synth.train_min_images=10"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.errors import FacetrainError
 from facetrain.eval.tables import format_table, markdown_table
 from facetrain.report.benchmarks import BenchmarkTable, benchmark_tables
@@ -75,10 +75,7 @@ def _check_settings(cfg: DictConfig, runs: list[RunRecord]) -> None:
     if x and not any(str(x) in r.overrides or r.number(f"train/{x}") is not None for r in runs):
         raise FacetrainError(f"x={x}: no run sets it (or logs train/{x}); choose an override key, e.g. one the "
                              f"runs vary: {', '.join(varying_keys(runs)) or 'none varies'}")
-    samples = cfg.get("analysis_samples", 500)
-    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-        raise FacetrainError(f"analysis_samples={samples} must be an integer >= 1 (images each checkpoint analysis "
-                             "embeds)")
+    check_count("analysis_samples", cfg.get("analysis_samples", 500), 1, "images each checkpoint analysis embeds")
     if cfg.out and abs_path(cfg.out).exists() and not abs_path(cfg.out).is_dir():
         raise FacetrainError(f"out={abs_path(cfg.out)} is a file; give a folder for report.md, report.csv and the "
                              "plots")

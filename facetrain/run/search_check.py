@@ -15,6 +15,7 @@ from hydra.core.override_parser.types import Override
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from facetrain.config import check_count
 from facetrain.errors import FacetrainError
 
 __all__ = ["SearchCheckCallback", "check_search"]
@@ -45,10 +46,8 @@ def check_search(config: DictConfig, config_name: str = "train") -> None:
         raise FacetrainError(f"hydra.sweeper.direction={','.join(directions)} but facetrain's trials return a score to "
                              "maximize (val/best/<val.metric>); use a search preset (search=l2softmax_alpha, "
                              "search=optuna) or hydra.sweeper.direction=maximize")
-    for key, what in (("n_trials", "trials of the study"), ("n_jobs", "trials launched at once")):
-        value = sweeper.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise FacetrainError(f"hydra.sweeper.{key}={value} must be an integer >= 1 ({what})")
+    check_count("hydra.sweeper.n_trials", sweeper.get("n_trials"), 1, "trials of the study")
+    check_count("hydra.sweeper.n_jobs", sweeper.get("n_jobs"), 1, "trials launched at once")
     overrides = _overrides(config)
     space = [o for o in overrides if o.is_sweep_override()]
     if not space:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from facetrain.atomic import atomic_write, check_apart
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.images.image_io import ImageReadError, decode_image, read_image
 from facetrain.errors import FacetrainError
@@ -75,10 +75,6 @@ class _ShardWriter:
             self._file = None
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (112, 96), fit: str = "resize",
               workers: int = 2, shard_mb: float = 1024, overwrite: bool = False, progress: bool = True,
               chunk: int = 256) -> dict:
@@ -98,8 +94,10 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
     """
     if fmt not in PACK_FORMATS:
         raise FacetrainError(f"pack.format={fmt!r} is not known; use one of {', '.join(PACK_FORMATS)}")
-    if not isinstance(size, Sequence) or len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size):
-        raise FacetrainError(f"pack.size={size} must be [height, width], integers >= 1 (the training input_size)")
+    if not isinstance(size, Sequence) or len(size) != 2:
+        raise FacetrainError(f"pack.size={size} must be [height, width] (the training input_size)")
+    for k, side in enumerate(size):
+        check_count(f"pack.size[{k}]", side, 1, "the crops' height and width")
     if isinstance(shard_mb, bool) or not isinstance(shard_mb, int | float) or not shard_mb > 0:
         raise FacetrainError(f"pack.shard_mb={shard_mb} must be a number above 0 (the shard file size in MiB)")
     check_apart(src, out, "pack")

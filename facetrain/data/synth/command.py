@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.data.synth.faults import FaultSpec
 from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
 from facetrain.errors import FacetrainError
@@ -26,10 +26,8 @@ def _check_settings(s: DictConfig) -> None:
     counts |= {f"faults.{k}": v for k, v in (s.get("faults") or {}).items()}
     counts |= {"image_size[0]": size[0], "image_size[1]": size[1]}
     for key, value in counts.items():
-        low = _AT_LEAST.get(key, 1 if key.startswith("image_size") else 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise FacetrainError(f"synth.{key}={value} must be an integer >= {low} (configs/synth/default.yaml says "
-                                 "what each key means)")
+        check_count(f"synth.{key}", value, _AT_LEAST.get(key, 1 if key.startswith("image_size") else 0),
+                    "configs/synth/default.yaml says what each key means")
     if s.jpeg_quality > 100:
         raise FacetrainError(f"synth.jpeg_quality={s.jpeg_quality} must be at most 100")
     if s.train_max_images < s.train_min_images:
