@@ -10,6 +10,9 @@ from facetrain.data import FaceFolder
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.command import synth
 from facetrain.data.synth.faults import FaultSpec
+from facetrain.data.synth.ijba_tree import _write_split
+from facetrain.data.synth.trees import lfw_pairs
+from facetrain.data.synth.ytf_tree import _split_pairs
 from facetrain.errors import FacetrainError
 from facetrain.eval import parse_lfw_pairs
 
@@ -89,6 +92,19 @@ def test_a_failed_or_replaced_tree_leaves_no_stale_part(tmp_path):
     assert (out / "faults").is_dir()
     write_synthetic_data(out, small, workers=1, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["casia", "lfw", "quality", "synth.json"]
+
+
+def test_few_people_stop_or_take_every_pair_instead_of_drawing_forever(tmp_path):
+    """Settings with fewer different-person pairs than asked for drew forever (`facetrain data synth` hung): LFW and
+    YTF stop in one line, IJB-A takes every impostor pair there is (as IJB-C did)."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(FacetrainError, match="fold 1 has only 16 mismatched pairs; raise lfw_identities_per_fold"):
+        lfw_pairs({"a": 8, "b": 2}, [["a", "b"]], 20, rng)  # 29 matched pairs, 8 x 2 mismatched
+    with pytest.raises(FacetrainError, match="only 16 different-person video pairs; raise ytf_identities_per_split"):
+        _split_pairs(["a", "b"], {"a": 8, "b": 2}, 20, rng)
+    media = [[(10 * s + k, [(f"img/{10 * s + k}.jpg", None, (0.0, 0.0, 8.0, 8.0), 0.0)]) for k in range(3)]
+             for s in range(12)]  # synth.ijba_subjects=12: 4 test subjects x 3 probe templates
+    assert _write_split(tmp_path, 1, media, 3, 5, rng) == {"genuine": 12, "impostor": 66 - 12}
 
 
 def test_a_frown_deeper_than_thin_lips_still_renders():

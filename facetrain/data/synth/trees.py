@@ -114,6 +114,12 @@ def _run_tasks(workers: int, fn: Callable, tasks: list, total: int, desc: str) -
     return results
 
 
+def _cross_pairs(counts: list[int]) -> int:
+    """How many pairs of items of different groups there are, for groups of these sizes."""
+    total = sum(counts)
+    return (total * total - sum(c * c for c in counts)) // 2
+
+
 def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator
               ) -> list[tuple]:
     """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2)."""
@@ -123,6 +129,9 @@ def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: 
         if len(matched) < n:
             raise FacetrainError(f"fold {fold + 1} has only {len(matched)} matched pairs; raise lfw_max_images")
         chosen = sorted(matched[k] for k in rng.choice(len(matched), n, replace=False))
+        possible = _cross_pairs([counts[a] for a in names])
+        if possible < n:  # the draw below would never end
+            raise FacetrainError(f"fold {fold + 1} has only {possible} mismatched pairs; raise lfw_identities_per_fold")
         mismatched: set[tuple] = set()
         while len(mismatched) < n:
             a, b = rng.choice(len(names), 2, replace=False)
