@@ -84,6 +84,9 @@ def test_a_failed_or_replaced_tree_leaves_no_stale_part(tmp_path):
     replaced by one without faults loses the old fault list (and quality list) with the old images."""
     small = SynthSpec(image_size=(16, 16), train_identities=8, train_min_images=3, train_max_images=3, lfw_folds=1,
                       lfw_pairs_per_fold=1, lfw_identities_per_fold=2, lfw_max_images=2)
+    (tmp_path / "mine" / "casia").mkdir(parents=True)  # someone's own data: overwrite=true is no plain advice
+    with pytest.raises(FacetrainError, match=r"choose another synth.out, or, if .* cut short, .* deletes the folders"):
+        write_synthetic_data(tmp_path / "mine", small)
     out = tmp_path / "synth"
     with pytest.raises(FacetrainError, match="synth.faults needs"):
         write_synthetic_data(out, SynthSpec(**(small.__dict__ | {"faults": FaultSpec(mislabeled=100)})), workers=1)

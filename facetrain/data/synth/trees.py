@@ -222,8 +222,9 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
     else:
         if out.exists() and (overwrite or any(out.iterdir())):
             if not overwrite and not marker.exists():
-                raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
-                                     "synth.overwrite=true")
+                raise FacetrainError(f"{out} exists and is not a finished synthetic tree (no synth.json): choose "
+                                     "another synth.out, or, if it is a synthesis cut short, pass synth.overwrite=true "
+                                     "(it deletes the folders casia, lfw, quality and faults in it)")
             _remove_base_trees(out)  # their quality and faults lists too: kept, they would describe the old trees
             marker.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
