@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_curve
 from helpers import compose_config
+from sklearn.metrics import roc_curve
 from sklearn.svm import SVC
 
 from facetrain.errors import FacetrainError
