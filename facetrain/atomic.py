@@ -1,4 +1,5 @@
-"""atomic_write: write a file (or folder) under a temporary name and rename it, so no reader sees half of it."""
+"""atomic_write: write a file (or folder) under a temporary name and rename it, so no reader sees half of it;
+check_apart: an output that replaces a folder must not be (or hold) its input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+from facetrain.errors import FacetrainError
+
+__all__ = ["atomic_write", "check_apart"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -37,3 +40,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_apart(src: Path, out: Path, section: str) -> None:
+    """Refuse `out` when it is `src` or a folder above it: replacing it (overwrite=true) would delete the input."""
+    src, out = Path(src).resolve(), Path(out).resolve()
+    if out == src or out in src.parents:
+        raise FacetrainError(f"{section}.out={out} {'is' if out == src else 'holds'} {section}.src={src}; replacing "
+                             f"it would delete the input: choose another {section}.out")

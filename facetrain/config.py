@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "job_folder", "launch_time",
+__all__ = ["CONFIG_PATH", "ALPHA_WORDS", "abs_path", "check_alpha", "check_count", "job_folder", "launch_time",
            "register_resolvers", "set_launch_time"]
 
 # Hydra finds the configs through the package (configs/ is installed as facetrain.configs).
@@ -83,6 +83,14 @@ def check_alpha(alpha) -> float | str:
     if alpha <= 0:
         raise FacetrainError(f"alpha={alpha} must be > 0 (it is the radius of the feature hypersphere)")
     return float(alpha)
+
+
+def check_count(key: str, value, low: int = 0, meaning: str = "") -> int:
+    """`value` when it is an integer >= `low`; else one line naming `key`, the value and what it takes (a count
+    set on the command line reaches a command as any type: a word, a float, a list)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise FacetrainError(f"{key}={value!r} must be an integer >= {low}" + (f" ({meaning})" if meaning else ""))
+    return value
 
 
 register_resolvers()

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facetrain.backbones.base import Backbone
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.errors import FacetrainError
 from facetrain.export_parity import Parity, measure_parity, parity_crops
 from facetrain.models.model_card import alignment_entry, write_card
@@ -151,6 +151,28 @@ def _check_parity(cfg: DictConfig, backbone: Backbone, exported_file: Path, fmt:
     return parity
 
 
+_RANGES = {"parity_cosine": (-1.0, 1.0, "the lowest cosine allowed between a crop's exported and PyTorch embeddings"),
+           "tolerance": (0.0, float("inf"), "the largest max|difference| / max|embedding| allowed")}
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """The parity check's settings, before anything is loaded: a bad one would otherwise blame the export."""
+    check_count("parity_batch", cfg.parity_batch, 1, "crops in the parity batch")
+    for key, (low, high, what) in _RANGES.items():
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            bounds = f"from {low:g} to {high:g}" if high < float("inf") else f">= {low:g}"
+            raise FacetrainError(f"{key}={value} must be a number {bounds} ({what})")
+
+
+def _check_out(out: Path, name: str) -> None:
+    if out.is_dir():
+        raise FacetrainError(f"out={out} is a folder; give the file to write, e.g. out={out / name}")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise FacetrainError(f"out={out}: {blocked} is a file, not a folder; give out= in a folder")
+
+
 def export_from_config(cfg: DictConfig) -> Path:
     """The `facetrain export` command: checkpoint -> backbone -> file + model card, after the parity check.
 
@@ -167,7 +189,10 @@ def export_from_config(cfg: DictConfig) -> Path:
     fmt = str(cfg.format)
     if fmt not in EXPORT_FORMATS:
         raise FacetrainError(f"format={fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
+    _check_settings(cfg)
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
+    out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
+    _check_out(out, default_export_path(checkpoint, fmt).name)
     trained = load_embedder(checkpoint)
     backbone = trained.embedder.eval()
     if not isinstance(backbone, Backbone):
@@ -175,7 +200,6 @@ def export_from_config(cfg: DictConfig) -> Path:
                              "or an arcface_torch backbone.pth")
     state = load_checkpoint(checkpoint, mmap=True)
     trained_cfg = OmegaConf.create(state["config"]) if is_facetrain_state(state) else None
-    out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
     try:
         export_backbone(backbone, fmt, tmp)

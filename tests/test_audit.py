@@ -29,6 +29,7 @@ from facetrain.audit.label_checks import (
 from facetrain.data.formats.rec_convert import folder_to_rec
 from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.faults import FaultSpec, read_faults
+from facetrain.errors import user_error_in
 
 _SMALL = dict(TINY_SPEC.__dict__ | dict(train_identities=14, image_size=(56, 48), insightface=False))
 
@@ -90,6 +91,24 @@ def test_an_identity_line_removes_the_whole_identity(tmp_path, tiny_data):
     assert ds.report()["selection"]["removed_by_exclude_list"] == len(list((tiny_data / "synth/casia/0000002").iterdir())) + 1
 
 
+def test_a_list_that_names_nothing_of_the_data_is_refused_and_a_stale_entry_warned(tmp_path, tiny_data, caplog):
+    root = tiny_data / "synth" / "casia"
+    lst = tmp_path / "exclude.tsv"
+
+    def dataset():
+        cfg = compose_config("train", ["data=folder", f"data.root={root}", "data.cache_dir=null",
+                                       f"data.exclude={lst}"])
+        return instantiate(cfg.data.dataset)
+
+    lst.write_text(f"{root}/0000002/001.jpg\tduplicate\nnobody/\tmerged\n")  # absolute paths, another set's name
+    with pytest.raises(Exception) as err:  # Hydra's instantiate wraps it; user_error_in unwraps it
+        dataset()
+    assert f"none of its 2 entries names an image or identity of {root} " in str(user_error_in(err.value))
+    lst.write_text("0000002/001.jpg\tduplicate\nnobody/\tmerged\n")
+    assert "0000002/001.jpg" not in {dataset()._name(j) for j in range(len(dataset()))}
+    assert "1 of its 2 entries name nothing in this data (first: 'nobody/')" in caplog.text
+
+
 def _clusters(rng, people: int, per: int, dim: int = 32, spread: float = 0.35):
     """Unit embeddings of `people` well separated people, `per` images each, labels = person."""
     centre = rng.normal(size=(people, dim))
@@ -146,7 +165,8 @@ def test_audit_with_a_model_writes_every_file(tmp_path):
         assert (tmp_path / "audit" / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize("case", ["empty", "unreadable", "setting", pytest.param("model", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["empty", "unreadable", "setting", "type", "out_file",
+                                  pytest.param("model", marks=pytest.mark.slow)])
 def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
     root = tmp_path / "data"
     tree = root / "synth" / "casia"
@@ -172,13 +192,26 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, case):
         extra = [f"model={tmp_path / 'maps.onnx'}"]
     if case == "setting":
         extra = ["audit.near_residual=-0.1"]
+    if case == "type":
+        extra = ["audit.min_images=abc"]
+    if case == "out_file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        extra = [f"audit.out={tmp_path / 'notes.txt'}"]
     out = tmp_path / "audit"
     proc = _audit(root, out, *extra, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("facetrain: error")]
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert {"empty": "no images found", "unreadable": "can be decoded", "model": "maps.onnx",
-            "setting": "audit.near_residual=-0.1: 1 - NCC once aligned from 0 to 2"}[case] in errors[0]
+            "setting": "audit.near_residual=-0.1: 1 - NCC once aligned from 0 to 2",
+            "type": "audit.min_images='abc' must be an integer >= 0",
+            "out_file": "notes.txt is a file; give a folder"}[case] in errors[0]
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".hydra" and not p.suffix == ".log"]
+
+
+def test_one_kind_or_evaluation_set_may_be_given_without_a_list():
+    from facetrain.audit.command import _check_settings
+
+    assert _check_settings(compose_config("data", ["audit.exclude=mislabeled"])) == ["mislabeled"]  # not its letters
 
 
 def test_nearest_other_is_each_photos_cosine_to_the_closest_other_centre():

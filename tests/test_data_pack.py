@@ -1,5 +1,7 @@
 """Packs: folder and pack loaders give identical tensors for the same indices; the pack command's checks."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,15 @@ def test_raw_pack_shards_and_selection(tree, tmp_path):
     assert np.bincount(packed.labels).tolist() == [5, 5]
     with pytest.raises(FacetrainError, match="exists"):
         pack_tree(tree, tmp_path / "pack", "raw", progress=False)
+    copy = shutil.copytree(tree, tmp_path / "copy")
+    for out in (copy, tmp_path):  # overwrite=true removed the images, then found none to pack
+        with pytest.raises(FacetrainError, match=r"pack.out=.* (is|holds) pack.src=.* would delete the input"):
+            pack_tree(copy, out, "raw", overwrite=True, progress=False)
+    assert sorted(copy.rglob("*")) == sorted(copy / p.relative_to(tree) for p in tree.rglob("*"))
+    for size, shard_mb, message in (((0, 24), 1, r"pack.size\[0\]=0 must be an integer >= 1"),
+                                    ((28, 24), 0, "shard_mb=0 must be")):
+        with pytest.raises(FacetrainError, match=message):  # a traceback; a shard per image
+            pack_tree(tree, tmp_path / "other", "raw", size, shard_mb=shard_mb, progress=False)
     with pytest.raises(FacetrainError, match="not a pack"):
         PackedFaces(tree)
 

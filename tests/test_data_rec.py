@@ -194,6 +194,11 @@ def test_convert_round_trip_through_the_data_action(tree, tmp_path):
         convert(tree, tmp_path / "rec")
     with pytest.raises(FacetrainError, match="neither an insightface pack"):
         convert(tmp_path / "rec" / "property", tmp_path / "x")
+    cfg = compose_config("data", ["action=convert", f"convert.src={tmp_path / 'back'}", f"convert.out={tmp_path}",
+                                  "convert.overwrite=true", "convert.progress=false"])
+    with pytest.raises(FacetrainError, match="convert.out=.* holds convert.src=.* would delete the input"):
+        instantiate(cfg.actions[cfg.action])(cfg)  # it removed the input, then failed reading it
+    assert _files(tmp_path / "back") == original
 
 
 def test_a_zoo_pack_becomes_identity_folders(tmp_path):

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from facetrain.errors import FacetrainError
 from facetrain.eval.features.checks import check_features
-from facetrain.eval.features.file import Features, save_features
+from facetrain.eval.features.file import Features, load_features, save_features
 from facetrain.eval.protocols.lfw import parse_lfw_pairs
 
 
@@ -65,6 +65,14 @@ def test_all_equal_features_are_refused(lfw_features, tmp_path, tiny_data):
     line = _one_error_line(_eval_features(tmp_path, tiny_data, path))
     assert str(path) in line and f"all {len(paths)} rows the protocol uses are identical up to scale" in line
     assert "every pair would get the same score" in line
+
+
+def test_a_file_of_pickled_objects_is_refused_without_advice_to_unpickle_it(tmp_path):
+    path = tmp_path / "features.npz"
+    np.savez(path, features=np.zeros((2, 3), np.float32), paths=np.array(["a.jpg", None], dtype=object))
+    with pytest.raises(FacetrainError, match="it holds pickled objects, not plain arrays.*an .npz of arrays") as err:
+        load_features(path)
+    assert "allow_pickle" not in str(err.value)  # numpy's message suggests loading it unsafely
 
 
 def test_all_zero_features_are_refused(lfw_features, tmp_path, tiny_data):

@@ -48,6 +48,8 @@ def test_channels_1_feeds_grey_images_to_a_1_channel_model(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"channels": 2}, "channels=2 is not supported; use 3 .* or 1"),
     ({"fit": "squash"}, "fit='squash' is not known; use one of resize, crop"),
+    ({"batch_size": 0}, "batch_size=0 must be an integer >= 1"),
+    ({"num_workers": "two"}, "num_workers='two' must be an integer >= 0"),
 ])
 def test_bad_settings_fail_before_any_image_is_read(tmp_path, kwargs, message):
     with pytest.raises(FacetrainError, match=message):

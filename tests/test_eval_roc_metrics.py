@@ -95,3 +95,9 @@ def test_k_zero_rules_and_rounding():
 def test_one_class_only_is_an_error():
     with pytest.raises(FacetrainError, match="genuine and impostor"):
         tar_at_far(np.ones(5, bool), np.arange(5.0), 0.1)
+
+
+@pytest.mark.parametrize("far", [0.0, 2.0, float("nan")])
+def test_a_far_outside_0_1_is_an_error_not_a_tar(far):
+    with pytest.raises(FacetrainError, match="is not a rate; give protocol.fars in"):
+        tar_at_far(np.arange(6) % 2 == 0, np.arange(6.0), far)

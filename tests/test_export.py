@@ -92,10 +92,20 @@ def test_export_onnx_next_to_the_run_by_default(trained_run):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_export_refuses_a_bad_format(trained_run):
-    cfg = compose_config("export", [f"model={trained_run}", "format=tflite"])
-    with pytest.raises(FacetrainError, match="format='tflite' is not one of torchscript, onnx"):
+@pytest.mark.parametrize("override, message", [
+    ("format=tflite", "format='tflite' is not one of torchscript, onnx"),
+    ("parity_batch=0", "parity_batch=0 must be an integer >= 1"),  # was torch.stack's traceback
+    ("parity_cosine=2", "parity_cosine=2 must be a number from -1 to 1"),  # was blamed on the export
+    ("tolerance=-1", "tolerance=-1 must be a number >= 0"),
+    ("out={tmp}", "is a folder; give the file to write, e.g. out=.*backbone.pt"),  # was a traceback
+    ("out={tmp}/notes.txt/b.pt", "notes.txt is a file, not a folder"),
+])
+def test_export_refuses_bad_settings_before_writing(trained_run, tmp_path, override, message):
+    (tmp_path / "notes.txt").write_text("a file")
+    cfg = compose_config("export", [f"model={trained_run}", override.format(tmp=tmp_path)])
+    with pytest.raises(FacetrainError, match=message):
         export_from_config(cfg)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_default_export_path_is_inside_the_run_directory():

@@ -76,6 +76,19 @@ def test_a_file_that_is_no_model_and_head_of_a_foreign_model_are_refused(arc_fil
         load_embedder(arc_file[1], "head")
 
 
+@pytest.mark.parametrize("content, why", [
+    (b"model=runs/train/RUN\n", "not a PyTorch checkpoint"),  # a text file: torch says lines of weights_only advice
+    (b"", "empty, cut short or damaged"),
+    ("cut", "empty, cut short or damaged"),  # the first 2 kB of a real checkpoint
+])
+def test_a_file_that_cannot_be_loaded_is_one_line_saying_why(arc_file, tmp_path, content, why):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(arc_file[1].read_bytes()[:2000] if content == "cut" else content)
+    with pytest.raises(FacetrainError, match=why) as err:
+        load_embedder(bad)
+    assert "\n" not in str(err.value) and "give a run directory" in str(err.value)
+
+
 def test_onnx_float_nhwc_with_a_fixed_batch_is_normalized_and_chunked(tmp_path):
     """A hand-made graph: float32 [1, 8, 6, 3] NHWC -> the mean over H and W (what a face model's input looks like)."""
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'facetrain[export]')")

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+from helpers import compose_config
 from sklearn.metrics import roc_curve
 from sklearn.svm import SVC
 
 from facetrain.errors import FacetrainError
-from facetrain.eval import best_threshold, held_out_scores, kfold_accuracy, parse_lfw_pairs
+from facetrain.eval import best_threshold, evaluate_lfw, held_out_scores, kfold_accuracy, parse_lfw_pairs
 
 
 def test_real_pairs_file(protocols):
@@ -36,6 +37,12 @@ def _write(tmp_path, text):
 def test_malformed_pairs_name_file_and_line(tmp_path, text, where):
     with pytest.raises(FacetrainError, match=where):
         parse_lfw_pairs(_write(tmp_path, text))
+
+
+def test_a_missing_evaluation_folder_is_named_rather_than_its_pairs_file(tmp_path):
+    cfg = compose_config("eval", ["protocol=lfw", f"data.root={tmp_path / 'nope'}", f"run_dir={tmp_path / 'out'}"])
+    with pytest.raises(FacetrainError, match=f"data.root={tmp_path / 'nope'} is not a folder; point it at the LFW"):
+        evaluate_lfw(cfg)
 
 
 def test_crlf_and_trailing_blank_lines(tmp_path):

@@ -123,6 +123,15 @@ def test_bad_input_is_one_sentence(tmp_path):
     (tmp_path / "bad" / "metrics.json").write_text("{not json")
     with pytest.raises(FacetrainError, match="metrics.json is not valid JSON"):
         _report(f"dirs=[{tmp_path / 'bad'}]")
+    good = _fake_run(tmp_path / "good", 0, ["alpha=8"], {"train/acc": 0.5})
+    with pytest.raises(FacetrainError, match="x=aplha: no run sets it .* one the runs vary: none varies"):
+        _report(f"dirs=[{good}]", "x=aplha")  # a misspelt axis drew a plot of '(not set)'
+    with pytest.raises(FacetrainError, match="analysis_samples=-1 must be an integer >= 1"):
+        _report(f"dirs=[{good}]", "analysis_samples=-1")
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(FacetrainError, match="notes.txt is a file; give a folder"):
+        _report(f"dirs=[{good}]", f"out={tmp_path / 'notes.txt'}")
+    assert not (good / "report.md").exists()
 
 
 def test_a_report_failure_is_one_line_and_never_raises(tmp_path, capsys):

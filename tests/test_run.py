@@ -12,6 +12,7 @@ from facetrain.errors import FacetrainError
 from facetrain.models.face_model import FaceModel
 from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import checkpoint_path, resolve_checkpoint, run_of_checkpoint
+from facetrain.run.device import pick_device
 from facetrain.train import train
 
 
@@ -70,6 +71,11 @@ def test_checkpoint_paths_and_resolution(train_cfg, tmp_path):
     assert trained.iteration == 2 and trained.preprocessing.input_size == (112, 96)
     with pytest.raises(FacetrainError, match="embedding="):
         load_embedder(last, "loss")
+
+
+def test_a_device_torch_does_not_know_is_one_line():
+    with pytest.raises(FacetrainError, match="device=tpu is not a device; use auto, cpu, cuda or cuda:N"):
+        pick_device("tpu")
 
 
 def test_eval_embeds_a_model_the_way_it_was_trained(tiny_data, train_cfg, tmp_path):

@@ -16,6 +16,7 @@ SHRINK = ["device=cpu", "iterations=2", "batch_size=8", "log_every=1", "data.num
     (["search=cosface_margin", "loss=softmax"], "the search space names loss.margin, which the config lacks (loss "
                                                 "has: bias, sample_rate)"),
     (["search=l2softmax_alpha", "val.every=0"], "validation is off (val.every=0)"),
+    (["search=l2softmax_alpha", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials=0 must be an integer >= 1"),
 ])
 def test_a_search_that_cannot_work_is_one_line_before_any_trial(tmp_path, tiny_data, space, expected):
     proc = run_cli("train", "-m", *SHRINK[:-1], *space, cwd=tmp_path, env={"FACETRAIN_DATA": str(tiny_data)},

@@ -180,6 +180,11 @@ def test_bad_inputs_are_one_line_each(run, faces, tmp_path):
                     f"model {tmp_path / 'nope'} does not exist")
     _one_line_error(_verify(tmp_path, face, face, f"model={bare}", "aligned=true", check=False),
                     f"{bare / 'calibration.json'} does not exist", f"facetrain eval lfw model={bare}")
+    for setting, message in (("far=abc", "far='abc' must be a false accept rate between 0 and 1"),  # tracebacks
+                             ("batch_size=abc", "batch_size='abc' must be an integer >= 1"),
+                             (f"out={tmp_path}", f"out={tmp_path} is a folder; give the CSV file"),
+                             ("top_k=0", "top_k=0 must be an integer >= 1")):  # listed no identity
+        _one_line_error(_verify(tmp_path, face, face, f"model={run}", setting, check=False), message)
 
 
 @pytest.mark.slow

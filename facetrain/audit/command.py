@@ -37,6 +37,7 @@ from facetrain.audit.report import write_report
 from facetrain.audit.source import AuditSource, open_source, scan
 from facetrain.config import abs_path
 from facetrain.errors import FacetrainError
+from facetrain.train.config_checks import Rule, check_rules
 
 __all__ = ["audit"]
 
@@ -45,7 +46,10 @@ log = logging.getLogger(__name__)
 
 def _out_dir(a: DictConfig) -> Path:
     if a.get("out"):
-        return abs_path(a.out)
+        out = abs_path(a.out)
+        if out.exists() and not out.is_dir():
+            raise FacetrainError(f"audit.out={out} is a file; give a folder for the audit's files")
+        return out
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
@@ -53,9 +57,33 @@ def _out_dir(a: DictConfig) -> Path:
 
 _RANGES = {"near_distance": "a thumbnail cosine distance", "near_distance_model": "a thumbnail cosine distance",
            "near_residual": "1 - NCC once aligned"}  # each from 0 to 2
+_RULES = {f"audit.{key}": rule for key, rule in {
+    "min_images": Rule("integer", "identities with fewer images are marked", low=0),
+    "exact_search_limit": Rule("integer", "up to this many images the near search is exact", low=0),
+    "merge_threshold": Rule("number", "the cross to own similarity ratio of one person under two names",
+                            words=("auto",)),
+    "merge_quantile": Rule("number", "auto's share of people split in two that the cut may miss", low=0, high=1),
+    "mislabel_margin": Rule("number", "the cosine by which another identity's centre beats an image's own",
+                            words=("auto",)),
+    "eval_threshold": Rule("number", "the cross to own similarity ratio of an evaluation person", words=("auto",)),
+    "outlier_z": Rule("number", "auto's cut, in robust standard deviations above the median", above=0),
+    "embedding": Rule("choice", "which features the model checks compare", choices=("backbone", "head")),
+    "mirror": Rule("choice", "add the mirrored image's features, or not", choices=("sum", "none")),
+    "device": Rule("device", "where the model runs"),
+    "batch_size": Rule("integer", "images per model batch", low=1),
+    "workers": Rule("integer", "decoding processes, 0 = in this process", low=0),
+    "progress": Rule("boolean", "progress bars"),
+}.items()}
 
 
-def _check_settings(a: DictConfig) -> list[str]:
+def _listed(value) -> list:
+    """A key that takes one value or a list (`audit.exclude=mislabeled`) as a list."""
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _check_settings(cfg: DictConfig) -> list[str]:
+    check_rules(cfg, _RULES)
+    a = cfg.audit
     for key, what in _RANGES.items():
         try:
             value = float(a[key])
@@ -64,7 +92,7 @@ def _check_settings(a: DictConfig) -> list[str]:
         if not 0 <= value <= 2:
             raise FacetrainError(f"audit.{key}={a[key]}: {what} from 0 to 2 is needed (configs/data.yaml has the "
                                  "default)")
-    kinds = list(a.exclude or [])
+    kinds = _listed(a.exclude)
     unknown = [k for k in kinds if k not in EXCLUDABLE]
     if unknown:
         raise FacetrainError(f"audit.exclude: {', '.join(unknown)} unknown; choose from {', '.join(EXCLUDABLE)}")
@@ -199,10 +227,10 @@ def _quality(source: AuditSource) -> dict | None:
 def audit(cfg: DictConfig) -> dict:
     """Audit the training source `cfg.data` (see configs/data.yaml's audit: section); returns the summary."""
     a = cfg.audit
-    kinds = _check_settings(a)
+    kinds = _check_settings(cfg)
     out = _out_dir(a)
     source = open_source(cfg.data)  # an empty or missing source: one line, nothing written
-    eval_sets = [open_eval_set(str(e), dict(cfg.data.get("eval_sets") or {})) for e in (a.eval or [])]
+    eval_sets = [open_eval_set(str(e), dict(cfg.data.get("eval_sets") or {})) for e in _listed(a.eval)]
     cache = abs_path(a.cache_dir) if a.get("cache_dir") else None
     start = time.perf_counter()
     result = scan(source, cache, int(a.workers), bool(a.progress))
@@ -238,7 +266,7 @@ def audit(cfg: DictConfig) -> dict:
     _keep_own_copies(f, fit)
     _name_overlap(f, eval_sets)
     settings = {"source": str(source.dataset.root), "model": str(model.path) if model else None,
-                "eval": [str(e) for e in (a.eval or [])], "min_images": int(a.min_images),
+                "eval": [str(e) for e in _listed(a.eval)], "min_images": int(a.min_images),
                 "near_distance": float(a.near_distance_model if model else a.near_distance),
                 "near_residual": float(a.near_residual), "outlier_z": float(a.outlier_z),
                 "merge_quantile": float(a.merge_quantile),

@@ -153,11 +153,30 @@ class IdentityDataset(LabelledDataset, abc.ABC):
             return listed
         gone = np.array([c in self.exclude.identities for c in classes], dtype=bool)
         listed |= gone[labels]
+        found = {f"{c}/" for c in np.asarray(classes, dtype=object)[gone]}
         if self.exclude.images and names is not None:
-            listed |= np.array([str(n) in self.exclude.images for n in names()], dtype=bool)
+            sample_names = [str(n) for n in names()]
+            hits = self.exclude.images.intersection(sample_names)
+            listed |= np.array([n in hits for n in sample_names], dtype=bool)
+            found |= hits
+        self._check_exclude_matches(found)
         log.info("exclusion list: leaving out %d images (%d identities listed whole)", int(listed.sum()),
                  int(gone.sum()))
         return listed
+
+    def _check_exclude_matches(self, found: set[str]) -> None:
+        """A list none of whose entries is in this data was written for other data (or names absolute paths):
+        refuse it rather than train on everything; a list partly out of date is worth a warning."""
+        entries = sorted(self.exclude.images | {f"{c}/" for c in self.exclude.identities})
+        missing = [e for e in entries if e not in found]
+        if missing and not found:
+            raise FacetrainError(f"data.exclude: none of its {len(entries)} entries names an image or identity of "
+                                 f"{getattr(self, 'root', 'this data')} (first: {missing[0]!r}); give the list "
+                                 "`facetrain data audit` wrote for this data.root (paths relative to it, identities "
+                                 "as NAME/)")
+        if missing:
+            log.warning("exclusion list: %d of its %d entries name nothing in this data (first: %r)", len(missing),
+                        len(entries), missing[0])
 
     # -- dataset protocol --------------------------------------------------------------------------
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | tuple[torch.Tensor, int, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.errors import FacetrainError
 from facetrain.eval.tables import format_table, markdown_table
 from facetrain.report.benchmarks import BenchmarkTable, benchmark_tables
@@ -19,7 +19,7 @@ from facetrain.report.compose import as_list
 from facetrain.report.evaluate import evaluate_runs
 from facetrain.report.figure import Plot
 from facetrain.report.runs import RunRecord, load_runs
-from facetrain.report.table import common_overrides, csv_text, headline_table
+from facetrain.report.table import common_overrides, csv_text, headline_table, varying_keys
 from facetrain.tracking.results import log_results
 
 __all__ = ["Report", "build_report"]
@@ -44,6 +44,7 @@ def build_report(cfg: DictConfig) -> Report:
     baselines = [replace(r, name=f"baseline {r.name}", baseline=True)
                  for r in load_runs([abs_path(d) for d in as_list(cfg.baseline)])]
     runs = load_runs(dirs) + baselines
+    _check_settings(cfg, runs)
     if cfg.eval:
         runs = evaluate_runs(runs, str(cfg.eval), [str(o) for o in cfg.eval_overrides])
     out_dir = abs_path(cfg.out) if cfg.out else _default_out(dirs)
@@ -65,6 +66,19 @@ def build_report(cfg: DictConfig) -> Report:
         log_results(directory, files=[md, csv_file, *(p.path for p in plots)], artifact_path="report",
                     what="the report")
     return Report(runs, table, md, csv_file, plots)
+
+
+def _check_settings(cfg: DictConfig, runs: list[RunRecord]) -> None:
+    """Before any run is scored: keys whose mistakes would otherwise surface after the work (a traceback, a plot
+    against a key no run has)."""
+    x = cfg.get("x")
+    if x and not any(str(x) in r.overrides or r.number(f"train/{x}") is not None for r in runs):
+        raise FacetrainError(f"x={x}: no run sets it (or logs train/{x}); choose an override key, e.g. one the "
+                             f"runs vary: {', '.join(varying_keys(runs)) or 'none varies'}")
+    check_count("analysis_samples", cfg.get("analysis_samples", 500), 1, "images each checkpoint analysis embeds")
+    if cfg.out and abs_path(cfg.out).exists() and not abs_path(cfg.out).is_dir():
+        raise FacetrainError(f"out={abs_path(cfg.out)} is a file; give a folder for report.md, report.csv and the "
+                             "plots")
 
 
 def _default_out(dirs: list[Path]) -> Path:

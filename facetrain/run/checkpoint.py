@@ -9,6 +9,7 @@ also holds `val_best` (the validation score it was saved for: `metric`, `value`)
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,20 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
     except FileNotFoundError:
         raise FacetrainError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # a truncated or foreign file: say which and why
-        raise FacetrainError(f"cannot load checkpoint {path}: {err}") from None
+        raise FacetrainError(f"cannot load checkpoint {path} ({_why_unloadable(path, err)}); give a run directory, a "
+                             "checkpoint it wrote, an arcface_torch backbone.pth or an .onnx model") from None
+
+
+def _why_unloadable(path: Path, err: Exception) -> str:
+    """One short reason: torch's own messages run to several lines of advice about `weights_only`."""
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+    if isinstance(err, EOFError) or zipped:
+        return "empty, cut short or damaged"
+    if isinstance(err, pickle.UnpicklingError):
+        return "not a PyTorch checkpoint, or one holding more than tensors and plain values"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def find_checkpoint(path: Path) -> Path:

@@ -15,7 +15,10 @@ def pick_device(name: str = "auto") -> torch.device:
     `cuda` mean this rank's own GPU, cuda:LOCAL_RANK."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FacetrainError(f"device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FacetrainError(f"device={name} asked for CUDA but none is available; use device=auto or device=cpu")
     if device.type == "cuda" and device.index is None and launched_world_size() > 1:

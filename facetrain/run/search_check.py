@@ -15,6 +15,7 @@ from hydra.core.override_parser.types import Override
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from facetrain.config import check_count
 from facetrain.errors import FacetrainError
 
 __all__ = ["SearchCheckCallback", "check_search"]
@@ -36,8 +37,8 @@ class SearchCheckCallback(Callback):
 
 
 def check_search(config: DictConfig, config_name: str = "train") -> None:
-    """Raise FacetrainError when the search cannot work: not maximizing, nothing to search, a key the config
-    lacks, or no validation to score trials by."""
+    """Raise FacetrainError when the search cannot work: not maximizing, no trials, nothing to search, a key the
+    config lacks, or no validation to score trials by."""
     sweeper = config.hydra.sweeper
     directions = sweeper.direction if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
     directions = [str(d).lower().split(".")[-1] for d in directions]  # the plugin's default is an enum
@@ -45,6 +46,8 @@ def check_search(config: DictConfig, config_name: str = "train") -> None:
         raise FacetrainError(f"hydra.sweeper.direction={','.join(directions)} but facetrain's trials return a score to "
                              "maximize (val/best/<val.metric>); use a search preset (search=l2softmax_alpha, "
                              "search=optuna) or hydra.sweeper.direction=maximize")
+    check_count("hydra.sweeper.n_trials", sweeper.get("n_trials"), 1, "trials of the study")
+    check_count("hydra.sweeper.n_jobs", sweeper.get("n_jobs"), 1, "trials launched at once")
     overrides = _overrides(config)
     space = [o for o in overrides if o.is_sweep_override()]
     if not space:

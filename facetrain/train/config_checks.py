@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from facetrain.config import check_alpha
 from facetrain.errors import FacetrainError
 
-__all__ = ["TRAIN_RULES", "Rule", "check_train_config"]
+__all__ = ["TRAIN_RULES", "Rule", "check_rules", "check_train_config"]
 
 _ABSENT = object()
 
@@ -190,6 +190,11 @@ def _value(cfg: DictConfig, key: str):
 def check_train_config(cfg: DictConfig, rules: dict[str, Rule] = TRAIN_RULES) -> None:
     """Refuse the first key whose value its Rule does not accept, in one line naming what it takes."""
     check_alpha(cfg.alpha)
+    check_rules(cfg, rules)
+
+
+def check_rules(cfg: DictConfig, rules: dict[str, Rule]) -> None:
+    """`check_train_config` for any command's config: each key of `rules` this config has, in order."""
     for key, rule in rules.items():
         value = _value(cfg, key)
         if value is not _ABSENT and not rule.accepts(value):

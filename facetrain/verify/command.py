@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from facetrain.atomic import atomic_write
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.errors import FacetrainError
 from facetrain.eval.features.embedder import embed_crops
 from facetrain.run.device import pick_device
@@ -149,12 +149,23 @@ def _check_agreement(model: VerifyModel, threshold: Threshold, embedding: str) -
               "calibration_set=lfw (or another image-pair set) fits photos better")
 
 
+def _check_settings(cfg: DictConfig) -> None:
+    far = cfg.far
+    if isinstance(far, bool) or not isinstance(far, int | float) or not 0 < far < 1:
+        raise FacetrainError(f"far={far!r} must be a false accept rate between 0 and 1, e.g. far=0.001")
+    check_count("batch_size", cfg.batch_size, 1, "photos per embedding batch")
+    check_count("top_k", cfg.top_k, 1, "identities listed per probe")
+    if cfg.out and abs_path(cfg.out).is_dir():
+        raise FacetrainError(f"out={abs_path(cfg.out)} is a folder; give the CSV file to write")
+
+
 def verify_from_config(cfg: DictConfig) -> list[list]:
     """The `facetrain verify` command; returns the rows it wrote or printed.
 
     Args:
         cfg: the composed verify.yaml (inputs, model, far, calibration, aligned, gallery, ...).
     """
+    _check_settings(cfg)
     embedding = str(cfg.embedding)
     # the inputs are listed first: a typo in a photo's name costs no model loading
     work = _gallery_inputs(cfg) if cfg.gallery else pairs_of_inputs([str(x) for x in cfg.inputs])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from facetrain.atomic import atomic_write
-from facetrain.config import abs_path
+from facetrain.atomic import atomic_write, check_apart
+from facetrain.config import abs_path, check_count
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.images.image_io import ImageReadError, decode_image, read_image
 from facetrain.errors import FacetrainError
@@ -93,6 +94,13 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
     """
     if fmt not in PACK_FORMATS:
         raise FacetrainError(f"pack.format={fmt!r} is not known; use one of {', '.join(PACK_FORMATS)}")
+    if not isinstance(size, Sequence) or len(size) != 2:
+        raise FacetrainError(f"pack.size={size} must be [height, width] (the training input_size)")
+    for k, side in enumerate(size):
+        check_count(f"pack.size[{k}]", side, 1, "the crops' height and width")
+    if isinstance(shard_mb, bool) or not isinstance(shard_mb, int | float) or not shard_mb > 0:
+        raise FacetrainError(f"pack.shard_mb={shard_mb} must be a number above 0 (the shard file size in MiB)")
+    check_apart(src, out, "pack")
     src, out = src.resolve(), out.resolve()
     if out.exists():
         if not overwrite:
@@ -141,8 +149,8 @@ def _write_pack(tmp: Path, src: Path, tree, fmt: str, size: tuple[int, int], fit
 def pack(cfg: DictConfig) -> dict:
     """The `pack` data action (configs/data.yaml `pack:` section)."""
     p = cfg.pack
-    meta = pack_tree(abs_path(p.src), abs_path(p.out), str(p.format), (int(p.size[0]), int(p.size[1])), str(p.fit),
-                     int(p.workers), float(p.shard_mb), bool(p.overwrite), bool(p.progress))
+    meta = pack_tree(abs_path(p.src), abs_path(p.out), str(p.format), p.size, str(p.fit),
+                     int(p.workers), p.shard_mb, bool(p.overwrite), bool(p.progress))
     print(f"packed {meta['images']} images of {len(meta['classes'])} identities into {abs_path(p.out)} "
           f"({meta['format']}, {len(meta['shards'])} shard(s), {meta['bytes'] / 2**20:.0f} MiB); "
           f"{len(meta['bad'])} unreadable files skipped")

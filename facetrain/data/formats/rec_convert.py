@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
-from facetrain.atomic import atomic_write
+from facetrain.atomic import atomic_write, check_apart
 from facetrain.config import abs_path
 from facetrain.data.formats.file_index import scan_identity_folders
 from facetrain.data.formats.rec_index import LIST_NAME, PROPERTY_NAME, load_rec_index, read_record
@@ -125,6 +125,7 @@ def convert(cfg: DictConfig) -> dict:
     """The `convert` data action: the direction follows from what convert.src is."""
     c = cfg.convert
     src, out = abs_path(c.src), abs_path(c.out)
+    check_apart(src, out, "convert")
     if is_rec(src):
         summary, what = rec_to_folder(src, out, bool(c.overwrite), bool(c.progress)), "identity folders"
     elif src.is_dir():

@@ -3,17 +3,41 @@ five .bin sets, RFW)."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from facetrain.config import abs_path
+from facetrain.config import abs_path, check_count
 from facetrain.data.synth.faults import FaultSpec
 from facetrain.data.synth.trees import SynthSpec, write_synthetic_data
+from facetrain.errors import FacetrainError
 
 __all__ = ["ensure_synthetic", "synth"]
 
 
+_AT_LEAST = {"seed": 0, "train_identities": 1, "train_min_images": 1, "lfw_folds": 1, "lfw_pairs_per_fold": 1,
+             "lfw_identities_per_fold": 2, "lfw_max_images": 2, "jpeg_quality": 1, "workers": 0}  # others: 0
+
+
+def _check_settings(s: DictConfig) -> None:
+    """Every count an integer in range before anything is written (a bad one failed mid-way, trees half done)."""
+    size = list(s.image_size) if OmegaConf.is_list(s.image_size) else [s.image_size]
+    if len(size) != 2:
+        raise FacetrainError(f"synth.image_size={size} must be [height, width] in pixels")
+    counts = {k: v for k, v in s.items() if k not in ("out", "image_size", "insightface", "overwrite", "faults")}
+    counts |= {f"faults.{k}": v for k, v in (s.get("faults") or {}).items()}
+    counts |= {"image_size[0]": size[0], "image_size[1]": size[1]}
+    for key, value in counts.items():
+        check_count(f"synth.{key}", value, _AT_LEAST.get(key, 1 if key.startswith("image_size") else 0),
+                    "configs/synth/default.yaml says what each key means")
+    if s.jpeg_quality > 100:
+        raise FacetrainError(f"synth.jpeg_quality={s.jpeg_quality} must be at most 100")
+    if s.train_max_images < s.train_min_images:
+        raise FacetrainError(f"synth.train_max_images={s.train_max_images} must be >= synth.train_min_images="
+                             f"{s.train_min_images}")
+
+
 def synth(cfg: DictConfig) -> dict:
     s = cfg.synth
+    _check_settings(s)
     spec = SynthSpec(
         seed=int(s.seed), image_size=(int(s.image_size[0]), int(s.image_size[1])),
         train_identities=int(s.train_identities), train_min_images=int(s.train_min_images),

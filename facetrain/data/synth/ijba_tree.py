@@ -137,7 +137,8 @@ def _write_split(out: Path, n: int, media: list[list[tuple]], templates: int, im
         train_rows += ids.template_rows(100 + s, media[s])[1]
     genuine = [(a, b) for i, (a, sa) in enumerate(probe_templates) for b, sb in probe_templates[i + 1:] if sa == sb]
     impostor: set[tuple[int, int]] = set()
-    while len(impostor) < impostor_ratio * len(genuine):
+    most = len(probe_templates) * (len(probe_templates) - 1) // 2 - len(genuine)  # every other pair, at few subjects
+    while len(impostor) < min(impostor_ratio * len(genuine), most):
         i, j = sorted(rng.choice(len(probe_templates), 2, replace=False))
         if probe_templates[i][1] != probe_templates[j][1]:
             impostor.add((probe_templates[i][0], probe_templates[j][0]))

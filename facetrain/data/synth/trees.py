@@ -114,6 +114,12 @@ def _run_tasks(workers: int, fn: Callable, tasks: list, total: int, desc: str) -
     return results
 
 
+def _cross_pairs(counts: list[int]) -> int:
+    """How many pairs of items of different groups there are, for groups of these sizes."""
+    total = sum(counts)
+    return (total * total - sum(c * c for c in counts)) // 2
+
+
 def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator
               ) -> list[tuple]:
     """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2)."""
@@ -123,6 +129,9 @@ def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: 
         if len(matched) < n:
             raise FacetrainError(f"fold {fold + 1} has only {len(matched)} matched pairs; raise lfw_max_images")
         chosen = sorted(matched[k] for k in rng.choice(len(matched), n, replace=False))
+        possible = _cross_pairs([counts[a] for a in names])
+        if possible < n:  # the draw below would never end
+            raise FacetrainError(f"fold {fold + 1} has only {possible} mismatched pairs; raise lfw_identities_per_fold")
         mismatched: set[tuple] = set()
         while len(mismatched) < n:
             a, b = rng.choice(len(names), 2, replace=False)
@@ -202,6 +211,8 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
     """
     marker = out / "synth.json"
     wanted = {"spec": _spec_dict(spec)}
+    if out.exists() and not out.is_dir():
+        raise FacetrainError(f"synth.out={out} is a file; give a folder for the synthetic trees")
     if marker.exists() and not overwrite:
         done = json.loads(marker.read_text())
         if done.get("spec") != wanted["spec"]:
@@ -211,26 +222,35 @@ def write_synthetic_data(out: Path, spec: SynthSpec, workers: int = 2, overwrite
     else:
         if out.exists() and (overwrite or any(out.iterdir())):
             if not overwrite and not marker.exists():
-                raise FacetrainError(f"{out} exists and is not a finished synthetic tree; remove it or pass "
-                                     "synth.overwrite=true")
-            for sub in ("casia", "lfw"):
-                shutil.rmtree(out / sub, ignore_errors=True)
+                raise FacetrainError(f"{out} exists and is not a finished synthetic tree (no synth.json): choose "
+                                     "another synth.out, or, if it is a synthesis cut short, pass synth.overwrite=true "
+                                     "(it deletes the folders casia, lfw, quality and faults in it)")
+            _remove_base_trees(out)  # their quality and faults lists too: kept, they would describe the old trees
             marker.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
-        summary = wanted | {
-            "train_images": _write_casia(out / "casia", spec, workers),
-            "train_identities": spec.train_identities,
-            "lfw_images": _write_lfw(out / "lfw", spec, workers),
-            "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
-        }
-        if spec.faults:  # the counts are the tree's as planted: copies added, identities split off
-            summary |= _inject_faults(out, spec)
-            folders = [d for d in (out / "casia").iterdir() if d.is_dir()]
-            summary |= {"train_images": sum(len(list(d.glob("*.jpg"))) for d in folders),
-                        "train_identities": len(folders)}
+        try:
+            summary = wanted | {
+                "train_images": _write_casia(out / "casia", spec, workers),
+                "train_identities": spec.train_identities,
+                "lfw_images": _write_lfw(out / "lfw", spec, workers),
+                "lfw_pairs": 2 * spec.lfw_folds * spec.lfw_pairs_per_fold,
+            }
+            if spec.faults:  # the counts are the tree's as planted: copies added, identities split off
+                summary |= _inject_faults(out, spec)
+                folders = [d for d in (out / "casia").iterdir() if d.is_dir()]
+                summary |= {"train_images": sum(len(list(d.glob("*.jpg"))) for d in folders),
+                            "train_identities": len(folders)}
+        except BaseException:  # no half tree a later `facetrain train` (data=synth) would take as written
+            _remove_base_trees(out)
+            raise
         marker.write_text(json.dumps(summary, indent=2) + "\n")
     _write_quality_files(out, spec)
     return summary | _write_optional_trees(out, spec, workers, overwrite)
+
+
+def _remove_base_trees(out: Path) -> None:
+    for sub in ("casia", "lfw", "quality", "faults"):
+        shutil.rmtree(out / sub, ignore_errors=True)
 
 
 def _inject_faults(out: Path, spec: SynthSpec) -> dict:

@@ -54,6 +54,11 @@ def _split_pairs(names: list[str], videos: dict[str, int], n: int, rng: np.rando
         raise FacetrainError(f"a YTF split has only {len(same)} same-person video pairs; raise ytf_max_videos "
                              "or ytf_identities_per_split")
     chosen = [same[k] for k in sorted(rng.choice(len(same), n, replace=False))]
+    total = sum(videos[a] for a in names)
+    possible = (total * total - sum(videos[a] ** 2 for a in names)) // 2
+    if possible < n:  # the draw below would never end
+        raise FacetrainError(f"a YTF split has only {possible} different-person video pairs; raise "
+                             "ytf_identities_per_split")
     diff: set[tuple] = set()
     while len(diff) < n:
         a, b = sorted(rng.choice(len(names), 2, replace=False))

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
+from facetrain.config import check_count
 from facetrain.data.images.image_io import check_fit, decode_image, read_aligned, read_image
 from facetrain.errors import FacetrainError
 
@@ -72,6 +73,8 @@ def _check_settings(mirror: str, fit: str, channels: int) -> None:
 
 def _embed(backbone: nn.Module, dataset: Dataset, device: torch.device, mirror: str, batch_size: int,
            num_workers: int, progress: bool) -> np.ndarray:
+    check_count("batch_size", batch_size, 1)
+    check_count("num_workers", num_workers, 0)
     backbone.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
     chunks = []

@@ -42,8 +42,12 @@ def load_features(path: Path) -> Features:
             features, paths = data["features"], [str(p) for p in data["paths"]]
     except KeyError as err:
         raise FacetrainError(f"{path} lacks the array {err}; a features file holds `features` and `paths`") from None
-    except Exception as err:
-        raise FacetrainError(f"cannot read features file {path}: {err}") from None
+    except Exception as err:  # numpy's own advice for pickled data is to load it unsafely: not ours to give
+        pickled = "pickle" in str(err)  # a pickle file, or object arrays in an .npz
+        why = "it holds pickled objects, not plain arrays" if pickled else str(err).splitlines()[0]
+        raise FacetrainError(f"cannot read features file {path} ({why}); a features file is an .npz of arrays "
+                             "`features` [N, D] and `paths` [N], as `facetrain eval` writes (features_<protocol>.npz)"
+                             ) from None
     if features.ndim != 2 or len(features) != len(paths):
         raise FacetrainError(f"{path}: `features` must be [N, D] with one row per path; "
                              f"got shape {features.shape} for {len(paths)} paths")

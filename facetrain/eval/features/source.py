@@ -127,7 +127,7 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     def embed(todo: list[int]) -> np.ndarray:
         log.info("embedding %d images with %s", len(todo), checkpoint)
         return embed_images(trained.embedder, images.root, [files[j] for j in todo], pick_device(cfg.device), mirror=cfg.mirror,
-                            batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers),
+                            batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                             progress=bool(cfg.progress), boxes=None if boxes is None else [boxes[j] for j in todo],
                             margin=margin, fit=pre.fit, channels=pre.channels,
                             landmarks=None if points is None else [points[j] for j in todo])

@@ -118,6 +118,8 @@ def tar_at_far(labels: np.ndarray, scores: np.ndarray, far: float, method: str =
     scores = np.asarray(scores, dtype=np.float64)
     if labels.all() or not labels.any():
         raise FacetrainError("TAR@FAR needs both genuine and impostor pairs; the protocol left only one kind")
+    if not 0 < far <= 1:  # FAR 2 read off TAR 1.0 as if it were a result
+        raise FacetrainError(f"a FAR of {far:g} is not a rate; give protocol.fars in (0, 1], e.g. [0.001,0.01]")
     if method == "exact_k":
         return _exact_k(labels, scores, far)
     if method == "nearest":

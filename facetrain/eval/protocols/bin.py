@@ -288,8 +288,8 @@ def _features(cfg: DictConfig, sets: Sequence[BinPairs]) -> ProtocolFeatures:
     log.info("embedding %d images of %d .bin file(s) with %s", len(keys), len(sets), checkpoint)
     feats = embed_encoded(trained.embedder, [b for s in sets for b in s.images],
                           [f"{i} of {s.path}" for s in sets for i in range(len(s.images))],
-                          pick_device(cfg.device), mirror=cfg.mirror, batch_size=int(cfg.batch_size),
-                          num_workers=int(cfg.num_workers), progress=bool(cfg.progress), fit=pre.fit,
+                          pick_device(cfg.device), mirror=cfg.mirror, batch_size=cfg.batch_size,
+                          num_workers=cfg.num_workers, progress=bool(cfg.progress), fit=pre.fit,
                           channels=pre.channels)
     check_features(Features(feats, keys), f"the features of {checkpoint}",
                    "the model has diverged or collapsed; retrain it or evaluate another checkpoint with model=...")

@@ -188,11 +188,15 @@ def _table(metrics: dict[str, float], fars, norm_set_count: int) -> str:
 def evaluate_lfw(cfg: DictConfig) -> dict[str, float]:
     """Score a model (or a features file) on LFW; print the table; write metrics.json and the ROC."""
     pairs_file = abs_path(cfg.protocol.pairs)
+    root = abs_path(cfg.data.root)
+    if not root.is_dir() and not pairs_file.is_file():  # the folder is what is wrong, not protocol.pairs
+        raise FacetrainError(f"data.root={root} is not a folder; point it at the LFW tree (with pairs.txt), e.g. "
+                             "data.root=/data/lfw, or run `facetrain data synth` for the synthetic one")
     pairs = parse_lfw_pairs(pairs_file)
     origins = {}
     for i in range(len(pairs) - 1, -1, -1):  # the first line naming an image wins
         origins[pairs.left[i]] = origins[pairs.right[i]] = f"{pairs_file}:{i + 2}"
-    source = gather_features(cfg, ImageSet(abs_path(cfg.data.root), pairs.images, origins=origins), "lfw")
+    source = gather_features(cfg, ImageSet(root, pairs.images, origins=origins), "lfw")
     kept = _keep_available(pairs, set(source.features.paths)) if source.missing else pairs
     fars = tuple(float(f) for f in cfg.protocol.fars)
     n_sets = int(cfg.analysis.norm_sets)
