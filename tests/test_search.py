@@ -26,6 +26,19 @@ def test_a_search_that_cannot_work_is_one_line_before_any_trial(tmp_path, tiny_d
     assert not (tmp_path / "study").exists()  # nothing written
 
 
+def test_a_study_whose_every_trial_fails_ends_with_each_trials_line(tmp_path, tiny_data):
+    """Optuna's sweeper then asks for a best trial there is not (a traceback); the study ends as a sweep does."""
+    proc = run_cli("train", "-m", "search=optuna", "loss=l2softmax", "alpha=choice(-1,-2)", "hydra.sweeper.n_trials=2",
+                   *SHRINK, cwd=tmp_path, env={"FACETRAIN_DATA": str(tiny_data)}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("facetrain: ")]
+    assert [ln.split(" (")[0] for ln in lines] == ["facetrain: job 0", "facetrain: job 1", "facetrain: 2 of 2 jobs did not complete"]
+    alphas = sorted(ln.split("(alpha=")[1].split(")")[0] for ln in lines[:2])
+    assert alphas == ["-1", "-2"] and all("failed: alpha=-" in ln and "must be" in ln for ln in lines[:2])
+    report = (tmp_path / "study" / "report.md").read_text()  # the report ran, as after a sweep
+    assert "| 0 | -" in report and "| 1 | -" in report and report.count("| failed |") == 2
+
+
 @pytest.mark.slow
 def test_a_study_of_three_trials_goes_on_past_a_failed_one(tmp_path, tiny_data, monkeypatch):
     import optuna
