@@ -1,5 +1,6 @@
 """atomic_write: write a file (or folder) under a temporary name and rename it, so no reader sees half of it
-(and a failed rewrite keeps the old one); check_apart: an output that replaces a folder must not be (or hold) its input."""
+(and a failed rewrite keeps the old one); check_apart: an output that replaces a folder must not be (or hold)
+its input."""
 
 from __future__ import annotations
 
