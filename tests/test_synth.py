@@ -69,6 +69,8 @@ def test_existing_tree_with_other_settings_is_kept(tiny_data):
     ("synth.train_identities=abc", "synth.train_identities='abc' must be an integer >= 1"),  # int()'s traceback
     ("synth.image_size=[0,5]", r"synth.image_size\[0\]=0 must be an integer >= 1"),  # PIL's, after a half tree
     ("synth.faults.mislabeled=-1", "synth.faults.mislabeled=-1 must be an integer >= 0"),
+    ("synth.rfw_max_images=1", "synth.rfw_max_images=1 must be an integer >= 2"),  # numpy's low >= high
+    ("synth.ytf_max_videos=1", "synth.ytf_max_videos=1 must be an integer >= 2"),
     ("synth.train_max_images=2", "synth.train_max_images=2 must be >= synth.train_min_images=10"),
     ("synth.out={tmp}/notes.txt", "notes.txt is a file; give a folder"),
 ])
