@@ -52,6 +52,15 @@ def test_raw_pack_shards_and_selection(tree, tmp_path):
     assert np.bincount(packed.labels).tolist() == [5, 5]
     with pytest.raises(FacetrainError, match="exists"):
         pack_tree(tree, tmp_path / "pack", "raw", progress=False)
+    broken = tmp_path / "broken"
+    (broken / "a").mkdir(parents=True)
+    (broken / "a" / "0.jpg").write_text("not an image")
+    with pytest.raises(FacetrainError, match="no readable image"):  # it deleted the old pack, then failed
+        pack_tree(broken, tmp_path / "pack", "raw", (28, 24), overwrite=True, progress=False)
+    assert len(PackedFaces(tmp_path / "pack", (28, 24))) == 13 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "broken", "pack"]  # the old pack, and no staging folder left
+    assert len(pack_tree(tree, tmp_path / "pack", "raw", (28, 24), shard_mb=1, overwrite=True,
+                         progress=False)["shards"]) == 1
     copy = shutil.copytree(tree, tmp_path / "copy")
     for out in (copy, tmp_path):  # overwrite=true removed the images, then found none to pack
         with pytest.raises(FacetrainError, match=r"pack.out=.* (is|holds) pack.src=.* would delete the input"):

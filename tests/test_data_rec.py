@@ -179,9 +179,9 @@ def _files(root):
 
 
 def test_convert_round_trip_through_the_data_action(tree, tmp_path):
-    def convert(src, out):
+    def convert(src, out, *more):
         cfg = compose_config("data", ["action=convert", f"convert.src={src}", f"convert.out={out}",
-                                      "convert.progress=false"])
+                                      "convert.progress=false", *more])
         return instantiate(cfg.actions[cfg.action])(cfg)
 
     convert(tree, tmp_path / "rec")
@@ -192,6 +192,11 @@ def test_convert_round_trip_through_the_data_action(tree, tmp_path):
     assert _files(tmp_path / "back") == original
     with pytest.raises(FacetrainError, match="exists; pass convert.overwrite=true"):
         convert(tree, tmp_path / "rec")
+    (tmp_path / "junk" / "a").mkdir(parents=True)
+    (tmp_path / "junk" / "a" / "x.jpg").write_text("not an image")
+    with pytest.raises(FacetrainError, match="no readable image under .*junk"):  # a traceback, the old pack deleted
+        convert(tmp_path / "junk", tmp_path / "rec", "convert.overwrite=true")
+    assert (tmp_path / "rec" / "property").read_text() == "3,40,32\n"
     with pytest.raises(FacetrainError, match="neither an insightface pack"):
         convert(tmp_path / "rec" / "property", tmp_path / "x")
     cfg = compose_config("data", ["action=convert", f"convert.src={tmp_path / 'back'}", f"convert.out={tmp_path}",

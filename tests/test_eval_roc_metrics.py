@@ -1,11 +1,15 @@
 """ROC numbers (AUC, EER, TAR@FAR by each read-off rule) against brute force and scikit-learn."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from helpers import compose_config
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from facetrain.errors import FacetrainError
-from facetrain.eval.metrics.roc import eer, exact_k_threshold, matlab_round, roc_auc, tar_at_far
+from facetrain.eval.features.source import ImageSet, gather_features
+from facetrain.eval.metrics.roc import check_fars, eer, exact_k_threshold, matlab_round, roc_auc, tar_at_far
 
 
 def _data(seed, n=400, ties=False):
@@ -101,3 +105,19 @@ def test_one_class_only_is_an_error():
 def test_a_far_outside_0_1_is_an_error_not_a_tar(far):
     with pytest.raises(FacetrainError, match="is not a rate; give protocol.fars in"):
         tar_at_far(np.arange(6) % 2 == 0, np.arange(6.0), far)
+
+
+@pytest.mark.parametrize("protocol", ["lfw", "blufr", "ijba", "ijbc", "rfw"])
+def test_fars_that_are_not_rates_are_one_line_before_any_embedding(protocol):
+    # each protocol formatted `{far:g}` first: a ValueError traceback for [abc]
+    cfg = compose_config("eval", [f"protocol={protocol}", "protocol.fars=[abc]", "model=nowhere"])
+    with pytest.raises(FacetrainError, match=r"^protocol.fars=\[abc\] must be numbers in \(0, 1\]"):
+        gather_features(cfg, ImageSet(Path("nowhere"), ["a.jpg"]), protocol)
+
+
+def test_fars_must_list_rates():
+    assert check_fars([0.001, 1]) == [0.001, 1.0]
+    for fars, shown in ((0.01, "0.01"), ("abc", "'abc'"), ([0.01, True], r"\[0.01,True\]"), ([0], r"\[0\]"),
+                        ([float("nan")], r"\[nan\]")):
+        with pytest.raises(FacetrainError, match=f"^protocol.fars={shown} must be"):
+            check_fars(fars)

@@ -87,6 +87,9 @@ def test_a_file_that_cannot_be_loaded_is_one_line_saying_why(arc_file, tmp_path,
     with pytest.raises(FacetrainError, match=why) as err:
         load_embedder(bad)
     assert "\n" not in str(err.value) and "give a run directory" in str(err.value)
+    with pytest.raises(FacetrainError, match=f"{why}.*; init_from takes a facetrain run directory") as err:
+        init_backbone(torch.nn.Identity(), str(bad))  # it suggested an .onnx model
+    assert ".onnx" not in str(err.value)
 
 
 def test_onnx_float_nhwc_with_a_fixed_batch_is_normalized_and_chunked(tmp_path):

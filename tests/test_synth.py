@@ -11,6 +11,7 @@ from facetrain.data.synth import SynthSpec, write_synthetic_data
 from facetrain.data.synth.command import synth
 from facetrain.data.synth.faults import FaultSpec
 from facetrain.data.synth.ijba_tree import _write_split
+from facetrain.data.synth.rfw_tree import write_rfw
 from facetrain.data.synth.trees import lfw_pairs
 from facetrain.data.synth.ytf_tree import _split_pairs
 from facetrain.errors import FacetrainError
@@ -68,6 +69,8 @@ def test_existing_tree_with_other_settings_is_kept(tiny_data):
     ("synth.train_identities=abc", "synth.train_identities='abc' must be an integer >= 1"),  # int()'s traceback
     ("synth.image_size=[0,5]", r"synth.image_size\[0\]=0 must be an integer >= 1"),  # PIL's, after a half tree
     ("synth.faults.mislabeled=-1", "synth.faults.mislabeled=-1 must be an integer >= 0"),
+    ("synth.rfw_max_images=1", "synth.rfw_max_images=1 must be an integer >= 2"),  # numpy's low >= high
+    ("synth.ytf_max_videos=1", "synth.ytf_max_videos=1 must be an integer >= 2"),
     ("synth.train_max_images=2", "synth.train_max_images=2 must be >= synth.train_min_images=10"),
     ("synth.out={tmp}/notes.txt", "notes.txt is a file; give a folder"),
 ])
@@ -101,8 +104,12 @@ def test_few_people_stop_or_take_every_pair_instead_of_drawing_forever(tmp_path)
     """Settings with fewer different-person pairs than asked for drew forever (`facetrain data synth` hung): LFW and
     YTF stop in one line, IJB-A takes every impostor pair there is (as IJB-C did)."""
     rng = np.random.default_rng(0)
-    with pytest.raises(FacetrainError, match="fold 1 has only 16 mismatched pairs; raise lfw_identities_per_fold"):
+    with pytest.raises(FacetrainError, match="LFW fold 1 has only 16 mismatched pairs; raise "
+                       "synth.lfw_identities_per_fold or lower synth.lfw_pairs_per_fold"):
         lfw_pairs({"a": 8, "b": 2}, [["a", "b"]], 20, rng)  # 29 matched pairs, 8 x 2 mismatched
+    with pytest.raises(FacetrainError, match="RFW African fold 1 has only 2 matched pairs; raise "
+                       "synth.rfw_max_images or lower synth.rfw_pairs_per_fold"):  # it named lfw_max_images
+        write_rfw(tmp_path / "rfw", 0, 3, 2, 2, (16, 16), 90, run=None, pairs_of=lfw_pairs)
     with pytest.raises(FacetrainError, match="only 16 different-person video pairs; raise ytf_identities_per_split"):
         _split_pairs(["a", "b"], {"a": 8, "b": 2}, 20, rng)
     media = [[(10 * s + k, [(f"img/{10 * s + k}.jpg", None, (0.0, 0.0, 8.0, 8.0), 0.0)]) for k in range(3)]

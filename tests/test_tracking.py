@@ -96,6 +96,13 @@ def test_an_unreachable_tracker_is_one_warning_and_training_goes_on(train_cfg, t
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()]
     assert len(warnings) == 1 and "http://127.0.0.1:9" in warnings[0] and "\n" not in warnings[0]
     assert not (run_dir / "mlflow.json").exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # it said to fix tracking_uri
+        hook = MlflowHook(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="")
+        hook.on_start(None)
+    assert hook.store is None and [r.getMessage() for r in caplog.records] == [
+        "MLflow: this run not tracked: logger.mlflow.experiment='' names no experiment; the run itself goes on - "
+        "set logger.mlflow.experiment=NAME (created when missing)"]
 
 
 @pytest.mark.slow

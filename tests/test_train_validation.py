@@ -129,3 +129,6 @@ def test_saved_best_reads_older_best_pt_from_metrics_json_and_ignores_another_me
     torch.save(older, run / "checkpoints" / "best.pt")
     best = saved_best(run, "lfw/acc_mean")
     assert (best.value, best.iteration) == (metrics["val/lfw/acc_mean"], 2)
+    (run / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(FacetrainError, match="cut short or damaged\\); it is the run's best.pt so far: move it away"):
+        saved_best(run, "lfw/acc_mean")  # it suggested an .onnx model

@@ -102,6 +102,11 @@ def test_resume_refuses_overrides_that_change_the_model_by_name(train_cfg, tmp_p
     with pytest.raises(FacetrainError, match=r"loss\._target_: 'facetrain.losses.SoftmaxLoss' -> .*ArcFace.*"
                                              r"resume_strict=false"):
         train(train_cfg("iterations=4", "resume=true", "loss=arcface", run_dir=run))
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:2000])
+    with pytest.raises(FacetrainError, match=r"cut short or damaged\); resume=true continues the run from it: put "
+                                             r"back an intact copy, or start afresh in another run directory"):
+        train(train_cfg("iterations=4", "resume=true", run_dir=run))  # it suggested an .onnx model
 
 
 def test_resume_strict_false_keeps_the_parts_that_fit(train_cfg, tmp_path):

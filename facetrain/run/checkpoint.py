@@ -42,25 +42,28 @@ def save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+_MODEL_FIX = "give a run directory, a checkpoint it wrote, an arcface_torch backbone.pth or an .onnx model"
+
+
+def load_checkpoint(path: Path, mmap: bool = False, fix: str = _MODEL_FIX) -> dict:
     """The checkpoint's dict on the CPU; `mmap=True` maps the file instead of reading it (to look at a few
-    small entries of a large checkpoint)."""
+    small entries of a large checkpoint). `fix` ends the message when the file cannot be loaded: what the
+    setting it came from takes (the default fits `model=`, which also takes an .onnx model)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise FacetrainError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # a truncated or foreign file: say which and why
-        raise FacetrainError(f"cannot load checkpoint {path} ({_why_unloadable(path, err)}); give a run directory, a "
-                             "checkpoint it wrote, an arcface_torch backbone.pth or an .onnx model") from None
+        raise FacetrainError(f"cannot load checkpoint {path} ({_why_unloadable(path, err)}); {fix}") from None
 
 
 def _why_unloadable(path: Path, err: Exception) -> str:
     """One short reason: torch's own messages run to several lines of advice about `weights_only`."""
     with open(path, "rb") as f:
-        zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
-    if isinstance(err, EOFError) or zipped:
+        head = f.read(4)
+    if isinstance(err, EOFError) or head in (b"", b"PK\x03\x04"):  # torch.save's format is a zip archive
         return "empty, cut short or damaged"
-    if isinstance(err, pickle.UnpicklingError):
+    if isinstance(err, pickle.UnpicklingError) or "mmap can only be used" in str(err):  # mmap: not a zip
         return "not a PyTorch checkpoint, or one holding more than tensors and plain values"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__

@@ -83,6 +83,10 @@ def open_store(tracking_uri: str, experiment: str, artifact_location: str | None
         what: what goes untracked, for the warning.
     """
     uri = absolute_uri(tracking_uri)
+    if experiment is None or not str(experiment).strip():  # MLflow's "Invalid experiment name", blamed on the URI
+        log.warning("MLflow: %s not tracked: logger.mlflow.experiment=%r names no experiment; the run itself goes "
+                    "on - set logger.mlflow.experiment=NAME (created when missing)", what, experiment)
+        return None
     try:
         if uri.startswith(_SQLITE + "/"):
             Path(uri[len(_SQLITE):]).parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ def _from_arcface(backbone: nn.Module, state: dict, source: str) -> None:
 def init_backbone(backbone: nn.Module, spec: str) -> None:
     """Copy the backbone weights of `spec` (checkpoint, run directory, or arcface_torch backbone.pth) into `backbone`."""
     path = find_checkpoint(abs_path(spec))
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, fix="init_from takes a facetrain run directory or checkpoint, or an arcface_torch "
+                            "iresnet backbone.pth")
     if is_arcface_state(state):
         _from_arcface(backbone, state, str(path))
     elif isinstance(state, dict) and "model" in state and "backbone" in state["model"]:

@@ -112,8 +112,10 @@ def resume(state: TrainState, mode, strict: bool = True) -> None:
         raise FacetrainError(
             f"resume=true but {state.checkpoint} does not exist; point hydra.run.dir=... at the run to continue")
     # mapped, not read: a sharded classifier copies only its rows of the full matrices out of the file
-    saved = localize_checkpoint(load_checkpoint(state.checkpoint, mmap=True), named_parts(state.model, state.loss),
-                                state.optimizer)
+    fix = (f"resume={str(mode).lower()} continues the run from it: put back an intact copy, or start afresh in another run "
+           "directory (hydra.run.dir=...)")
+    saved = localize_checkpoint(load_checkpoint(state.checkpoint, mmap=True, fix=fix),
+                                named_parts(state.model, state.loss), state.optimizer)
     changes = config_changes(saved["config"], state.cfg)
     shaping = {k: v for k, v in changes.items() if k.split(".")[0] in MODEL_KEYS and not k.endswith(NOT_SHAPING)}
     if saved.get("num_classes", state.num_classes) != state.num_classes:

@@ -10,7 +10,6 @@ Either way a sample is located by (shard, offset, length) in `index.npy`; no fil
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -102,14 +101,13 @@ def pack_tree(src: Path, out: Path, fmt: str = "raw", size: tuple[int, int] = (1
         raise FacetrainError(f"pack.shard_mb={shard_mb} must be a number above 0 (the shard file size in MiB)")
     check_apart(src, out, "pack")
     src, out = src.resolve(), out.resolve()
-    if out.exists():
-        if not overwrite:
-            raise FacetrainError(f"{out} exists; pass pack.overwrite=true to replace it or pack.out=... elsewhere")
-        shutil.rmtree(out)
+    if out.exists() and not overwrite:
+        raise FacetrainError(f"{out} exists; pass pack.overwrite=true to replace it or pack.out=... elsewhere")
     tree = scan_identity_folders(src, progress=progress)
     size = (int(size[0]), int(size[1]))
     meta: dict = {}
-    # the pack appears under its name only once complete: a killed run leaves no half pack to train on
+    # the pack appears under its name only once complete: a killed run leaves no half pack to train on, and an
+    # old pack (overwrite=true) is replaced only then
     atomic_write(out, lambda tmp: meta.update(_write_pack(tmp, src, tree, fmt, size, fit, shard_mb, workers, chunk,
                                                           progress)))
     return meta

@@ -9,7 +9,6 @@ identity with its key range, `property`), so MXNet and insightface's loaders rea
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -43,10 +42,9 @@ def _image_suffix(data: bytes) -> str | None:
 
 
 def _fresh(out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise FacetrainError(f"{out} exists; pass convert.overwrite=true to replace it or convert.out=... elsewhere")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    """Refuse an existing `out` unless overwrite=true; atomic_write replaces it only once the new one is complete."""
+    if out.exists() and not overwrite:
+        raise FacetrainError(f"{out} exists; pass convert.overwrite=true to replace it or convert.out=... elsewhere")
 
 
 def _list_skipped(out: Path, bad: list[tuple[str, str]]) -> None:
@@ -77,8 +75,19 @@ def _write_rec(tmp: Path, src: Path, tree, progress: bool) -> None:
         ends = [first[c + 1] if c + 1 < classes else n + 1 for c in range(classes)]
         for label in range(classes):
             writer.write(n + 1 + label, pack_payload(b"", (first[label], ends[label])))
-    with Image.open(src / tree.paths[0]) as im:  # insightface's `classes,height,width`, from the first image
-        (tmp / PROPERTY_NAME).write_text(f"{classes},{im.height},{im.width}\n")
+    height, width = _first_size(src, tree.paths)  # insightface's `classes,height,width`
+    (tmp / PROPERTY_NAME).write_text(f"{classes},{height},{width}\n")
+
+
+def _first_size(src: Path, paths: list[str]) -> tuple[int, int]:
+    """(height, width) of the first image that opens: the tree's files travel unchecked, as bytes."""
+    for rel in paths:
+        try:
+            with Image.open(src / rel) as im:
+                return im.height, im.width
+        except OSError:  # PIL's UnidentifiedImageError among them
+            continue
+    raise FacetrainError(f"no readable image under {src}; nothing to convert")
 
 
 def rec_to_folder(src: Path, out: Path, overwrite: bool = False, progress: bool = True) -> dict:

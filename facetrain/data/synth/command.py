@@ -14,7 +14,8 @@ __all__ = ["ensure_synthetic", "synth"]
 
 
 _AT_LEAST = {"seed": 0, "train_identities": 1, "train_min_images": 1, "lfw_folds": 1, "lfw_pairs_per_fold": 1,
-             "lfw_identities_per_fold": 2, "lfw_max_images": 2, "jpeg_quality": 1, "workers": 0}  # others: 0
+             "lfw_identities_per_fold": 2, "lfw_max_images": 2, "jpeg_quality": 1, "workers": 0,
+             "ytf_max_videos": 2, "rfw_max_images": 2}  # others: 0 (a person has 2 to *_max images or videos)
 
 
 def _check_settings(s: DictConfig) -> None:

@@ -70,7 +70,8 @@ def _mid(rng: np.random.Generator) -> str:
 def write_rfw(out: Path, seed: int, n: int, people_per_fold: int, max_images: int, size: tuple[int, int],
               quality: int, run: Callable, pairs_of: Callable) -> dict:
     """Write the four groups under `out` (`data/`, `txts/`); `pairs_of` draws LFW-style pairs per fold
-    (`trees.lfw_pairs`). Returns {rfw_pairs: pairs per group, rfw_images: images in all}."""
+    (`trees.lfw_pairs`, told the tree and its settings). Returns {rfw_pairs: pairs per group, rfw_images:
+    images in all}."""
     tasks, lines = [], {}
     for g, group in enumerate(RFW_GROUPS):
         rng = np.random.default_rng([seed, _RFW, g])
@@ -82,7 +83,8 @@ def write_rfw(out: Path, seed: int, n: int, people_per_fold: int, max_images: in
         tasks += [(seed, g, p, counts[name], out / "data" / group / name, name, size, quality)
                   for p, name in enumerate(names)]
         folds = [names[f::_FOLDS] for f in range(_FOLDS)]
-        lines[group] = ["\t".join(str(x) for x in row) for row in pairs_of(counts, folds, n, rng)]
+        pairs = pairs_of(counts, folds, n, rng, f"RFW {group}", "synth.rfw")  # its messages name synth.rfw_*
+        lines[group] = ["\t".join(str(x) for x in row) for row in pairs]
     images = sum(t[3] for t in tasks)
     run(_render, tasks, images, "synth rfw")
     for group, rows in lines.items():

@@ -120,18 +120,21 @@ def _cross_pairs(counts: list[int]) -> int:
     return (total * total - sum(c * c for c in counts)) // 2
 
 
-def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator
-              ) -> list[tuple]:
-    """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2)."""
+def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator,
+              tree: str = "LFW", keys: str = "synth.lfw") -> list[tuple]:
+    """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2); when they do
+    not fit, the message names `tree` and the settings `keys`_* (RFW draws its groups' pairs here too)."""
     pairs = []
     for fold, names in enumerate(fold_names):
         matched = [(a, i, j) for a in names for i in range(1, counts[a] + 1) for j in range(i + 1, counts[a] + 1)]
         if len(matched) < n:
-            raise FacetrainError(f"fold {fold + 1} has only {len(matched)} matched pairs; raise lfw_max_images")
+            raise FacetrainError(f"{tree} fold {fold + 1} has only {len(matched)} matched pairs; raise "
+                                 f"{keys}_max_images or lower {keys}_pairs_per_fold")
         chosen = sorted(matched[k] for k in rng.choice(len(matched), n, replace=False))
         possible = _cross_pairs([counts[a] for a in names])
         if possible < n:  # the draw below would never end
-            raise FacetrainError(f"fold {fold + 1} has only {possible} mismatched pairs; raise lfw_identities_per_fold")
+            raise FacetrainError(f"{tree} fold {fold + 1} has only {possible} mismatched pairs; raise "
+                                 f"{keys}_identities_per_fold or lower {keys}_pairs_per_fold")
         mismatched: set[tuple] = set()
         while len(mismatched) < n:
             a, b = rng.choice(len(names), 2, replace=False)

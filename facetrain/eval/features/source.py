@@ -19,6 +19,7 @@ from facetrain.eval.features.cache import cache_file, cached_features, file_fing
 from facetrain.eval.features.checks import check_features
 from facetrain.eval.features.embedder import embed_images
 from facetrain.eval.features.file import Features, load_features, save_features
+from facetrain.eval.metrics.roc import check_fars
 from facetrain.models.trained_run import load_embedder
 from facetrain.run.checkpoint import resolve_checkpoint, run_of_checkpoint
 from facetrain.run.device import pick_device
@@ -106,6 +107,8 @@ def gather_features(cfg: DictConfig, images: ImageSet, name: str) -> ProtocolFea
     Returns:
         the features of the usable images and the list of dropped ones.
     """
+    if "fars" in cfg.protocol:  # every protocol with TAR@FAR comes here before its first embedding
+        check_fars(cfg.protocol.fars)
     if cfg.features:
         return _from_file(cfg, images, name)
     if not images.root.is_dir():

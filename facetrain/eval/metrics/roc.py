@@ -13,6 +13,7 @@ Read-off rules (docs/protocols.md, "TAR at a FAR"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from facetrain.errors import FacetrainError
 
-__all__ = ["FAR_READOFFS", "OperatingPoint", "eer", "exact_k_threshold", "matlab_round", "roc_auc",
+__all__ = ["FAR_READOFFS", "OperatingPoint", "check_fars", "eer", "exact_k_threshold", "matlab_round", "roc_auc",
            "tar_at_far"]
 
 FAR_READOFFS = ("exact_k", "floor", "interp", "nearest")
@@ -31,6 +32,17 @@ class OperatingPoint:
     tar: float  # true accept rate (TPR) at the chosen point
     far: float  # the false accept rate actually reached there
     threshold: float  # score threshold (accept iff score >= threshold); NaN for `interp`
+
+
+def check_fars(fars, key: str = "protocol.fars") -> list[float]:
+    """`fars` as floats when it lists rates in (0, 1]; else one line naming `key` (a list set on the command line
+    reaches a protocol as any type, and the tables format each FAR as a number before `tar_at_far` checks it)."""
+    listed = isinstance(fars, Sequence) and not isinstance(fars, str)
+    if not listed or not all(isinstance(f, int | float) and not isinstance(f, bool) and 0 < f <= 1 for f in fars):
+        shown = f"[{','.join(map(str, fars))}]" if listed else repr(fars)
+        raise FacetrainError(f"{key}={shown} must be numbers in (0, 1] (the false accept rates TAR is read at), "
+                             f"e.g. {key}=[0.001,0.01]")
+    return [float(f) for f in fars]
 
 
 def matlab_round(x: float) -> int:

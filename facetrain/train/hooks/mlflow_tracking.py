@@ -43,7 +43,7 @@ class MlflowHook(Hook):
 
     def __init__(self, tracking_uri: str, experiment: str = "facetrain", run_name: str | None = None,
                  artifact_location: str | None = None):
-        self.tracking_uri, self.experiment = str(tracking_uri), str(experiment)
+        self.tracking_uri, self.experiment = str(tracking_uri), "" if experiment is None else str(experiment)
         self.run_name, self.artifact_location = run_name, artifact_location
         self.store: Store | None = None
         self.run_id = ""

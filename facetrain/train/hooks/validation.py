@@ -73,7 +73,8 @@ def saved_best(run_dir: Path, metric: str) -> _Best:
     path = checkpoint_path(run_dir, "best")
     if not path.is_file():
         return _Best()
-    saved = load_checkpoint(path, mmap=True)
+    saved = load_checkpoint(path, mmap=True, fix="it is the run's best.pt so far: move it away and the next "
+                            "validation saves a new one")
     record = _record_of(saved, Path(run_dir), metric)
     if record is None or record["metric"] != metric:
         chosen_by = "an unknown metric" if record is None else f"val.metric={record['metric']}"
