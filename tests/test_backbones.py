@@ -86,7 +86,8 @@ def _images(model: nn.Module, batch: int = 2, device: str = "cpu") -> torch.Tens
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("option", BIG + SMALL)
+@pytest.mark.parametrize("option", [pytest.param(o, marks=pytest.mark.slow) if o in BIG and o != "iresnet50" else o
+                                    for o in BIG + SMALL])  # the deep trunks at every size: in the slow suite
 def test_output_shape_at_every_input_size(option, size):
     """On the meta device: shapes are propagated (and checked by every layer) without any arithmetic."""
     with torch.device("meta"):

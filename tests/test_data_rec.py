@@ -262,8 +262,8 @@ def test_synth_writes_the_zoo_layout(tmp_path):
     cfg = compose_config("data", [f"synth.out={tmp_path}", "synth.train_identities=3", "synth.train_min_images=2",
                                   "synth.train_max_images=3", "synth.lfw_pairs_per_fold=1",
                                   "synth.lfw_identities_per_fold=2", "synth.lfw_max_images=3", "synth.blufr_trials=0",
-                                  "synth.ytf_splits=0", "synth.ijba_splits=0", "synth.workers=1",
-                                  "synth.insightface_pairs_per_fold=1", "synth.rfw_pairs_per_fold=1",
+                                  "synth.ytf_splits=0", "synth.ijba_splits=0", "synth.ijbc_subjects=0",
+                                  "synth.workers=1", "synth.insightface_pairs_per_fold=1", "synth.rfw_pairs_per_fold=1",
                                   "synth.rfw_identities_per_fold=2", "synth.rfw_max_images=2"])
     synth(cfg)
     zoo = tmp_path / "faces_synth"
