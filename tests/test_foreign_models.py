@@ -78,6 +78,7 @@ def test_a_file_that_is_no_model_and_head_of_a_foreign_model_are_refused(arc_fil
 
 @pytest.mark.parametrize("content, why", [
     (b"model=runs/train/RUN\n", "not a PyTorch checkpoint"),  # a text file: torch says lines of weights_only advice
+    (b"hello, a note\n", "not a PyTorch checkpoint"),  # 'h' reads as a pickle opcode: it was 'KeyError: 101'
     (b"", "empty, cut short or damaged"),
     ("cut", "empty, cut short or damaged"),  # the first 2 kB of a real checkpoint
 ])

@@ -63,7 +63,8 @@ def _why_unloadable(path: Path, err: Exception) -> str:
         head = f.read(4)
     if isinstance(err, EOFError) or head in (b"", b"PK\x03\x04"):  # torch.save's format is a zip archive
         return "empty, cut short or damaged"
-    if isinstance(err, pickle.UnpicklingError) or "mmap can only be used" in str(err):  # mmap: not a zip
+    if (isinstance(err, pickle.UnpicklingError) or "mmap can only be used" in str(err)  # mmap: not a zip
+            or head[:1] != b"\x80"):  # neither a zip nor a pickle (torch's old format): text read as opcodes
         return "not a PyTorch checkpoint, or one holding more than tensors and plain values"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
