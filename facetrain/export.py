@@ -173,6 +173,9 @@ def _check_out(out: Path, name: str) -> None:
         raise FacetrainError(f"out={out}: {blocked} is a file, not a folder; give out= in a folder")
 
 
+_EXPORT_TAKES = "export takes a facetrain run directory or checkpoint, or an arcface_torch backbone.pth"
+
+
 def export_from_config(cfg: DictConfig) -> Path:
     """The `facetrain export` command: checkpoint -> backbone -> file + model card, after the parity check.
 
@@ -193,11 +196,12 @@ def export_from_config(cfg: DictConfig) -> Path:
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
     out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
     _check_out(out, default_export_path(checkpoint, fmt).name)
+    if checkpoint.suffix.lower() != ".onnx":  # a damaged file: the fix export takes, not model='s .onnx
+        load_checkpoint(checkpoint, mmap=True, fix=_EXPORT_TAKES)
     trained = load_embedder(checkpoint)
     backbone = trained.embedder.eval()
     if not isinstance(backbone, Backbone):
-        raise FacetrainError(f"model={checkpoint} is already an exported model; export takes a facetrain checkpoint "
-                             "or an arcface_torch backbone.pth")
+        raise FacetrainError(f"model={checkpoint} is already an exported model; {_EXPORT_TAKES}")
     state = load_checkpoint(checkpoint, mmap=True)
     trained_cfg = OmegaConf.create(state["config"]) if is_facetrain_state(state) else None
     tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")

@@ -108,6 +108,15 @@ def test_export_refuses_bad_settings_before_writing(trained_run, tmp_path, overr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def test_a_damaged_checkpoint_names_what_export_takes(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"")
+    with pytest.raises(FacetrainError, match=r"empty, cut short or damaged\); export takes a facetrain run") as err:
+        export_from_config(compose_config("export", [f"model={bad}"]))
+    assert ".onnx" not in str(err.value)  # model='s hint offers an .onnx model, which export cannot take
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
 def test_default_export_path_is_inside_the_run_directory():
     assert default_export_path(Path("/r/run1/checkpoints/last.pt"), "torchscript") == Path("/r/run1/export/backbone.pt")
     assert default_export_path(Path("/models/face.pt"), "onnx") == Path("/models/export/backbone.onnx")
