@@ -196,9 +196,7 @@ def export_from_config(cfg: DictConfig) -> Path:
     checkpoint = resolve_checkpoint(str(cfg.model), abs_path(cfg.paths.runs))
     out = abs_path(cfg.out) if cfg.out else default_export_path(checkpoint, fmt)
     _check_out(out, default_export_path(checkpoint, fmt).name)
-    if checkpoint.suffix.lower() != ".onnx":  # a damaged file: the fix export takes, not model='s .onnx
-        load_checkpoint(checkpoint, mmap=True, fix=_EXPORT_TAKES)
-    trained = load_embedder(checkpoint)
+    trained = load_embedder(checkpoint, fix=_EXPORT_TAKES)  # a damaged file: not model='s hint of an .onnx model
     backbone = trained.embedder.eval()
     if not isinstance(backbone, Backbone):
         raise FacetrainError(f"model={checkpoint} is already an exported model; {_EXPORT_TAKES}")

@@ -139,19 +139,20 @@ class TrainedRun:
         return TrainedModel(embedder, self.iteration, preprocessing_of(self.cfg, model.backbone))
 
 
-def load_embedder(checkpoint: Path, stage: str = "backbone") -> TrainedModel:
+def load_embedder(checkpoint: Path, stage: str = "backbone", fix: str | None = None) -> TrainedModel:
     """The network that makes evaluation embeddings, rebuilt from a facetrain checkpoint or a foreign model file.
 
     Args:
         checkpoint: a facetrain checkpoint (its `config` rebuilds the model), an insightface arcface_torch
             `backbone.pth` state dict, or an `.onnx` face model.
         stage: `backbone` (the deployed descriptor, default) or `head` (after the training head).
+        fix: what the setting the file came from takes, for a file that cannot be loaded (default: `model=`'s).
     """
     if stage not in EMBEDDING_STAGES:
         raise FacetrainError(f"embedding={stage!r} is not one of {', '.join(EMBEDDING_STAGES)}")
     if Path(checkpoint).suffix.lower() == ".onnx":
         return _foreign(Path(checkpoint), None, stage)
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint) if fix is None else load_checkpoint(checkpoint, fix=fix)
     if is_arcface_state(state):
         return _foreign(Path(checkpoint), state, stage)
     if not is_facetrain_state(state):

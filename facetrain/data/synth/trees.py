@@ -24,6 +24,7 @@ from facetrain.data.synth.ijbc_tree import write_ijbc
 from facetrain.data.synth.insightface_sets import write_insightface_sets
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import sample_nuisance
+from facetrain.data.synth.pair_counts import cross_pairs
 from facetrain.data.synth.quality import quality_path, write_quality
 from facetrain.data.synth.render import render_face
 from facetrain.data.synth.rfw_tree import write_rfw
@@ -114,12 +115,6 @@ def _run_tasks(workers: int, fn: Callable, tasks: list, total: int, desc: str) -
     return results
 
 
-def _cross_pairs(counts: list[int]) -> int:
-    """How many pairs of items of different groups there are, for groups of these sizes."""
-    total = sum(counts)
-    return (total * total - sum(c * c for c in counts)) // 2
-
-
 def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: np.random.Generator,
               tree: str = "LFW", keys: str = "synth.lfw") -> list[tuple]:
     """n matched and n mismatched pairs per fold, people never crossing folds (as in LFW View 2); when they do
@@ -131,7 +126,7 @@ def lfw_pairs(counts: dict[str, int], fold_names: list[list[str]], n: int, rng: 
             raise FacetrainError(f"{tree} fold {fold + 1} has only {len(matched)} matched pairs; raise "
                                  f"{keys}_max_images or lower {keys}_pairs_per_fold")
         chosen = sorted(matched[k] for k in rng.choice(len(matched), n, replace=False))
-        possible = _cross_pairs([counts[a] for a in names])
+        possible = cross_pairs([counts[a] for a in names])
         if possible < n:  # the draw below would never end
             raise FacetrainError(f"{tree} fold {fold + 1} has only {possible} mismatched pairs; raise "
                                  f"{keys}_identities_per_fold or lower {keys}_pairs_per_fold")

@@ -14,6 +14,7 @@ import numpy as np
 from facetrain.data.synth.identity import sample_identity
 from facetrain.data.synth.names import person_names
 from facetrain.data.synth.nuisance import Nuisance, sample_nuisance
+from facetrain.data.synth.pair_counts import cross_pairs
 from facetrain.data.synth.render import render_face
 from facetrain.errors import FacetrainError
 
@@ -54,8 +55,7 @@ def _split_pairs(names: list[str], videos: dict[str, int], n: int, rng: np.rando
         raise FacetrainError(f"a YTF split has only {len(same)} same-person video pairs; raise ytf_max_videos "
                              "or ytf_identities_per_split")
     chosen = [same[k] for k in sorted(rng.choice(len(same), n, replace=False))]
-    total = sum(videos[a] for a in names)
-    possible = (total * total - sum(videos[a] ** 2 for a in names)) // 2
+    possible = cross_pairs([videos[a] for a in names])
     if possible < n:  # the draw below would never end
         raise FacetrainError(f"a YTF split has only {possible} different-person video pairs; raise "
                              "ytf_identities_per_split")
