@@ -14,7 +14,12 @@ RUN_PY := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
+# torch's CUDA build alone is about 5.6 GB in the venv: say so up front rather than fail mid-install with ENOSPC.
+SETUP_GIB ?= 8
 $(STAMP): pyproject.toml constraints.txt
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt $(SETUP_GIB) ]; then \
+	  echo "make setup: only $$free GiB free here; .venv needs about 7 GiB (torch's CUDA build). Free space on this disk (old /tmp clones, runs/) and rerun."; \
+	  exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,export,slurm,digits,jpeg,audit,track,search,timm]'
