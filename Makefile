@@ -49,7 +49,7 @@ test-all: $(STAMP)  ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
 
 lint: $(STAMP)  ## ruff check
-	$(BIN)/ruff check facetrain tests scripts
+	$(BIN)/ruff check facetrain hydra_plugins tests scripts
 
 bench: $(STAMP)  ## training throughput, and loader item rates against bare libjpeg-turbo (scripts/bench_*.py)
 	$(BIN)/python scripts/bench_train.py

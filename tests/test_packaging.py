@@ -9,8 +9,10 @@ from helpers import REPO
 
 def test_every_package_is_listed():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "facetrain").rglob("__init__.py")}
+    found = {".".join(p.parent.relative_to(REPO).parts) for top in ("facetrain", "hydra_plugins")
+             for p in (REPO / top).rglob("__init__.py")}
     assert found | {"facetrain.configs"} == listed
+    assert not (REPO / "hydra_plugins" / "__init__.py").exists()  # a namespace that other plugins share
 
 
 def test_configs_ship_with_the_package():

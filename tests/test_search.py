@@ -40,6 +40,19 @@ def test_a_study_whose_every_trial_fails_ends_with_each_trials_line(tmp_path, ti
 
 
 @pytest.mark.slow
+def test_a_study_whose_every_trial_fails_in_other_processes_ends_the_same_way(tmp_path, tiny_data):
+    """With a process-based launcher (submitit's local one, as SLURM's) the trials end in other processes: the
+    sweeper, not a callback, sees that none scored."""
+    proc = run_cli("train", "-m", "search=optuna", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                   "loss=l2softmax", "alpha=choice(-1,-2)", "hydra.sweeper.n_trials=2", *SHRINK, cwd=tmp_path,
+                   env={"FACETRAIN_DATA": str(tiny_data)}, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("facetrain: ")]
+    assert [ln.split(" (")[0] for ln in lines] == ["facetrain: job 0", "facetrain: job 1", "facetrain: 2 of 2 jobs did not complete"]
+    assert (tmp_path / "study" / "report.md").read_text().count("| failed |") == 2
+
+
+@pytest.mark.slow
 def test_a_study_of_three_trials_goes_on_past_a_failed_one(tmp_path, tiny_data, monkeypatch):
     import optuna
 

@@ -4,15 +4,13 @@ Hydra's Optuna sweeper composes each trial's config only when it launches it, so
 every trial one by one; and the plugin minimizes by default while facetrain's trials return a score
 (val/best/<val.metric>). Checked once here, at the sweep's start, before anything is written: one line, exit 2.
 
-A study whose every trial failed (a wrong data.root, every sampled value refused) ends in the plugin asking Optuna
-for a best trial there is not, a traceback. With the in-process launcher the callback sees each trial end, so
-after the last one, with none scored, it ends the sweep itself as Hydra would have: the sweep's end callbacks
-(the report, the MLflow parent run, one line per failed trial) and exit status 1.
+It also registers facetrain's Optuna sweeper (hydra_plugins.facetrain_search: a study in which no trial scored
+ends as a failed sweep, whatever the launcher) before Hydra instantiates it: an editable install hides that
+package from Hydra's plugin scan.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -32,10 +30,6 @@ _ABSENT = object()
 class SearchCheckCallback(Callback):
     """Registered under `hydra.callbacks` before the MLflow one; does nothing unless the sweeper is Optuna's."""
 
-    def __init__(self) -> None:
-        self._study: DictConfig | None = None  # the sweep's config, while an in-process study runs
-        self._ended = self._scored = 0
-
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "optuna" not in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
             return
@@ -44,29 +38,11 @@ class SearchCheckCallback(Callback):
         except FacetrainError as err:
             print(f"facetrain: error: {err}", file=sys.stderr)
             raise SystemExit(err.exit_status) from None  # Hydra's callback runner would swallow an Exception
-        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
-        if launcher.endswith("BasicLauncher"):  # other launchers end trials in other processes
-            self._study, self._ended, self._scored = config, 0, 0
+        from hydra.core.plugins import Plugins
 
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        if self._study is None:
-            return
-        value = getattr(job_return, "_return_value", None)  # a failed trial recorded its failure and returned None
-        self._ended += 1
-        self._scored += isinstance(value, int | float) and math.isfinite(value)
-        if self._ended >= int(self._study.hydra.sweeper.n_trials) and not self._scored:
-            _end_sweep(self._study, self)
+        from hydra_plugins.facetrain_search import FacetrainOptunaSweeper
 
-
-def _end_sweep(config: DictConfig, caller: Callback) -> None:
-    """Run the sweep's end callbacks (last registered first, as Hydra does), then exit with status 1."""
-    from hydra.utils import instantiate
-
-    for spec in reversed(list((OmegaConf.select(config, "hydra.callbacks", default=None) or {}).values())):
-        callback = instantiate(spec)
-        if not isinstance(callback, type(caller)):
-            callback.on_multirun_end(config=config)  # the sweep-status callback exits here, naming each trial
-    raise SystemExit(1)
+        Plugins.instance().register(FacetrainOptunaSweeper)  # Hydra instantiates the sweeper after this callback
 
 
 def check_search(config: DictConfig, config_name: str = "train") -> None:
