@@ -135,3 +135,20 @@ def test_without_a_requeue_the_interruption_ends_the_job(rank, timeout_min, why,
         record_outcome(trainer.train)(train_cfg("iterations=20", "checkpoint_every=100"))
     assert requeued == [], why
     assert _last_iteration(tmp_path / "run") == 3
+
+
+@pytest.mark.parametrize(("torchrun", "raised"), [(False, [signal.SIGTERM]), (True, [])])
+def test_a_repeated_signal_stops_at_once_except_as_torchruns_worker(torchrun, raised, monkeypatch):
+    """Alone, SIGTERM twice means 'now'. A torchrun worker gets it twice whenever SLURM signals the step (SLURM
+    reaches every process, then torchrun passes its own on): that must still save last.pt at the window."""
+    if torchrun:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    else:
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    sent: list[int] = []
+    monkeypatch.setattr(signals_hook.signal, "raise_signal", sent.append)
+    monkeypatch.setattr(signals_hook.signal, "signal", lambda signum, handler: None)
+    hook = signals_hook.StopOnSignalHook()
+    hook._handle(signal.SIGTERM, None)
+    hook._handle(signal.SIGTERM, None)
+    assert sent == raised and hook.received == signal.SIGTERM

@@ -26,7 +26,9 @@ import torch.distributed as dist
 from facetrain.config import set_launch_time
 from facetrain.distributed.rank import is_main_process, world_size
 
-__all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "distributed_run", "first_host", "launch_local", "launched_world_size", "local_rank", "max_across_ranks", "quiet_hydra_overrides", "slurm_environment"]
+__all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "distributed_run", "first_host", "from_main",
+           "launch_local", "launched_world_size", "local_rank", "max_across_ranks", "quiet_hydra_overrides",
+           "slurm_environment"]
 
 
 def launch_local(nproc: int, args: list[str]) -> None:
@@ -142,6 +144,16 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(total)
     return dict(zip(keys, (total / world_size()).tolist(), strict=True))
+
+
+def from_main(value):
+    """Rank 0's `value` (any picklable object; other ranks may pass None), on every rank: a decision that
+    must be the same everywhere, taken once. An object collective: gloo on the host under NCCL runs too."""
+    if world_size() <= 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def max_across_ranks(value: int) -> int:

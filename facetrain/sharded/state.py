@@ -53,7 +53,8 @@ def sharded_parameter_names(module: nn.Module) -> list[str]:
 
 def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norm of the gradients of `parameters` as one process would find it: the squares of the sharded
-    gradients are summed over the ranks (a collective when there are any), the replicated ones added once.
+    gradients are summed over the ranks (a collective whenever a parameter is sharded, on every rank alike),
+    the replicated ones added once.
     A gradient deferred by `fused_class_update` counts by its norm (`facetrain.sharded.fused`)."""
     grads = [(p, p.grad if p.grad is not None else deferred_norm(p)) for p in parameters]
     with_grad = [(p, g) for p, g in grads if g is not None]
@@ -63,6 +64,7 @@ def global_grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     total = torch.zeros((), device=device, dtype=torch.float32)
     if sharded:
         total = torch.nn.utils.get_total_norm(sharded).float().pow(2)
+    if any(_shard_of(p) is not None for p in parameters):  # every rank, with or without a gradient of its own
         dist.all_reduce(total)
     if replicated:
         total = total + torch.nn.utils.get_total_norm(replicated).float().pow(2)

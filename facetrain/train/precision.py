@@ -12,7 +12,9 @@ import contextlib
 import logging
 
 import torch
+import torch.distributed as dist
 
+from facetrain.distributed.rank import world_size
 from facetrain.errors import FacetrainError
 
 __all__ = ["PRECISIONS", "ResumableGradScaler", "autocast_dtype", "backbone_autocast", "resolve_precision"]
@@ -58,8 +60,23 @@ def backbone_autocast(device_type: str, dtype: torch.dtype | None):
 
 
 class ResumableGradScaler(torch.amp.GradScaler):
-    """A GradScaler that resumes from a checkpoint of another precision: a run saved in bf16/fp32 holds an
-    empty scaler state, and an fp16 resume then starts with a fresh scale instead of failing."""
+    """A GradScaler that resumes from a checkpoint of another precision (a run saved in bf16/fp32 holds an
+    empty scaler state, and an fp16 resume then starts with a fresh scale instead of failing), and that keeps
+    one loss scale on every rank.
+
+    torch's scaler backs off on the overflows this rank's gradients hold. Under DDP those are the same on
+    every rank (the gradients are all-reduced), but a sharded classifier's block is each rank's own: an
+    overflow in one block alone would halve that rank's scale only, and from then on DDP would average
+    gradients scaled differently and each rank unscale its own way (the replicas drift apart, silently).
+    So under torchrun the overflow flags are max-reduced first: all ranks back off together.
+    """
+
+    def update(self, new_scale: float | torch.Tensor | None = None) -> None:
+        if self.is_enabled() and new_scale is None and world_size() > 1:
+            for state in self._per_optimizer_states.values():
+                for found_inf in state["found_inf_per_device"].values():
+                    dist.all_reduce(found_inf, op=dist.ReduceOp.MAX)
+        super().update(new_scale)
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self.is_enabled() and not state_dict:

@@ -6,7 +6,8 @@ submitit (Hydra's submitit launcher) get SIGUSR2 `signal_delay_s` before their t
 with a checkpoint at the iteration every rank stopped at and exit status 128 + the signal number (under
 submitit, SIGUSR2 then goes on to submitit's requeue: `facetrain.run.submitit_requeue`), and
 `facetrain train resume=true` (or `resume=auto` in a requeued job) continues exactly. A second signal of
-the same kind while the first is handled interrupts at once, as Ctrl-C twice does elsewhere.
+the same kind while the first is handled interrupts at once, as Ctrl-C twice does elsewhere (not under torchrun,
+whose workers get a signal twice: SLURM signals every process of a step, and torchrun passes its own on).
 
 Several ranks agree on the stop iteration at log windows (every `log_every` iterations) only, with one
 small collective there, instead of one per step: a signal that reaches the ranks steps apart stops them
@@ -53,6 +54,11 @@ class StopOnSignalHook(Hook):
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
+        if self.received == signum and "TORCHELASTIC_RUN_ID" in os.environ:
+            # under torchrun the repeat is the launcher passing on what SLURM (at a time limit, on scancel) already
+            # sent every process of the step, workers included: not a second request (torchrun's own deadline,
+            # --shutdown_timeout, then SIGKILLs a rank that does not stop)
+            return
         if self.received == signum:  # asked twice: stop now
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             signal.raise_signal(signum)

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
+from facetrain.distributed.process_group import from_main
 from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
 from facetrain.eval.calibrate import calibration_record, write_calibration
@@ -101,8 +102,8 @@ class ValidationHook(Hook):
             pairs_per_fold).
         data: the `data` config (the training fit).
         iterations: the run's length (a last validation at its end).
-        all_ranks: validate on every rank (identical backbones, identical scores), so all of them take
-            part in gathering a sharded classifier for best.pt; rank 0 alone writes.
+        all_ranks: run the hook on every rank, so all of them take part in gathering a sharded classifier
+            for best.pt; rank 0 alone scores (the others take its numbers) and writes.
     """
 
     def __init__(self, val: DictConfig, data: DictConfig, iterations: int, all_ranks: bool = False):
@@ -165,10 +166,31 @@ class ValidationHook(Hook):
                    for key, (same, scores) in scored.items()}
         write_calibration([Path(state.run_dir)], records)
 
+    def _main_scores(self, state: TrainState) -> dict[str, float]:
+        """Rank 0's scores on every rank (a user error there raised on every rank). The ranks share weights but
+        not BatchNorm statistics (DDP hands out rank 0's before each forward, then each rank's batch moves its
+        own), so scores of their own could disagree on whether best.pt improved, and with a sharded classifier
+        a save is a collective: the ranks that save would wait forever for those that do not."""
+        scores, error = None, None
+        if is_main_process():
+            try:
+                scores = self._score(state.model.backbone, state.device)
+            except FacetrainError as err:
+                error = err
+        scores, message = from_main((scores, None if error is None else str(error)))
+        if error is not None:
+            raise error
+        if message is not None:
+            raise FacetrainError(message)
+        return scores
+
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
         self.scored = {}
-        metrics = self._score(state.model.backbone, state.device)
+        if self.main_process_only:  # rank 0 alone runs this hook
+            metrics = self._score(state.model.backbone, state.device)
+        else:
+            metrics = self._main_scores(state)
         state.model.train()  # embedding put the backbone in eval mode
         if self.metric not in metrics:
             raise FacetrainError(f"val.metric={self.metric} is not one of {', '.join(sorted(metrics))}")
