@@ -43,6 +43,20 @@ def _nproc(args: list[str]) -> int:
     return int(values[-1])
 
 
+def _check_nproc_under_a_launcher(nproc: int) -> None:
+    """nproc=N starts N ranks here; under srun or torchrun the launcher has started them (nproc=N's own ranks
+    carry it on, N per machine): a different count would be ignored, training on fewer GPUs than asked."""
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if nproc > 1 and nproc != per_machine:
+        launcher = ("torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else
+                    "this SLURM step" if "SLURM_NTASKS" in os.environ else "the launcher")
+        print(f"facetrain: error: nproc={nproc} asks for {nproc} ranks on this machine, but {launcher} already "
+              f"started {per_machine} here ({os.environ.get('WORLD_SIZE')} in all); drop nproc= and start one task "
+              "per GPU (srun --ntasks-per-node=GPUS, torchrun --nproc_per_node=GPUS), or use hydra/launcher=slurm",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
 def train_main() -> None:
     """`facetrain train`; `nproc=N` starts N ranks through torchrun's launcher. Under torchrun (WORLD_SIZE > 1)
     each rank joins the process group before Hydra names the run directory, so all of them agree on it, and
@@ -51,8 +65,8 @@ def train_main() -> None:
     from facetrain.distributed.process_group import adopt_slurm_environment
 
     adopt_slurm_environment()
+    nproc = _nproc(sys.argv[1:])
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        nproc = _nproc(sys.argv[1:])
         if nproc > 1:
             from facetrain.distributed.process_group import launch_local
 
@@ -62,6 +76,7 @@ def train_main() -> None:
         return
     from facetrain.distributed.process_group import distributed_run, quiet_hydra_overrides
 
+    _check_nproc_under_a_launcher(nproc)
     with distributed_run():
         sys.argv += quiet_hydra_overrides()
         _train_app()

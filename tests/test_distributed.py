@@ -146,6 +146,29 @@ def test_nproc_starts_the_ranks_itself(tiny_data, tmp_path):
     assert json.loads((tmp_path / "two" / "metrics.json").read_text())["train/world_size"] == 2
 
 
+def test_a_fixed_gpu_is_refused_where_ranks_share_a_machine(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two machines of one GPU each: cuda:0 on both is right
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(FacetrainError, match="device=cuda:1 would put all 2 ranks of this machine on one GPU"):
+        pick_device("cuda:1")
+
+
+@pytest.mark.parametrize(("env", "launcher"), [({"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "1"}, "this SLURM step"),
+                                                ({"TORCHELASTIC_RUN_ID": "none"}, "torchrun")])
+def test_nproc_that_the_launcher_did_not_start_is_refused(env, launcher, tmp_path, monkeypatch):
+    """`srun -N4 --ntasks-per-node=1 facetrain train nproc=8` would train on 4 GPUs, not 32."""
+    for key, value in {"WORLD_SIZE": "4", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1", **env}.items():
+        monkeypatch.setenv(key, value)
+    proc = run_cli("train", "nproc=8", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and f"nproc=8 asks for 8 ranks on this machine, but {launcher} already started 1 " \
+        "here (4 in all)" in proc.stderr, proc.stderr
+
+
 def test_a_bad_nproc_is_refused_in_one_line(tmp_path):
     proc = run_cli("train", "nproc=0", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "nproc=0 must be a positive integer" in proc.stderr
