@@ -2,17 +2,20 @@
 and (slow) the synthetic-twin comparison: fine-tuning beats training from scratch and the frozen model."""
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import sys
+from datetime import timedelta
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import REPO, fork_gloo_ranks
 from hydra.utils import instantiate
 from torch import nn
 
 from facetrain.errors import FacetrainError
+from facetrain.sharded.state import setup_class_shards
 from facetrain.train import build_state, train
 from facetrain.train.finetune import batchnorms, class_mean_weights, init_classifier
 from facetrain.train.init_from import init_backbone
@@ -77,6 +80,42 @@ def test_class_means_for_softmax_zero_the_bias_and_refuse_losses_without_class_w
     state = _state(cfg, dataset.num_classes)
     with pytest.raises(FacetrainError, match="one weight row per class.*finetune.classifier=random"):
         init_classifier(cfg, state.model, state.loss, dataset, dataset.num_classes, torch.device("cpu"), False)
+
+
+def _class_means_on_a_rank(cfg, rank: int, port: int, out: str) -> None:
+    """One of 2 gloo ranks: class_mean_weights over its half of the set, then the sharded classifier filled."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)  # a forked child must not enter its parent's OpenMP pool
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=30))
+    try:
+        dataset = instantiate(cfg.data.dataset)
+        state = _state(cfg, dataset.num_classes)
+        seen = []
+        state.model.register_forward_hook(lambda module, args, result: seen.append(len(args[0])))
+        means = class_mean_weights(state.model, dataset, dataset.num_classes, torch.device("cpu"))
+        embedded = sum(seen)
+        setup_class_shards(state.loss, 0, True, rank, 2)  # this rank keeps its block of the class weights
+        init_classifier(cfg, state.model, state.loss, dataset, dataset.num_classes, torch.device("cpu"), True)
+        torch.save({"means": means, "block": state.loss.weight.detach(), "embedded": embedded},
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_split_the_class_means_pass_and_fill_their_blocks(train_cfg, tmp_path):
+    cfg = train_cfg("loss=arcface", "finetune.classifier=class_means")
+    dataset = instantiate(cfg.data.dataset)
+    state = _state(cfg, dataset.num_classes)  # the seeded init: the ranks build the same backbone
+    expected = class_mean_weights(state.model, dataset, dataset.num_classes, torch.device("cpu"))
+    ranks = fork_gloo_ranks(functools.partial(_class_means_on_a_rank, cfg), 2, tmp_path)
+    assert [r["embedded"] for r in ranks] == [(len(dataset) + 1) // 2, len(dataset) // 2]  # each rank its half
+    for r in ranks:  # the all-reduced sums give one process's means
+        torch.testing.assert_close(r["means"], expected, rtol=1e-5, atol=1e-6)
+    half = (dataset.num_classes + 1) // 2
+    torch.testing.assert_close(torch.cat([r["block"] for r in ranks]), expected, rtol=1e-5, atol=1e-6)
+    assert [len(r["block"]) for r in ranks] == [half, dataset.num_classes - half]
 
 
 def test_experiment_finetune_starts_from_the_pretrained_backbone(train_cfg, tmp_path):
