@@ -7,7 +7,9 @@ pretending to be rank 1.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,7 @@ import torch.distributed as dist
 from helpers import fork_gloo_ranks
 from torch import nn
 
-from facetrain.distributed.process_group import from_main
+from facetrain.distributed.process_group import from_main, main_first
 from facetrain.errors import FacetrainError
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import global_grad_norm
@@ -114,3 +116,33 @@ def test_with_a_sharded_classifier_rank_1_takes_rank_0s_scores_and_saves_with_it
     _as_rank_1(monkeypatch, lambda: (None, "val.pairs=x does not exist; ..."))
     with pytest.raises(FacetrainError, match="val.pairs=x does not exist"):  # rank 0's user error, here too
         hook.validate(state)
+
+
+def _prepare_on_rank_0(rank: int, port: int, out_dir: str, group_seconds: float, work_seconds: float) -> None:
+    """main_first twice: rank 0 works `work_seconds` (the group gives up after `group_seconds`), then fails."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=timedelta(seconds=group_seconds))
+    try:
+        done = main_first(lambda: time.sleep(work_seconds) or "the index")
+        try:
+            main_first(lambda: (_ for _ in ()).throw(FacetrainError("data.root=/nowhere does not exist")))
+            failed = None
+        except FacetrainError as err:
+            failed = str(err)
+        torch.save({"done": done, "failed": failed}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_rank_0s_data_error_ends_every_rank_with_its_line(tmp_path):
+    ranks = fork_gloo_ranks(functools.partial(_prepare_on_rank_0, group_seconds=30, work_seconds=0), WORLD, tmp_path)
+    assert [r["done"] for r in ranks] == ["the index", None]  # its result on rank 0 only: the others load their own
+    assert [r["failed"] for r in ranks] == ["data.root=/nowhere does not exist"] * 2
+
+
+@pytest.mark.slow
+def test_the_other_ranks_wait_for_rank_0_past_the_process_groups_timeout(tmp_path):
+    """Indexing millions of images can outlast the group's 30 minutes: here 4 s of work against 2 s."""
+    ranks = fork_gloo_ranks(functools.partial(_prepare_on_rank_0, group_seconds=2, work_seconds=4), WORLD, tmp_path)
+    assert [r["done"] for r in ranks] == ["the index", None]

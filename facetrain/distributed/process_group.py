@@ -17,18 +17,22 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, MutableMapping
-from datetime import datetime
+from collections.abc import Callable, Iterator, MutableMapping
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from facetrain.config import set_launch_time
 from facetrain.distributed.rank import is_main_process, world_size
+from facetrain.errors import FacetrainError
 
 __all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "distributed_run", "first_host", "from_main",
-           "launch_local", "launched_world_size", "local_rank", "max_across_ranks", "quiet_hydra_overrides",
-           "slurm_environment"]
+           "launch_local", "launched_world_size", "local_rank", "main_first", "max_across_ranks",
+           "quiet_hydra_overrides", "slurm_environment"]
+
+T = TypeVar("T")
 
 
 def launch_local(nproc: int, args: list[str]) -> None:
@@ -134,6 +138,37 @@ def barrier() -> None:
     """Wait for every rank (nothing to wait for in a single process)."""
     if world_size() > 1:
         dist.barrier()
+
+
+def main_first(prepare: Callable[[], T], hours: float = 6.0) -> T | None:
+    """Rank 0 calls `prepare` (synthesize a data set, index or verify a folder of millions of images) while the
+    other ranks wait; its result on rank 0, None elsewhere.
+
+    The others wait on a gloo group of their own, for up to `hours`: in the process group they would give up
+    after its timeout (30 minutes; NCCL's 10), sooner than rank 0 may take, and the run would die just as its
+    data was ready. And rank 0 tells them whether it succeeded, so an error there (a missing folder) ends every
+    rank at once with rank 0's line, instead of leaving them to wait out those hours (under plain srun nothing
+    else would stop them)."""
+    if world_size() <= 1:
+        return prepare()
+    group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
+    try:
+        result, failure, message = None, None, [None]
+        if is_main_process():
+            try:
+                result = prepare()
+            except BaseException as err:  # noqa: BLE001 - told to the other ranks, then raised here as it was
+                failure = err
+                message = [str(err) if isinstance(err, FacetrainError) else
+                           f"rank 0 stopped while preparing the data ({type(err).__name__}: {err}); see its log"]
+        dist.broadcast_object_list(message, src=0, group=group)
+    finally:
+        dist.destroy_process_group(group)
+    if failure is not None:
+        raise failure
+    if message[0] is not None:
+        raise FacetrainError(message[0])
+    return result
 
 
 def average_across_ranks(values: dict[str, float]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from facetrain.config import abs_path
 from facetrain.data.synth.command import ensure_synthetic
-from facetrain.distributed.process_group import average_across_ranks, barrier
+from facetrain.distributed.process_group import average_across_ranks, main_first
 from facetrain.distributed.rank import is_main_process, world_size
 from facetrain.errors import FacetrainError
 from facetrain.run.device import pick_device
@@ -49,12 +49,13 @@ def _validate(cfg: DictConfig) -> None:
 
 
 def _load_data(cfg: DictConfig, run_dir):
-    main = is_main_process()
-    if main and cfg.data.get("generate_if_missing"):
-        ensure_synthetic(cfg.data)
-    dataset = instantiate(cfg.data.dataset) if main else None
-    barrier()  # the other ranks then read what rank 0 wrote: the synthetic data, the folder index cache
-    if not main:
+    def prepare():
+        if cfg.data.get("generate_if_missing"):
+            ensure_synthetic(cfg.data)
+        return instantiate(cfg.data.dataset)
+
+    dataset = main_first(prepare)  # the other ranks then read what rank 0 wrote: synthetic data, the index cache
+    if not is_main_process():
         return instantiate(cfg.data.dataset)
     if hasattr(dataset, "write_report"):  # counts, removed identities, skipped files -> the run directory (and log)
         dataset.write_report(run_dir)
