@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     _one_mode(command, argv[1:])
     sys.argv = [f"facetrain {command}"] + _to_hydra_args(command, argv[1:])
-    apps[command]()
+    from facetrain.config_errors import one_line_config_errors
+
+    with one_line_config_errors(command):  # a mistyped key or option: one line, exit 2
+        apps[command]()
 
 
 if __name__ == "__main__":

@@ -159,3 +159,21 @@ def test_the_protocol_word_goes_after_the_flags():
 
     assert _to_hydra_args("eval", ["lfw", "-m", "model=a,b"]) == ["-m", "model=a,b", "protocol=lfw"]
     assert _to_hydra_args("eval", ["-m", "protocol=lfw"]) == ["-m", "protocol=lfw"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("train", "alpah=8"), "alpah: no such key at the top level (did you mean alpha?)"),
+    (("train", "optim.lrr=0.1"), "optim.lrr: no such key under optim (did you mean lr?)"),
+    (("train", "loss=l2sofmax"), "loss=l2sofmax: no such loss option (did you mean l2softmax or softmax?)"),
+    (("eval", "lfww"), "protocol=lfww: no such protocol option (did you mean lfw?); the options: bin, blufr"),
+    (("train", "alpha=[8"), "alpha=[8: Hydra cannot parse this override"),
+    (("data", "align", "align.src=nowhere", "align.out=crops"), "align.src="),
+    (("data", "pack", "pack.src=nowhere", "pack.out=faces.pack"), "pack.src="),
+])
+def test_common_slips_are_one_line_naming_what_was_typed(workdir, args, expected):
+    """Hydra's own refusals were 5-7 lines with exit status 1 and advised `+alpah=8`; a missing source folder named
+    data.root, a key these commands do not read."""
+    cwd, env = workdir
+    line = _error_line(run_cli(*args, cwd=cwd, env=env, check=False))
+    assert expected in line and "+alpah=8" not in line, line
+    assert not (cwd / "crops").exists() and not (cwd / "faces.pack").exists()
