@@ -177,3 +177,18 @@ def test_common_slips_are_one_line_naming_what_was_typed(workdir, args, expected
     line = _error_line(run_cli(*args, cwd=cwd, env=env, check=False))
     assert expected in line and "+alpah=8" not in line, line
     assert not (cwd / "crops").exists() and not (cwd / "faces.pack").exists()
+
+
+def test_a_sweep_job_folder_passes_whole_as_a_value(tmp_path):
+    """`facetrain eval lfw model=runs/multirun/DATE/0_alpha=8,loss=l2softmax` was refused by Hydra's grammar
+    (`mismatched input '='`): an existing path's value is quoted; sweeps (`model=a,b`) stay as typed."""
+    from helpers import compose_config
+
+    from facetrain.cli import _to_hydra_args
+
+    job = tmp_path / "0_alpha=8,loss=l2softmax"
+    job.mkdir()
+    args = _to_hydra_args("eval", ["lfw", f"model={job}", "-m", "mirror=sum,none", f"features='{job}'"])
+    assert args == [f"model='{job}'", "-m", "mirror=sum,none", f"features='{job}'", "protocol=lfw"]
+    assert compose_config("eval", [args[0]]).model == str(job)
+    assert _to_hydra_args("train", [f"init_from={tmp_path}/missing=1,2"]) == [f"init_from={tmp_path}/missing=1,2"]
