@@ -29,6 +29,7 @@ _POSITIONAL_KEY = {"eval": "protocol", "data": "action"}  # `eval lfw` -> protoc
 
 def _to_hydra_args(command: str, args: list[str]) -> list[str]:
     """`eval lfw -m model=a,b` -> `-m model=a,b protocol=lfw`: last, since argparse wants the overrides together."""
+    args = [_quote_path_value(arg) for arg in args]
     if command == "report":
         return _report_args(args)
     if command == "verify":
@@ -37,6 +38,23 @@ def _to_hydra_args(command: str, args: list[str]) -> list[str]:
     if key and args and not args[0].startswith("-") and "=" not in args[0]:
         return args[1:] + [f"{key}={args[0]}"]
     return args
+
+
+_HYDRA_SPECIAL = set("=,[]{}()'\" \t")
+
+
+def _quote_path_value(arg: str) -> str:
+    """`model=runs/multirun/DATE/0_alpha=8,loss=l2softmax` -> `model='...'`: a sweep job's folder (or any existing
+    path) whose name Hydra's override grammar would split at `=` or `,` passes whole, as `facetrain report` takes it."""
+    from pathlib import Path
+
+    key, sep, value = arg.partition("=")
+    if (not sep or arg.startswith("-") or not key or _HYDRA_SPECIAL & set(key) or not _HYDRA_SPECIAL & set(value)
+            or value[:1] in ("'", '"') or not Path(value).exists() or Path(arg).exists()):  # a whole path: report's
+        return arg
+    from facetrain.report.compose import quote
+
+    return f"{key}={quote(value)}"
 
 
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-path", "-cp", "--config-name", "-cn",
@@ -101,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     _one_mode(command, argv[1:])
     sys.argv = [f"facetrain {command}"] + _to_hydra_args(command, argv[1:])
-    apps[command]()
+    from facetrain.config_errors import one_line_config_errors
+
+    with one_line_config_errors(command):  # a mistyped key or option: one line, exit 2
+        apps[command]()
 
 
 if __name__ == "__main__":

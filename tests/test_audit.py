@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -368,3 +370,11 @@ def test_the_summary_counts_the_tree_as_planted(tmp_path):
     assert summary["train_identities"] == len(folders) == 6 + 2  # one split off, one evaluation person added
     assert summary["train_images"] == sum(len(list(d.glob("*.jpg"))) for d in folders)
     assert json.loads((tmp_path / "synth" / "synth.json").read_text())["train_images"] == summary["train_images"]
+
+
+def test_importing_the_audit_leaves_out_faiss_loader_chatter():
+    """faiss's loader logs each SIMD build it cannot load as a ModuleNotFoundError, at INFO, which Hydra prints."""
+    code = ("import io, logging; buf = io.StringIO(); logging.basicConfig(level=logging.INFO, stream=buf)\n"
+            "import facetrain.audit.duplicates, facetrain.audit.label_checks\nprint(buf.getvalue(), end='')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert "faiss.loader" not in proc.stdout, proc.stdout

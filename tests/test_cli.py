@@ -159,3 +159,36 @@ def test_the_protocol_word_goes_after_the_flags():
 
     assert _to_hydra_args("eval", ["lfw", "-m", "model=a,b"]) == ["-m", "model=a,b", "protocol=lfw"]
     assert _to_hydra_args("eval", ["-m", "protocol=lfw"]) == ["-m", "protocol=lfw"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("train", "alpah=8"), "alpah: no such key at the top level (did you mean alpha?)"),
+    (("train", "optim.lrr=0.1"), "optim.lrr: no such key under optim (did you mean lr?)"),
+    (("train", "loss=l2sofmax"), "loss=l2sofmax: no such loss option (did you mean l2softmax or softmax?)"),
+    (("eval", "lfww"), "protocol=lfww: no such protocol option (did you mean lfw?); the options: bin, blufr"),
+    (("train", "alpha=[8"), "alpha=[8: Hydra cannot parse this override"),
+    (("data", "align", "align.src=nowhere", "align.out=crops"), "align.src="),
+    (("data", "pack", "pack.src=nowhere", "pack.out=faces.pack"), "pack.src="),
+])
+def test_common_slips_are_one_line_naming_what_was_typed(workdir, args, expected):
+    """Hydra's own refusals were 5-7 lines with exit status 1 and advised `+alpah=8`; a missing source folder named
+    data.root, a key these commands do not read."""
+    cwd, env = workdir
+    line = _error_line(run_cli(*args, cwd=cwd, env=env, check=False))
+    assert expected in line and "+alpah=8" not in line, line
+    assert not (cwd / "crops").exists() and not (cwd / "faces.pack").exists()
+
+
+def test_a_sweep_job_folder_passes_whole_as_a_value(tmp_path):
+    """`facetrain eval lfw model=runs/multirun/DATE/0_alpha=8,loss=l2softmax` was refused by Hydra's grammar
+    (`mismatched input '='`): an existing path's value is quoted; sweeps (`model=a,b`) stay as typed."""
+    from helpers import compose_config
+
+    from facetrain.cli import _to_hydra_args
+
+    job = tmp_path / "0_alpha=8,loss=l2softmax"
+    job.mkdir()
+    args = _to_hydra_args("eval", ["lfw", f"model={job}", "-m", "mirror=sum,none", f"features='{job}'"])
+    assert args == [f"model='{job}'", "-m", "mirror=sum,none", f"features='{job}'", "protocol=lfw"]
+    assert compose_config("eval", [args[0]]).model == str(job)
+    assert _to_hydra_args("train", [f"init_from={tmp_path}/missing=1,2"]) == [f"init_from={tmp_path}/missing=1,2"]

@@ -51,7 +51,7 @@ def test_resolve_precision(monkeypatch):
 def test_the_removed_amp_key_is_refused(tmp_path):
     """`amp=` gave way to `precision=`: the key is gone, so Hydra refuses the override before anything runs."""
     proc = run_cli("train", "amp=true", cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "Could not override 'amp'" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "amp: no such key at the top level" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists()
 
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from facetrain.errors import FacetrainError, report_user_errors
 from facetrain.train import train
-from facetrain.train.config_checks import Rule
+from facetrain.train.config_checks import Rule, check_channels
 
 REFUSED = [
     ("optim.lr", "abc", "optim.lr='abc' must be a number >= 0 (the base learning rate)"),
@@ -103,3 +103,20 @@ def test_a_batch_larger_than_the_training_set_is_one_line(train_cfg, tmp_path):
     cfg = train_cfg("batch_size=100000")
     with pytest.raises(FacetrainError, match=r"batch_size=100000 exceeds the \d+ training images; use a smaller"):
         train(cfg)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("data=mnist5k",), "the data gives 1-channel images but the backbone takes 3 (backbone.in_channels=3); use "
+                        "backbone=lenet_pp"),
+    (("backbone=lenet_pp",), "the data gives 3-channel images but the backbone takes 1 (backbone.in_channels=1); "
+                             "use backbone.in_channels=3"),
+])
+def test_data_and_backbone_channels_must_agree(overrides, message, tmp_path):
+    """`facetrain train data=mnist5k` (the default small_cnn takes colour) stopped at the first convolution with
+    a RuntimeError's traceback; the digits' own recipe (lenet_pp, 1 channel) and colour faces still pass."""
+    cfg = compose_config("train", [*tiny_train_overrides(tmp_path / "data", tmp_path / "r"), *overrides])
+    with pytest.raises(FacetrainError, match=f"^{re.escape(message)}"):
+        train(cfg)
+    assert not (tmp_path / "r").exists()
+    check_channels(compose_config("train", ["data=mnist5k", "backbone=lenet_pp"]))
+    check_channels(compose_config("train", []))

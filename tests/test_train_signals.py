@@ -70,6 +70,9 @@ def test_a_stop_signal_saves_the_current_iteration_then_resume_is_exact(signum, 
     stopped_at, _ = _weights(run / "checkpoints" / "last.pt")
     lines = [line for line in err.splitlines() if line.startswith("facetrain: error:")]
     assert len(lines) == 1 and f"at iteration {stopped_at}" in lines[0] and "resume=true" in lines[0]
+    # the command it suggests repeats the run's own overrides: without them the resume would train 800 iterations
+    # of 64 (the defaults) instead of this run's
+    assert "iterations=100000 resume=true hydra.run.dir=" in lines[0] and " loss=l2softmax " in lines[0], lines[0]
     assert "Traceback" not in err
     _finish_and_compare(tmp_path, tiny_data, run, stopped_at, resume="auto")
 

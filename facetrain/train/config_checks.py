@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from facetrain.config import check_alpha
 from facetrain.errors import FacetrainError
 
-__all__ = ["TRAIN_RULES", "Rule", "check_rules", "check_train_config"]
+__all__ = ["TRAIN_RULES", "Rule", "check_channels", "check_rules", "check_train_config"]
 
 _ABSENT = object()
 
@@ -191,6 +191,22 @@ def check_train_config(cfg: DictConfig, rules: dict[str, Rule] = TRAIN_RULES) ->
     """Refuse the first key whose value its Rule does not accept, in one line naming what it takes."""
     check_alpha(cfg.alpha)
     check_rules(cfg, rules)
+    check_channels(cfg)
+
+
+def check_channels(cfg: DictConfig) -> None:
+    """The data's channels against the backbone's first convolution: a mismatch (`data=mnist5k` into the default
+    colour small_cnn) otherwise stops at the first step with a convolution's traceback. Image files always decode
+    to 3 channels; the digit sets say theirs in `data.dataset.channels`."""
+    net = _value(cfg, "backbone.in_channels")
+    data = _value(cfg, "data.dataset.channels")
+    data = 3 if data is _ABSENT else data
+    if net is _ABSENT or net == data:
+        return
+    fix = ("backbone=lenet_pp (the digits' network) or data.dataset.channels=3 (grey repeated)" if data == 1
+           else "backbone.in_channels=3")
+    raise FacetrainError(f"the data gives {data}-channel images but the backbone takes {net} "
+                         f"(backbone.in_channels={net}); use {fix}")
 
 
 def check_rules(cfg: DictConfig, rules: dict[str, Rule]) -> None:

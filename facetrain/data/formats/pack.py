@@ -147,6 +147,9 @@ def _write_pack(tmp: Path, src: Path, tree, fmt: str, size: tuple[int, int], fit
 def pack(cfg: DictConfig) -> dict:
     """The `pack` data action (configs/data.yaml `pack:` section)."""
     p = cfg.pack
+    if not abs_path(p.src).is_dir():
+        raise FacetrainError(f"pack.src={abs_path(p.src)} is not a folder; point pack.src=... at an aligned tree of "
+                             "identity folders (`facetrain data align` writes one)")
     meta = pack_tree(abs_path(p.src), abs_path(p.out), str(p.format), p.size, str(p.fit),
                      int(p.workers), p.shard_mb, bool(p.overwrite), bool(p.progress))
     print(f"packed {meta['images']} images of {len(meta['classes'])} identities into {abs_path(p.out)} "

@@ -206,6 +206,9 @@ def align(cfg: DictConfig) -> dict:
     """The `align` data action (configs/data.yaml `align:` section)."""
     a = cfg.align
     to, out = str(a.get("to", "folders")), abs_path(a.out)
+    if not abs_path(a.src).is_dir():
+        raise FacetrainError(f"align.src={abs_path(a.src)} is not a folder; point align.src=... at the photos, "
+                             "one folder per person (<person>/<photo>.jpg)")
     if to not in OUTPUTS:
         raise FacetrainError(f"align.to={to!r} is not known; use one of {', '.join(OUTPUTS)}")
     if to != "folders" and out.exists():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import threading
 
@@ -45,6 +46,16 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     action, would otherwise fail the main process mid-step)."""
     for signum in stop_signals():
         signal.signal(signum, signal.SIG_IGN)
+
+
+def continue_command(run_dir) -> str:
+    """The command that continues this run: its own overrides and resume=true. Without them (iterations=,
+    batch_size=, loss=...) a resume would go on under the defaults, not as the interrupted run would have."""
+    from hydra.core.hydra_config import HydraConfig
+
+    task = [str(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
+    own = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir", "run_dir")]
+    return " ".join(["facetrain train", *map(shlex.quote, own), "resume=true", shlex.quote(f"hydra.run.dir={run_dir}")])
 
 
 class StopOnSignalHook(Hook):
@@ -92,7 +103,7 @@ class StopOnSignalHook(Hook):
         log.warning("%s: %s", name, where)
         raise TrainingInterrupted(
             f"stopped by {name} at iteration {state.iteration}; {where}; continue with "
-            f"`facetrain train resume=true hydra.run.dir={state.run_dir}` (or resume=auto)", received)
+            f"`{continue_command(state.run_dir)}` (or resume=auto)", received)
 
     def on_end(self, state: TrainState) -> None:
         for signum, handler in self._previous.items():
