@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from facetrain.data.formats.pack import pack_tree
-from facetrain.errors import FacetrainError
 from facetrain.data.formats.rec_convert import folder_to_rec
+from facetrain.errors import FacetrainError
 from facetrain.train.build import build_parts
 from facetrain.train.config_checks import check_train_config
 
