@@ -16,6 +16,7 @@ from facetrain.run.device import pick_device
 from facetrain.train import train
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: 5 s; test_layout checks the same layers statically
 def test_evaluation_and_export_never_import_the_trainer():
     code = ("import sys, facetrain.eval, facetrain.export, facetrain.run, facetrain.commands; "
             "bad = sorted(m for m in sys.modules if m.startswith('facetrain.train') or 'tensorboard' in m); "
