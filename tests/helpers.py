@@ -141,3 +141,22 @@ def fork_gloo_ranks(worker, world: int, out: Path) -> list:
         port = s.getsockname()[1]
     mp.start_processes(worker, args=(port, str(out)), nprocs=world, join=True, start_method="fork")
     return [torch.load(Path(out) / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+@contextlib.contextmanager
+def gloo_rank(rank: int, port: int, world: int, timeout_s: float = 30):
+    """In a forked worker of `fork_gloo_ranks`: one thread (a forked child must not enter its parent's OpenMP
+    pool) and a gloo group for the block. The short timeout makes a rank left alone in a collective fail the
+    test instead of hanging it."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

@@ -10,19 +10,18 @@ from __future__ import annotations
 import functools
 import os
 import time
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import fork_gloo_ranks
+from helpers import fork_gloo_ranks, gloo_rank
 from torch import nn
 
+from facetrain.distributed import process_group
 from facetrain.distributed.process_group import from_main, main_first
 from facetrain.errors import FacetrainError
 from facetrain.sharded.shards import ClassShard
 from facetrain.sharded.state import global_grad_norm
-from facetrain.train.hooks import validation
 from facetrain.train.hooks.validation import ValidationHook
 from facetrain.train.precision import ResumableGradScaler
 
@@ -52,17 +51,11 @@ def _norm_with_a_gradless_block(rank: int) -> float:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)  # a forked child must not enter its parent's OpenMP pool
-    # a short timeout: a rank left alone in a collective fails the test instead of hanging it
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=30))
-    try:
+    with gloo_rank(rank, port, WORLD):
         results = {"from_main": from_main({"rank": rank}), "scale": _scale_after_overflow(rank),
                    "norm": _norm_with_a_gradless_block(rank)}
         dist.barrier()
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +90,8 @@ class _Saves:
 
 def _as_rank_1(monkeypatch, rank_0_sends):
     """This process is rank 1 of 2: it must not score, and takes what rank 0 sends (`rank_0_sends()`)."""
-    monkeypatch.setattr(validation, "is_main_process", lambda: False)
-    monkeypatch.setattr(validation, "from_main", lambda value: rank_0_sends())
+    monkeypatch.setattr(process_group, "is_main_process", lambda: False)
+    monkeypatch.setattr(process_group, "from_main", lambda value, group=None: rank_0_sends())
     monkeypatch.setattr(ValidationHook, "_score", lambda *a: pytest.fail("rank 1 scored on its own"))
 
 
@@ -120,10 +113,7 @@ def test_with_a_sharded_classifier_rank_1_takes_rank_0s_scores_and_saves_with_it
 
 def _prepare_on_rank_0(rank: int, port: int, out_dir: str, group_seconds: float, work_seconds: float) -> None:
     """main_first twice: rank 0 works `work_seconds` (the group gives up after `group_seconds`), then fails."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=timedelta(seconds=group_seconds))
-    try:
+    with gloo_rank(rank, port, WORLD, timeout_s=group_seconds):
         done = main_first(lambda: time.sleep(work_seconds) or "the index")
         try:
             main_first(lambda: (_ for _ in ()).throw(FacetrainError("data.root=/nowhere does not exist")))
@@ -131,8 +121,6 @@ def _prepare_on_rank_0(rank: int, port: int, out_dir: str, group_seconds: float,
         except FacetrainError as err:
             failed = str(err)
         torch.save({"done": done, "failed": failed}, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 def test_rank_0s_data_error_ends_every_rank_with_its_line(tmp_path):

@@ -6,11 +6,10 @@ import functools
 import importlib.util
 import math
 import sys
-from datetime import timedelta
 
 import pytest
 import torch
-from helpers import REPO, fork_gloo_ranks
+from helpers import REPO, fork_gloo_ranks, gloo_rank
 from hydra.utils import instantiate
 from torch import nn
 
@@ -84,12 +83,7 @@ def test_class_means_for_softmax_zero_the_bias_and_refuse_losses_without_class_w
 
 def _class_means_on_a_rank(cfg, rank: int, port: int, out: str) -> None:
     """One of 2 gloo ranks: class_mean_weights over its half of the set, then the sharded classifier filled."""
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)  # a forked child must not enter its parent's OpenMP pool
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
-                            timeout=timedelta(seconds=30))
-    try:
+    with gloo_rank(rank, port, 2):
         dataset = instantiate(cfg.data.dataset)
         state = _state(cfg, dataset.num_classes)
         seen = []
@@ -100,8 +94,6 @@ def _class_means_on_a_rank(cfg, rank: int, port: int, out: str) -> None:
         init_classifier(cfg, state.model, state.loss, dataset, dataset.num_classes, torch.device("cpu"), True)
         torch.save({"means": means, "block": state.loss.weight.detach(), "embedded": embedded},
                    f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_ranks_split_the_class_means_pass_and_fill_their_blocks(train_cfg, tmp_path):

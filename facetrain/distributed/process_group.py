@@ -29,7 +29,7 @@ from facetrain.distributed.rank import is_main_process, world_size
 from facetrain.errors import FacetrainError
 
 __all__ = ["adopt_slurm_environment", "average_across_ranks", "barrier", "distributed_run", "first_host", "from_main",
-           "launch_local", "launched_world_size", "local_rank", "main_first", "max_across_ranks",
+           "launch_local", "launched_world_size", "local_rank", "main_first", "main_outcome", "max_across_ranks",
            "quiet_hydra_overrides", "slurm_environment"]
 
 T = TypeVar("T")
@@ -142,33 +142,39 @@ def barrier() -> None:
 
 def main_first(prepare: Callable[[], T], hours: float = 6.0) -> T | None:
     """Rank 0 calls `prepare` (synthesize a data set, index or verify a folder of millions of images) while the
-    other ranks wait; its result on rank 0, None elsewhere.
+    other ranks wait; its result on rank 0, None elsewhere; its error on every rank (`main_outcome`).
 
     The others wait on a gloo group of their own, for up to `hours`: in the process group they would give up
     after its timeout (30 minutes; NCCL's 10), sooner than rank 0 may take, and the run would die just as its
-    data was ready. And rank 0 tells them whether it succeeded, so an error there (a missing folder) ends every
-    rank at once with rank 0's line, instead of leaving them to wait out those hours (under plain srun nothing
-    else would stop them)."""
+    data was ready. Told of an error there (a missing folder), they end at once with rank 0's line instead of
+    waiting out those hours (under plain srun nothing else would stop them)."""
     if world_size() <= 1:
         return prepare()
     group = dist.new_group(backend="gloo", timeout=timedelta(hours=hours))
     try:
-        result, failure, message = None, None, [None]
-        if is_main_process():
-            try:
-                result = prepare()
-            except BaseException as err:  # noqa: BLE001 - told to the other ranks, then raised here as it was
-                failure = err
-                message = [str(err) if isinstance(err, FacetrainError) else
-                           f"rank 0 stopped while preparing the data ({type(err).__name__}: {err}); see its log"]
-        dist.broadcast_object_list(message, src=0, group=group)
+        return main_outcome(prepare, share=False, group=group)
     finally:
         dist.destroy_process_group(group)
+
+
+def main_outcome(call: Callable[[], T], share: bool = True, group=None) -> T | None:
+    """Rank 0 calls `call`; every rank gets its result (`share=False`: rank 0 only, the others None) or raises
+    its error: a user error's own line, any other named as rank 0's. A rank never waits on a collective that
+    rank 0, failed, will not reach."""
+    result, failure, message = None, None, None
+    if is_main_process():
+        try:
+            result = call()
+        except BaseException as err:  # noqa: BLE001 - told to the other ranks, then raised here as it was
+            failure = err
+            message = (str(err) if isinstance(err, FacetrainError) else
+                       f"rank 0 stopped ({type(err).__name__}: {err}); see its log")
+    shared, message = from_main((result if share else None, message), group)
     if failure is not None:
         raise failure
-    if message[0] is not None:
-        raise FacetrainError(message[0])
-    return result
+    if message is not None:
+        raise FacetrainError(message)
+    return shared if share else result
 
 
 def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
@@ -181,13 +187,13 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(keys, (total / world_size()).tolist(), strict=True))
 
 
-def from_main(value):
+def from_main(value, group=None):
     """Rank 0's `value` (any picklable object; other ranks may pass None), on every rank: a decision that
     must be the same everywhere, taken once. An object collective: gloo on the host under NCCL runs too."""
     if world_size() <= 1:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=group)
     return box[0]
 
 

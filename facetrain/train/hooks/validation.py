@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from facetrain.config import abs_path
-from facetrain.distributed.process_group import from_main
+from facetrain.distributed.process_group import main_outcome
 from facetrain.distributed.rank import is_main_process
 from facetrain.errors import FacetrainError
 from facetrain.eval.calibrate import calibration_record, write_calibration
@@ -167,22 +167,11 @@ class ValidationHook(Hook):
         write_calibration([Path(state.run_dir)], records)
 
     def _main_scores(self, state: TrainState) -> dict[str, float]:
-        """Rank 0's scores on every rank (a user error there raised on every rank). The ranks share weights but
-        not BatchNorm statistics (DDP hands out rank 0's before each forward, then each rank's batch moves its
-        own), so scores of their own could disagree on whether best.pt improved, and with a sharded classifier
-        a save is a collective: the ranks that save would wait forever for those that do not."""
-        scores, error = None, None
-        if is_main_process():
-            try:
-                scores = self._score(state.model.backbone, state.device)
-            except FacetrainError as err:
-                error = err
-        scores, message = from_main((scores, None if error is None else str(error)))
-        if error is not None:
-            raise error
-        if message is not None:
-            raise FacetrainError(message)
-        return scores
+        """Rank 0's scores on every rank (its error raised on every rank). The ranks share weights but not
+        BatchNorm statistics (DDP hands out rank 0's before each forward, then each rank's batch moves its own),
+        so scores of their own could disagree on whether best.pt improved, and with a sharded classifier a save
+        is a collective: the ranks that save would wait forever for those that do not."""
+        return main_outcome(lambda: self._score(state.model.backbone, state.device))
 
     @torch.no_grad()
     def validate(self, state: TrainState) -> dict[str, float]:
